@@ -1,0 +1,59 @@
+// Contracts shared by the server, the CLI, the manifests and the tests.
+// The names here are fixed by the product brief: users and other tools depend on them.
+
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const pkg = require('../package.json') as { version: string };
+
+export const PRODUCT = 'podvpn';
+export const VERSION: string = pkg.version;
+export const SYSTEM_NAMESPACE = 'podvpn-system';
+export const FIELD_MANAGER = 'podvpn';
+
+/** Labels and annotations, all under the `podvpn.io/` prefix. */
+export const LABEL_INJECT = 'podvpn.io/inject';
+export const NAMESPACE_INJECT_VALUE = 'enabled';
+export const LABEL_ROUTED = 'podvpn.io/routed';
+export const ANNOTATION_GATEWAY = 'podvpn.io/gateway';
+export const ANNOTATION_STATUS = 'podvpn.io/status';
+/** The pod-gateway client's settings.sh, projected into the client's /config by a downward API volume. */
+export const ANNOTATION_CLIENT_SETTINGS = 'podvpn.io/client-settings';
+
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const ANNOTATION_MIRROR = 'kubernetes.io/config.mirror';
+export const LABEL_NAMESPACE_NAME = 'kubernetes.io/metadata.name';
+export const LABEL_PSA_ENFORCE = 'pod-security.kubernetes.io/enforce';
+export const LABEL_PSA_WARN = 'pod-security.kubernetes.io/warn';
+
+/** What the webhook injects. */
+export const CLIENT_INIT_NAME = 'podvpn-client-init';
+export const CLIENT_SIDECAR_NAME = 'podvpn-client';
+export const CLIENT_VOLUME_NAME = 'podvpn-client-config';
+/** pod-gateway's scripts source /default_config/settings.sh, then /config/settings.sh. */
+export const CLIENT_CONFIG_MOUNT = '/config';
+export const CLIENT_SETTINGS_FILE = 'settings.sh';
+export const CLIENT_INIT_COMMAND = ['/bin/client_init.sh'];
+export const CLIENT_SIDECAR_COMMAND = ['/bin/client_sidecar.sh'];
+
+/** Other meshes' init containers that rewrite the pod's routing or iptables. */
+export const FOREIGN_MESH_INIT_CONTAINERS = ['istio-init', 'linkerd-init'];
+
+/** Namespaces the webhook never mutates (the API server's own, and ours: a self-deadlock). */
+export const EXCLUDED_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease', SYSTEM_NAMESPACE];
+
+/** HTTP surface. */
+export const MUTATE_PATH = '/mutate';
+export const HEALTHZ_PATH = '/healthz';
+export const READYZ_PATH = '/readyz';
+export const METRICS_PATH = '/metrics';
+export const DEFAULT_LISTEN = '0.0.0.0:8443';
+export const DEFAULT_ADMIN_LISTEN = '0.0.0.0:9090';
+export const WEBHOOK_PORT = 8443;
+export const ADMIN_PORT = 9090;
+/** Istio caps reviews at 6 MiB: twice the API server's 3 MiB object limit. */
+export const MAX_REVIEW_BYTES = 6 * 1024 * 1024;
+
+export const WEBHOOK_SERVICE_NAME = 'podvpn-webhook';
+export const WEBHOOK_CONFIGURATION_NAME = 'podvpn';
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
