@@ -1,5 +1,9 @@
 // The cluster's address ranges: one source for the client's not-routed CIDRs and the kill-switch
-// policy's allowed ranges, so routes and policy can never disagree.
+// policy's allowed ranges, so routes and policy can never disagree. Both are derived here from the
+// same merged set (`allowedCIDRs`).
+
+import { assertNoPublicRanges, mergeCidrStringsStable, parseCidr } from '../cidr/cidr.js';
+import { STANDALONE_CLUSTER_DEFAULTS } from '../config/schema.js';
 
 export interface ClusterRanges {
   podCIDRs: string[];
@@ -12,9 +16,21 @@ export interface ClusterRanges {
   sources: { podCIDRs: string; serviceCIDRs: string; dnsIPs: string };
 }
 
-/** What the client routes around the tunnel: every in-cluster destination. */
+/**
+ * Every in-cluster destination, merged (duplicates and nested ranges removed, touching ranges
+ * joined), in the order the ranges were given. The kill-switch policy allows exactly these.
+ */
+export function allowedCIDRs(ranges: ClusterRanges): string[] {
+  return mergeCidrStringsStable([...ranges.podCIDRs, ...ranges.serviceCIDRs, ...ranges.extraCIDRs]);
+}
+
+/**
+ * What the client routes around the tunnel: every in-cluster destination, IPv4 only. pod-gateway's
+ * client is IPv4-only (it deletes the IPv6 default route and adds these routes `via` the pod's IPv4
+ * gateway, under `set -e`), so an IPv6 range here would fail its init container.
+ */
 export function notRoutedCIDRs(ranges: ClusterRanges): string[] {
-  return [...new Set([...ranges.podCIDRs, ...ranges.serviceCIDRs, ...ranges.extraCIDRs])];
+  return allowedCIDRs(ranges).filter((c) => parseCidr(c).family === 4);
 }
 
 /** The ranges are usable only when both the pod and service ranges and a DNS IP are known. */
@@ -25,4 +41,66 @@ export function missingRanges(ranges: ClusterRanges | undefined): string[] {
   if (ranges.serviceCIDRs.length === 0) missing.push('cluster.serviceCIDRs');
   if (ranges.dnsIPs.length === 0) missing.push('cluster.dnsIPs');
   return missing;
+}
+
+/** One kind of range as found: the values and where they came from. */
+export interface Found {
+  values: string[];
+  source: string;
+}
+
+/**
+ * The ranges in force: each kind from config when the config gives it (config always wins), else from
+ * what discovery found, else empty (then `missingRanges` says what to configure). Pure.
+ */
+export function resolveRanges(
+  cluster: { podCIDRs: string[]; serviceCIDRs: string[]; extraAllowedCIDRs: string[]; dnsIPs: string[] },
+  discovered: { podCIDRs?: Found; serviceCIDRs?: Found; dnsIPs?: Found },
+): ClusterRanges {
+  const pick = (configured: string[], key: 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs'): Found => {
+    if (configured.length > 0) return { values: [...configured], source: `config cluster.${key}` };
+    const found = discovered[key];
+    if (found !== undefined && found.values.length > 0) return found;
+    return { values: [], source: 'not found' };
+  };
+  const pod = pick(cluster.podCIDRs, 'podCIDRs');
+  const svc = pick(cluster.serviceCIDRs, 'serviceCIDRs');
+  const dns = pick(cluster.dnsIPs, 'dnsIPs');
+  return {
+    podCIDRs: pod.values,
+    serviceCIDRs: svc.values,
+    extraCIDRs: [...cluster.extraAllowedCIDRs],
+    dnsIPs: dns.values,
+    sources: { podCIDRs: pod.source, serviceCIDRs: svc.source, dnsIPs: dns.source },
+  };
+}
+
+/** Without a cluster (standalone `serve`, offline `inject`): config, else kubeadm's defaults. */
+export function standaloneRanges(cluster: {
+  podCIDRs: string[];
+  serviceCIDRs: string[];
+  extraAllowedCIDRs: string[];
+  dnsIPs: string[];
+}): ClusterRanges {
+  const fallback = 'built-in standalone default (kubeadm)';
+  return resolveRanges(cluster, {
+    podCIDRs: { values: [...STANDALONE_CLUSTER_DEFAULTS.podCIDRs], source: fallback },
+    serviceCIDRs: { values: [...STANDALONE_CLUSTER_DEFAULTS.serviceCIDRs], source: fallback },
+    dnsIPs: { values: [...STANDALONE_CLUSTER_DEFAULTS.dnsIPs], source: fallback },
+  });
+}
+
+/**
+ * The start-up safety guard over every range the policy would allow: throws a PublicRangeError that
+ * names each offending range and where it came from, unless `allowPublicRanges` forces it.
+ */
+export function assertRangesSafe(ranges: ClusterRanges, opts: { allowPublicRanges: boolean }): void {
+  assertNoPublicRanges(
+    [
+      ...ranges.podCIDRs.map((range) => ({ range, source: ranges.sources.podCIDRs })),
+      ...ranges.serviceCIDRs.map((range) => ({ range, source: ranges.sources.serviceCIDRs })),
+      ...ranges.extraCIDRs.map((range) => ({ range, source: 'config cluster.extraAllowedCIDRs' })),
+    ],
+    opts,
+  );
 }
