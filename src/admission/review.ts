@@ -1,0 +1,148 @@
+// AdmissionReview in, AdmissionReview out. Reads the review, asks the pure decision and injection,
+// ensures the kill switch through an injected port, and shapes the reply the API server expects.
+
+import type { ClusterRanges } from '../cluster/ranges.js';
+import type { Config } from '../config/schema.js';
+import { ADMISSION_API_VERSION } from '../constants.js';
+import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
+import { decide } from '../inject/decision.js';
+import { injectionPatch } from '../inject/patch.js';
+import { clientSettings } from '../inject/settings.js';
+import type { NamespaceFacts, PatchOperation, Pod } from '../inject/types.js';
+
+export interface AdmissionRequest {
+  uid: string;
+  operation: string;
+  resource: { group?: string; version?: string; resource: string };
+  subResource?: string;
+  namespace: string;
+  name: string;
+  dryRun: boolean;
+  object: unknown;
+}
+
+export interface AdmissionReview {
+  apiVersion: string;
+  kind: string;
+  request: AdmissionRequest;
+}
+
+/** Validate the envelope; anything the API server would never send is a 4xx with the reason. */
+export function parseReview(body: unknown): AdmissionReview {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', 'expected a JSON object');
+  }
+  const review = body as Record<string, unknown>;
+  if (review.kind !== 'AdmissionReview') {
+    throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', `kind is ${JSON.stringify(review.kind ?? null)}`);
+  }
+  if (review.apiVersion !== ADMISSION_API_VERSION) {
+    throw new HttpError('PODVPN_ERR_UNSUPPORTED_VERSION', `got ${JSON.stringify(review.apiVersion ?? null)}`);
+  }
+  const req = review.request;
+  if (req === null || typeof req !== 'object' || Array.isArray(req)) throw new HttpError('PODVPN_ERR_NO_REQUEST');
+  const r = req as Record<string, unknown>;
+  if (typeof r.uid !== 'string' || r.uid === '') throw new HttpError('PODVPN_ERR_NO_UID');
+  const resource = r.resource as Record<string, unknown> | undefined;
+  const object = r.object as { metadata?: { name?: unknown; generateName?: unknown; namespace?: unknown } } | undefined;
+  const meta = object !== null && typeof object === 'object' ? object.metadata : undefined;
+  return {
+    apiVersion: review.apiVersion,
+    kind: review.kind,
+    request: {
+      uid: r.uid,
+      operation: typeof r.operation === 'string' ? r.operation : '',
+      resource: { resource: typeof resource?.resource === 'string' ? resource.resource : '' },
+      subResource: typeof r.subResource === 'string' ? r.subResource : undefined,
+      namespace: str(r.namespace) ?? str(meta?.namespace) ?? '',
+      name: str(r.name) ?? str(meta?.name) ?? str(meta?.generateName) ?? '',
+      dryRun: r.dryRun === true,
+      object: r.object,
+    },
+  };
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** What admission needs from the edges: the namespace cache, the ranges and the kill switch. */
+export interface AdmissionPorts {
+  config: Config;
+  namespaceFacts(namespace: string): NamespaceFacts | undefined;
+  ranges(): ClusterRanges | undefined;
+  /** Make sure the kill-switch policy exists before the pod is admitted. */
+  ensureKillSwitch(
+    namespace: string,
+    gateway: string,
+    opts: { dryRun: boolean },
+  ): Promise<{ ok: true; warning?: string } | { ok: false; message: string }>;
+}
+
+export type Outcome =
+  | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[] }
+  | { outcome: 'skipped'; reason: SkipReason; warnings: string[] }
+  | { outcome: 'denied'; reason: DenyReason; message: string; warnings: string[] };
+
+export async function admit(request: AdmissionRequest, ports: AdmissionPorts): Promise<Outcome> {
+  const decision = decide({
+    operation: request.operation,
+    resource: request.resource.resource,
+    subResource: request.subResource,
+    namespace: request.namespace,
+    pod: request.object as Pod,
+    namespaceFacts: ports.namespaceFacts(request.namespace),
+    ranges: ports.ranges(),
+    config: ports.config,
+  });
+  if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
+  if (decision.action === 'deny') {
+    return { outcome: 'denied', reason: decision.reason, message: decision.message, warnings: [] };
+  }
+  const ranges = ports.ranges()!; // decide() denies when they are missing
+  const injection = injectionPatch({
+    pod: request.object as Pod,
+    namespace: request.namespace,
+    gateway: decision.gateway,
+    settings: clientSettings(decision.gateway, ranges),
+    config: ports.config,
+  });
+  const warnings = [...decision.warnings, ...injection.warnings];
+  const ensured = await ports.ensureKillSwitch(request.namespace, decision.gateway.name, { dryRun: request.dryRun });
+  if (!ensured.ok) {
+    return {
+      outcome: 'denied',
+      reason: 'killswitch-failed',
+      message: `podvpn could not put the kill-switch NetworkPolicy in place, so the pod is not admitted: ${ensured.message}`,
+      warnings,
+    };
+  }
+  if (ensured.warning !== undefined) warnings.push(ensured.warning);
+  return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings };
+}
+
+/** Warnings reach users as HTTP Warning headers: keep each short and unprefixed. */
+const MAX_WARNING = 120;
+
+export function buildResponse(review: Pick<AdmissionReview, 'apiVersion' | 'kind'>, uid: string, outcome: Outcome): object {
+  const response: Record<string, unknown> = { uid, allowed: outcome.outcome !== 'denied' };
+  if (outcome.outcome === 'injected') {
+    response.patchType = 'JSONPatch';
+    response.patch = Buffer.from(JSON.stringify(outcome.patch)).toString('base64');
+  }
+  if (outcome.outcome === 'denied') {
+    response.status = { code: 403, reason: 'Forbidden', message: outcome.message };
+  }
+  if (outcome.warnings.length > 0) {
+    response.warnings = outcome.warnings.map((w) => (w.length > MAX_WARNING ? `${w.slice(0, MAX_WARNING - 3)}...` : w));
+  }
+  return { apiVersion: review.apiVersion, kind: review.kind, response };
+}
+
+export function errorResponse(review: Pick<AdmissionReview, 'apiVersion' | 'kind'>, uid: string, message: string): object {
+  return {
+    apiVersion: review.apiVersion,
+    kind: review.kind,
+    response: { uid, allowed: false, status: { code: 500, reason: 'InternalError', message } },
+  };
+}

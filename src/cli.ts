@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+// The podvpn command: serve the webhook, inject manifests offline, write certificates.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseAllDocuments, stringify } from 'yaml';
+import { loadConfig } from './config/load.js';
+import { ConfigError } from './config/schema.js';
+import { VERSION } from './constants.js';
+import { injectDocuments, OfflineInjectionError } from './inject/offline.js';
+import { DEFAULT_SERVE_OPTIONS, serve, standaloneRanges } from './serve.js';
+import { ensureLocalCerts, webhookDnsNames } from './tls/certs.js';
+
+const USAGE = `podvpn ${VERSION}: route chosen pods through a VPN gateway, behind a kill switch
+
+Usage:
+  podvpn serve [--listen HOST:PORT] [--admin-listen HOST:PORT] [--config FILE]
+               [--tls-cert FILE --tls-key FILE] [--certs-dir DIR] [--no-kube] [--kubeconfig FILE]
+               [--log-level LEVEL] [--shutdown-delay SECONDS] [--tls-reload-interval SECONDS]
+  podvpn inject -f FILE|- [--config FILE] [--namespace NS]
+  podvpn certs [--out DIR] [--dns-name NAME]... [--force]
+  podvpn version
+
+serve    HTTPS admission webhook on --listen (default ${DEFAULT_SERVE_OPTIONS.listen}), health and
+         metrics on --admin-listen (default ${DEFAULT_SERVE_OPTIONS.adminListen}). Without --tls-cert and
+         --tls-key it generates a CA and serving certificate under --certs-dir (default certs/).
+inject   Inject Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
+         Jobs and CronJobs in multi-document YAML; other documents pass through unchanged.
+certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
+         ${webhookDnsNames().join(', ')}).
+`;
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await runServe(rest);
+      case 'inject':
+        return runInject(rest);
+      case 'certs':
+        return runCerts(rest);
+      case 'version':
+      case '--version':
+        process.stdout.write(`${VERSION}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`podvpn: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof ConfigError || err instanceof OfflineInjectionError) {
+      process.stderr.write(`podvpn: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`podvpn: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      listen: { type: 'string' },
+      'admin-listen': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'certs-dir': { type: 'string' },
+      config: { type: 'string' },
+      'no-kube': { type: 'boolean' },
+      kubeconfig: { type: 'string' },
+      'log-level': { type: 'string' },
+      'shutdown-delay': { type: 'string' },
+      'tls-reload-interval': { type: 'string' },
+    },
+  });
+  const d = DEFAULT_SERVE_OPTIONS;
+  const server = await serve({
+    listen: values.listen ?? d.listen,
+    adminListen: values['admin-listen'] ?? d.adminListen,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    certsDir: values['certs-dir'] ?? d.certsDir,
+    config: values.config,
+    noKube: values['no-kube'] ?? d.noKube,
+    kubeconfig: values.kubeconfig,
+    logLevel: values['log-level'] ?? d.logLevel,
+    shutdownDelay: seconds(values['shutdown-delay'], '--shutdown-delay') ?? d.shutdownDelay,
+    tlsReloadIntervalMs: (seconds(values['tls-reload-interval'], '--tls-reload-interval') ?? d.tlsReloadIntervalMs / 1000) * 1000,
+  });
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => {
+      void server.shutdown().then(resolveStop);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  return 0;
+}
+
+function seconds(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number of seconds, got "${value}"`);
+  return n;
+}
+
+function runInject(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      filename: { type: 'string', short: 'f' },
+      config: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
+    },
+  });
+  if (values.filename === undefined) throw new UsageError('inject needs -f FILE (or -f - for standard input)');
+  const text = readFileSync(values.filename === '-' ? 0 : values.filename, 'utf8');
+  const parsed = parseAllDocuments(text);
+  const docs = (Array.isArray(parsed) ? parsed : [parsed]).map((doc, i) => {
+    if (doc.errors.length > 0) throw new UsageError(`document ${i + 1} is not valid YAML: ${doc.errors[0]!.message}`);
+    return doc.toJS() as unknown;
+  });
+  const config = loadConfig(values.config);
+  const ranges = standaloneRanges(config);
+  for (const [kind, source] of Object.entries(ranges.sources)) {
+    if (source !== 'config') process.stderr.write(`podvpn: cluster.${kind} not in config; using ${source}\n`);
+  }
+  const result = injectDocuments(docs, { config, ranges, defaultNamespace: values.namespace ?? 'default' });
+  for (const note of result.notes) process.stderr.write(`podvpn: ${note}\n`);
+  const out = result.documents.filter((d) => d !== null && d !== undefined).map((d) => stringify(d, { lineWidth: 0 }));
+  process.stdout.write(out.join('---\n'));
+  return 0;
+}
+
+function runCerts(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      out: { type: 'string' },
+      'dns-name': { type: 'string', multiple: true },
+      force: { type: 'boolean' },
+    },
+  });
+  const dir = values.out ?? 'certs';
+  const names = values['dns-name'] ?? webhookDnsNames();
+  const paths = ensureLocalCerts(dir, names, { force: values.force ?? false });
+  process.stdout.write(
+    `${paths.created ? 'wrote' : 'kept existing'} CA ${paths.caCert} (key ${paths.caKey}) and serving certificate ` +
+      `${paths.cert} (key ${paths.key}) for ${names.join(', ')}\n`,
+  );
+  return 0;
+}
+
+// Run only as a program, not when imported by tests.
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`podvpn: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,153 @@
+// The injection (pure): a pod in, an RFC 6902 patch out. The patch is valid against the object as
+// the API server sent it: missing or null lists and maps, no name, no namespace in the object.
+
+import type { V1Container, V1PodDNSConfig, V1Volume } from '@kubernetes/client-node';
+import type { Config, Gateway } from '../config/schema.js';
+import {
+  ANNOTATION_CLIENT_SETTINGS,
+  ANNOTATION_STATUS,
+  CLIENT_CONFIG_MOUNT,
+  CLIENT_INIT_COMMAND,
+  CLIENT_INIT_NAME,
+  CLIENT_SETTINGS_FILE,
+  CLIENT_SIDECAR_COMMAND,
+  CLIENT_SIDECAR_NAME,
+  CLIENT_VOLUME_NAME,
+  LABEL_ROUTED,
+  VERSION,
+} from '../constants.js';
+import { type ClientSettings, renderSettingsScript } from './settings.js';
+import type { InjectionStatus, PatchOperation, Pod } from './types.js';
+
+export interface InjectionInput {
+  pod: Pod;
+  /** The namespace the pod is created in (request.namespace). */
+  namespace: string;
+  gateway: Gateway;
+  settings: ClientSettings;
+  config: Config;
+}
+
+export interface Injection {
+  patch: PatchOperation[];
+  warnings: string[];
+}
+
+export function injectionPatch(input: InjectionInput): Injection {
+  const { pod, gateway, config } = input;
+  const spec = pod.spec ?? {};
+  const native = config.sidecarMode === 'native';
+  const init = clientContainer(CLIENT_INIT_NAME, CLIENT_INIT_COMMAND, config);
+  const sidecar = clientContainer(CLIENT_SIDECAR_NAME, CLIENT_SIDECAR_COMMAND, config);
+  if (native) sidecar.restartPolicy = 'Always';
+
+  const status: InjectionStatus = {
+    version: VERSION,
+    gateway: gateway.name,
+    initContainers: native ? [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME] : [CLIENT_INIT_NAME],
+    containers: native ? [] : [CLIENT_SIDECAR_NAME],
+    volumes: [CLIENT_VOLUME_NAME],
+  };
+  const dns = dnsConfig(input);
+
+  const patch: PatchOperation[] = [];
+  if (pod.metadata === undefined || pod.metadata === null) patch.push({ op: 'add', path: '/metadata', value: {} });
+  patch.push(...mapEntries('/metadata/labels', pod.metadata?.labels, { [LABEL_ROUTED]: gateway.name }));
+  patch.push(
+    ...mapEntries('/metadata/annotations', pod.metadata?.annotations, {
+      [ANNOTATION_STATUS]: JSON.stringify(status),
+      [ANNOTATION_CLIENT_SETTINGS]: renderSettingsScript(input.settings),
+    }),
+  );
+  if (pod.spec === undefined || pod.spec === null) patch.push({ op: 'add', path: '/spec', value: {} });
+
+  // The client init goes first: the app's own init containers must not run before routing exists.
+  const leading = native ? [init, sidecar] : [init];
+  if (Array.isArray(spec.initContainers)) {
+    leading.forEach((c, i) => patch.push({ op: 'add', path: `/spec/initContainers/${i}`, value: c }));
+  } else {
+    patch.push({ op: 'add', path: '/spec/initContainers', value: leading });
+  }
+  if (!native) patch.push(...listAppend('/spec/containers', spec.containers, sidecar));
+  patch.push(...listAppend('/spec/volumes', spec.volumes, clientVolume()));
+
+  patch.push({ op: 'add', path: '/spec/dnsPolicy', value: 'None' });
+  patch.push({ op: 'add', path: '/spec/dnsConfig', value: dns.config });
+  return { patch, warnings: dns.warnings };
+}
+
+function clientContainer(name: string, command: string[], config: Config): V1Container {
+  return {
+    name,
+    image: config.images.client,
+    imagePullPolicy: config.images.pullPolicy,
+    command: [...command],
+    resources: { requests: { ...config.resources.requests }, limits: { ...config.resources.limits } },
+    securityContext: {
+      // ip, bridge and the VXLAN link need NET_ADMIN; udhcpc's packet socket and ping need NET_RAW.
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      // Capabilities only reach root in Kubernetes (no ambient capabilities): root, explicitly, even
+      // when the pod asks for runAsNonRoot.
+      runAsUser: 0,
+      runAsNonRoot: false,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [{ name: CLIENT_VOLUME_NAME, mountPath: CLIENT_CONFIG_MOUNT, readOnly: true }],
+  };
+}
+
+function clientVolume(): V1Volume {
+  return {
+    name: CLIENT_VOLUME_NAME,
+    downwardAPI: {
+      defaultMode: 0o444,
+      items: [
+        {
+          path: CLIENT_SETTINGS_FILE,
+          fieldRef: { fieldPath: `metadata.annotations['${ANNOTATION_CLIENT_SETTINGS}']` },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * DNS goes to the gateway's dnsmasq through the tunnel. The pod keeps its namespace's search path
+ * for in-cluster names (dnsmasq forwards the cluster domain to cluster DNS) and the user's own
+ * searches and options. The user's own nameservers are dropped: they would be asked outside the VPN.
+ */
+function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: string[] } {
+  const domain = input.config.cluster.domain;
+  const user = input.pod.spec?.dnsConfig ?? {};
+  const searches = [`${input.namespace}.svc.${domain}`, `svc.${domain}`, domain];
+  for (const s of Array.isArray(user.searches) ? user.searches : []) {
+    if (typeof s === 'string' && s !== '' && !searches.includes(s)) searches.push(s);
+  }
+  const options = Array.isArray(user.options) ? user.options.filter((o) => o !== null && typeof o === 'object') : [];
+  if (!options.some((o) => o.name === 'ndots')) options.unshift({ name: 'ndots', value: '5' });
+  const warnings: string[] = [];
+  const dropped = (Array.isArray(user.nameservers) ? user.nameservers : []).filter((n) => n !== input.gateway.dns);
+  if (dropped.length > 0) {
+    warnings.push(`podvpn: dnsConfig nameservers ${dropped.join(', ')} replaced by the VPN gateway's DNS`.slice(0, 120));
+  }
+  return { config: { nameservers: [input.gateway.dns], searches, options }, warnings };
+}
+
+/** Add keys to a map that may be missing or null (then the whole map is added). */
+function mapEntries(path: string, current: unknown, entries: Record<string, string>): PatchOperation[] {
+  if (current === undefined || current === null || typeof current !== 'object') {
+    return [{ op: 'add', path, value: { ...entries } }];
+  }
+  return Object.entries(entries).map(([key, value]) => ({ op: 'add', path: `${path}/${escapePointer(key)}`, value }));
+}
+
+function listAppend(path: string, current: unknown, value: unknown): PatchOperation[] {
+  return Array.isArray(current) ? [{ op: 'add', path: `${path}/-`, value }] : [{ op: 'add', path, value: [value] }];
+}
+
+/** RFC 6901: "~" is "~0" and "/" is "~1" in a JSON pointer. */
+export function escapePointer(token: string): string {
+  return token.replaceAll('~', '~0').replaceAll('/', '~1');
+}
