@@ -1,0 +1,17 @@
+# pod-gateway server settings for the gateway "default" (sourced by gateway_init.sh and
+# gateway_sidecar.sh after the image's /default_config/settings.sh). Must agree with podvpn's config
+# (manifests/base/podvpn.yaml, gateways.default); test/manifests checks it. Why each value:
+# manifests/README.md, "The gateway".
+VXLAN_ID="42"
+VXLAN_PORT="4789"
+VXLAN_IP_NETWORK="172.16.0"
+VXLAN_GATEWAY_FIRST_DYNAMIC_IP="20"
+VPN_INTERFACE="wg0"
+VPN_INTERFACE_MTU="1370"
+VPN_BLOCK_OTHER_TRAFFIC="true"
+VPN_TRAFFIC_PORT="51820"
+VPN_LOCAL_CIDRS="10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10"
+DNS_LOCAL_CIDRS="cluster.local"
+DNS_LOCAL_SERVER=""
+SNAT_IP=""
+IPTABLES_NFT="no"
