@@ -40,6 +40,9 @@ export function buildWebhookApp(opts: WebhookOptions) {
     keepAliveTimeout: 65_000,
   });
 
+  // JSON only: fastify also parses text/plain by default, which no API server sends.
+  app.removeContentTypeParser('text/plain');
+
   app.setErrorHandler((err: FastifyError | HttpError, _request, reply) => {
     const code: HttpErrorCode =
       err instanceof HttpError ? err.code : (FASTIFY_TO_CODE[err.code] ?? (err.statusCode === 413 ? 'PODVPN_ERR_BODY_TOO_LARGE' : 'PODVPN_ERR_INTERNAL'));

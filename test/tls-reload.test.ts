@@ -1,0 +1,100 @@
+// Certificate reload: replace the files under a running server the way the kubelet swaps a mounted
+// Secret (a new timestamped directory, then an atomic rename of the ..data symlink). New connections
+// see the new certificate; no request fails during the swap.
+
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/certs.js';
+import { post, startServer, tempDir } from './helpers.js';
+
+const SAMPLE = readFileSync(join(import.meta.dirname, '..', 'examples', 'review.json'), 'utf8');
+
+function writeSecretVersion(dir: string, version: string, pair: KeyPairPem): void {
+  const versionDir = join(dir, `..${version}`);
+  mkdirSync(versionDir);
+  writeFileSync(join(versionDir, 'tls.crt'), pair.certPem);
+  writeFileSync(join(versionDir, 'tls.key'), pair.keyPem);
+  const tmpLink = join(dir, '..data_tmp');
+  symlinkSync(`..${version}`, tmpLink);
+  renameSync(tmpLink, join(dir, '..data'));
+}
+
+function servedCertificate(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+}
+
+function fingerprintOf(certPem: string): string {
+  return new X509Certificate(certPem).fingerprint256;
+}
+
+describe('serving certificate reload', () => {
+  const dir = tempDir('podvpn-secret-');
+  const ca = generateCA();
+  const first = generateServingCert(ca, ['localhost']);
+  const second = generateServingCert(ca, ['localhost']);
+  let server: Awaited<ReturnType<typeof startServer>>;
+
+  beforeAll(async () => {
+    writeSecretVersion(dir, '2026_11_22_first', first);
+    symlinkSync('..data/tls.crt', join(dir, 'tls.crt'));
+    symlinkSync('..data/tls.key', join(dir, 'tls.key'));
+    server = await startServer({ tlsCert: join(dir, 'tls.crt'), tlsKey: join(dir, 'tls.key'), tlsReloadIntervalMs: 100 });
+  });
+  afterAll(async () => {
+    await server?.shutdown();
+  });
+
+  it('serves the new certificate to new connections, and no request fails', async () => {
+    expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(first.certPem));
+
+    // A keep-alive connection opened before the swap keeps working after it.
+    let stop = false;
+    const results: number[] = [];
+    const errors: unknown[] = [];
+    const load = (async () => {
+      while (!stop) {
+        try {
+          results.push((await post(server.webhookPort, ca.certPem, SAMPLE, { agent: false })).status);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    writeSecretVersion(dir, '2026_11_22_second', second);
+
+    const deadline = Date.now() + 5000;
+    let served = '';
+    while (Date.now() < deadline) {
+      served = await servedCertificate(server.webhookPort, ca.certPem);
+      if (served === fingerprintOf(second.certPem)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    stop = true;
+    await load;
+
+    expect(served).toBe(fingerprintOf(second.certPem));
+    expect(errors).toEqual([]);
+    expect(results.length).toBeGreaterThan(5);
+    expect(results.every((s) => s === 200)).toBe(true);
+  });
+
+  it('keeps serving the previous certificate when the new files are unusable', async () => {
+    const other = generateCA();
+    // A key that does not match the certificate: the reload must refuse it.
+    writeSecretVersion(dir, '2026_11_22_broken', { certPem: generateServingCert(ca, ['localhost']).certPem, keyPem: other.keyPem });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(second.certPem));
+    expect((await post(server.webhookPort, ca.certPem, SAMPLE)).status).toBe(200);
+  });
+});
