@@ -1,0 +1,288 @@
+// Cluster range discovery: the edge that asks the API server for the pod and service ranges and the
+// cluster DNS IP. Config always wins; a kind of range the config gives is never looked up.
+//
+//   pod CIDRs      nodes' spec.podCIDRs (merged), else kubeadm-config's podSubnet
+//   service CIDRs  the ServiceCIDR API (networking.k8s.io/v1, else v1beta1), else the error of a
+//                  dryRun=All Service create with an out-of-range clusterIP, else kubeadm-config's
+//                  serviceSubnet
+//   DNS IPs        Service kube-system/kube-dns
+//
+// IPv6 ranges are found but not used unless configured: the policy carries no IPv6 by default.
+// Each result says where it came from; what failed is kept as notes for the log and the deny message.
+// Calls made here are listed in src/kube/permissions.ts (the RBAC must grant them).
+
+import { ApiException, CoreV1Api, type KubeConfig, NetworkingV1Api, NetworkingV1beta1Api } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import { CidrError, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
+import type { Config } from '../config/schema.js';
+import { SYSTEM_NAMESPACE } from '../constants.js';
+import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';
+
+export interface Discovered {
+  podCIDRs?: Found;
+  serviceCIDRs?: Found;
+  dnsIPs?: Found;
+  /** What was tried and did not answer, one line each. */
+  notes: string[];
+}
+
+/** An address no service range contains: the dry-run probe asks for it and reads the refusal. */
+export const PROBE_CLUSTER_IP = '1.1.1.1';
+export const PROBE_SERVICE_NAME = 'podvpn-service-range-probe';
+
+type Kind = 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs';
+
+/** Ask the cluster for the kinds of range listed in `want` (default: all three). */
+export async function discover(kc: KubeConfig, want: readonly Kind[] = ['podCIDRs', 'serviceCIDRs', 'dnsIPs']): Promise<Discovered> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const notes: string[] = [];
+  const out: Discovered = { notes };
+  let kubeadm: { podSubnet?: string[]; serviceSubnet?: string[] } | undefined | null = null;
+  const kubeadmConfig = async () => {
+    if (kubeadm === null) kubeadm = await readKubeadm(core, notes);
+    return kubeadm;
+  };
+
+  if (want.includes('podCIDRs')) {
+    out.podCIDRs = (await fromNodes(core, notes)) ?? fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes);
+  }
+  if (want.includes('serviceCIDRs')) {
+    out.serviceCIDRs =
+      (await fromServiceCIDRApi(kc, notes)) ??
+      (await fromDryRunProbe(core, notes)) ??
+      fromKubeadm((await kubeadmConfig())?.serviceSubnet, 'serviceSubnet', notes);
+  }
+  if (want.includes('dnsIPs')) out.dnsIPs = await fromKubeDns(core, notes);
+  return out;
+}
+
+async function fromNodes(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+  try {
+    const nodes = await core.listNode();
+    const cidrs = nodes.items.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
+    const usable = ipv4Only(cidrs, "nodes' spec.podCIDRs", notes);
+    if (usable.length === 0) {
+      notes.push(`nodes' spec.podCIDRs: none of ${nodes.items.length} node(s) has an IPv4 pod range (the CNI allocates its own)`);
+      return undefined;
+    }
+    return { values: mergeCidrStrings(usable), source: `nodes' spec.podCIDRs (${nodes.items.length} node(s))` };
+  } catch (err) {
+    notes.push(`nodes' spec.podCIDRs: ${describeError(err)}`);
+    return undefined;
+  }
+}
+
+async function fromServiceCIDRApi(kc: KubeConfig, notes: string[]): Promise<Found | undefined> {
+  const attempts: Array<[string, () => Promise<{ items: Array<{ spec?: { cidrs?: string[] } }> }>]> = [
+    ['networking.k8s.io/v1', () => kc.makeApiClient(NetworkingV1Api).listServiceCIDR()],
+    ['networking.k8s.io/v1beta1', () => kc.makeApiClient(NetworkingV1beta1Api).listServiceCIDR()],
+  ];
+  for (const [version, list] of attempts) {
+    try {
+      const res = await list();
+      const cidrs = ipv4Only(res.items.flatMap((i) => i.spec?.cidrs ?? []), `ServiceCIDR ${version}`, notes);
+      if (cidrs.length === 0) {
+        notes.push(`ServiceCIDR ${version}: no IPv4 ranges listed`);
+        return undefined;
+      }
+      return { values: mergeCidrStrings(cidrs), source: `ServiceCIDR API (${version})` };
+    } catch (err) {
+      notes.push(`ServiceCIDR ${version}: ${describeError(err)}`);
+      // 404: this version is not served; try the next. Anything else: the API exists but refused.
+      if (!(err instanceof ApiException && err.code === 404)) return undefined;
+    }
+  }
+  return undefined;
+}
+
+async function fromDryRunProbe(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+  try {
+    await core.createNamespacedService({
+      namespace: SYSTEM_NAMESPACE,
+      dryRun: 'All',
+      body: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: PROBE_SERVICE_NAME },
+        spec: { clusterIP: PROBE_CLUSTER_IP, ports: [{ port: 443, protocol: 'TCP' }] },
+      },
+    });
+    notes.push(`dry-run Service probe: the API server accepted clusterIP ${PROBE_CLUSTER_IP}, so its error names no range`);
+    return undefined;
+  } catch (err) {
+    const message = apiMessage(err);
+    const ranges = message === undefined ? [] : parseValidRange(message);
+    if (ranges.length === 0) {
+      notes.push(`dry-run Service probe: ${describeError(err)}`);
+      return undefined;
+    }
+    return { values: mergeCidrStrings(ranges), source: 'dry-run Service probe (the API server named its service range)' };
+  }
+}
+
+/** The ranges in the API server's "not in the valid range" error, IPv4 only. */
+export function parseValidRange(message: string): string[] {
+  const m = /The range of valid IPs is (.+)$/m.exec(message);
+  if (m === null) return [];
+  return (m[1]!.match(/[0-9a-fA-F:.]+\/\d{1,3}/g) ?? []).filter((c) => {
+    try {
+      return parseCidr(c).family === 4;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function readKubeadm(core: CoreV1Api, notes: string[]): Promise<{ podSubnet?: string[]; serviceSubnet?: string[] } | undefined> {
+  try {
+    const cm = await core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'kubeadm-config' });
+    const text = cm.data?.ClusterConfiguration;
+    if (text === undefined) {
+      notes.push('kubeadm-config: no ClusterConfiguration key');
+      return undefined;
+    }
+    const parsed = parseYaml(text) as { networking?: { podSubnet?: string; serviceSubnet?: string } } | null;
+    const split = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v.split(',').map((s) => s.trim()));
+    return { podSubnet: split(parsed?.networking?.podSubnet), serviceSubnet: split(parsed?.networking?.serviceSubnet) };
+  } catch (err) {
+    notes.push(`kubeadm-config: ${describeError(err)}`);
+    return undefined;
+  }
+}
+
+function fromKubeadm(values: string[] | undefined, field: string, notes: string[]): Found | undefined {
+  if (values === undefined) {
+    notes.push(`kubeadm-config: no networking.${field}`);
+    return undefined;
+  }
+  const usable = ipv4Only(values, `kubeadm-config networking.${field}`, notes);
+  if (usable.length === 0) return undefined;
+  return { values: mergeCidrStrings(usable), source: `kubeadm-config ConfigMap (networking.${field})` };
+}
+
+async function fromKubeDns(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+  try {
+    const svc = await core.readNamespacedService({ namespace: 'kube-system', name: 'kube-dns' });
+    const ips = (svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => {
+      try {
+        return parseAddress(ip).family === 4;
+      } catch {
+        return false;
+      }
+    });
+    if (ips.length === 0) {
+      notes.push('Service kube-system/kube-dns: no IPv4 clusterIP');
+      return undefined;
+    }
+    return { values: ips, source: 'Service kube-system/kube-dns' };
+  } catch (err) {
+    notes.push(`Service kube-system/kube-dns: ${describeError(err)}`);
+    return undefined;
+  }
+}
+
+/** Keep valid IPv4 ranges; note IPv6 (used only when configured) and garbage. */
+function ipv4Only(cidrs: string[], source: string, notes: string[]): string[] {
+  const out: string[] = [];
+  for (const c of cidrs) {
+    try {
+      if (parseCidr(c).family === 4) out.push(c);
+      else notes.push(`${source}: IPv6 range ${c} ignored (IPv6 is allowed only when configured)`);
+    } catch (err) {
+      notes.push(`${source}: ${(err as CidrError).message}`);
+    }
+  }
+  return out;
+}
+
+function apiMessage(err: unknown): string | undefined {
+  if (!(err instanceof ApiException)) return undefined;
+  const body = err.body as unknown;
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
+  return (body as { message?: string } | undefined)?.message;
+}
+
+/** One line for any error from the API: `403 Forbidden: ...`, or the connection failure. */
+export function describeError(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = err.body as unknown;
+    let parsed: { reason?: string; message?: string } | undefined;
+    if (typeof body === 'string') {
+      try {
+        parsed = JSON.parse(body) as { reason?: string; message?: string };
+      } catch {
+        parsed = { message: body };
+      }
+    } else parsed = body as { reason?: string; message?: string } | undefined;
+    return `HTTP ${err.code}${parsed?.reason ? ` ${parsed.reason}` : ''}${parsed?.message ? `: ${parsed.message}` : ''}`;
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    return `Kubernetes API unreachable or failed: ${code !== undefined ? `${code} ` : ''}${err.message}`;
+  }
+  return String(err);
+}
+
+export interface RangesOutcome {
+  /** Undefined when the ranges cannot be used: `problem` says why and what to do. */
+  ranges: ClusterRanges | undefined;
+  problem?: string;
+  notes: string[];
+}
+
+/**
+ * Config over discovery, then the checks: every range parses, nothing public unless forced, nothing
+ * missing. Never throws: a problem makes routed pods be denied with `problem` as the reason.
+ */
+export async function resolveClusterRanges(kc: KubeConfig, config: Config, log: Logger): Promise<RangesOutcome> {
+  const c = config.cluster;
+  const want: Kind[] = [];
+  if (c.podCIDRs.length === 0) want.push('podCIDRs');
+  if (c.serviceCIDRs.length === 0) want.push('serviceCIDRs');
+  if (c.dnsIPs.length === 0) want.push('dnsIPs');
+  const found = want.length === 0 ? { notes: [] } : await discover(kc, want);
+  return checkRanges(resolveRanges(c, found), config, found.notes, log);
+}
+
+/** The pure part of resolveClusterRanges: decide whether these ranges may be used. */
+export function checkRanges(ranges: ClusterRanges, config: Config, notes: string[], log?: Logger): RangesOutcome {
+  for (const note of notes) log?.info({ note }, 'cluster range discovery: a source did not answer');
+  const missing = missingRanges(ranges);
+  if (missing.length > 0) {
+    const problem =
+      `podvpn does not know the cluster's ${missing.join(', ')}, so it cannot build a kill switch and ` +
+      `will not admit routed pods. Set them in the podvpn config, e.g.\n` +
+      `  cluster:\n    podCIDRs: [10.244.0.0/16]     # kubectl get nodes -o jsonpath='{.items[*].spec.podCIDRs}'\n` +
+      `    serviceCIDRs: [10.96.0.0/12]  # kubectl get servicecidrs, or the kube-apiserver --service-cluster-ip-range\n` +
+      `    dnsIPs: [10.96.0.10]          # kubectl -n kube-system get service kube-dns\n` +
+      (notes.length > 0 ? `Discovery tried: ${notes.join('; ')}` : '');
+    log?.error({ missing, notes }, problem);
+    return { ranges: undefined, problem, notes };
+  }
+  try {
+    for (const cidr of [...ranges.podCIDRs, ...ranges.serviceCIDRs, ...ranges.extraCIDRs]) parseCidr(cidr);
+    assertRangesSafe(ranges, { allowPublicRanges: config.cluster.allowPublicRanges });
+  } catch (err) {
+    const problem = (err as Error).message;
+    log?.error({ sources: ranges.sources }, problem);
+    return { ranges: undefined, problem, notes };
+  }
+  log?.info(
+    {
+      podCIDRs: ranges.podCIDRs,
+      serviceCIDRs: ranges.serviceCIDRs,
+      extraCIDRs: ranges.extraCIDRs,
+      dnsIPs: ranges.dnsIPs,
+      sources: ranges.sources,
+    },
+    `cluster ranges: pods ${ranges.podCIDRs.join(' ')} from ${ranges.sources.podCIDRs}; services ${ranges.serviceCIDRs.join(' ')} from ${ranges.sources.serviceCIDRs}; DNS ${ranges.dnsIPs.join(' ')} from ${ranges.sources.dnsIPs}`,
+  );
+  return { ranges, notes };
+}
