@@ -1,0 +1,140 @@
+// Every Kubernetes API call podvpn's modules are meant to make, in one list. The install manifests'
+// RBAC (manifests/base/rbac.yaml) must grant exactly these, no more: test/manifests compares them
+// rule by rule. A module that starts calling something new adds it here first, then to the RBAC.
+
+import { SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../constants.js';
+
+/** The Secret holding the self-managed CA and serving certificate (src/tls/self-managed.ts). */
+export const SELF_MANAGED_SECRET_NAME = 'podvpn-webhook-tls';
+
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+
+/**
+ * Which part of podvpn needs the call. `self-managed-certs` is dropped when certificates come from
+ * cert-manager (manifests/overlays/cert-manager removes those rules).
+ */
+export type Feature = 'core' | 'self-managed-certs';
+
+export interface ApiPermission {
+  /** '' is the core group. */
+  apiGroup: string;
+  resource: string;
+  verbs: Verb[];
+  /** A namespace, or 'cluster' for every namespace / cluster-scoped objects (a ClusterRole). */
+  scope: 'cluster' | string;
+  /** Limit to these object names (never possible for create, list or watch). */
+  resourceNames?: string[];
+  feature: Feature;
+  /** The module that makes the call, and why. */
+  usedBy: string;
+}
+
+export const API_PERMISSIONS: readonly ApiPermission[] = [
+  {
+    apiGroup: '',
+    resource: 'namespaces',
+    verbs: ['list', 'watch'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'src/kube/namespace-cache.ts: opt-in labels, gateway annotation, Pod Security level',
+  },
+  {
+    apiGroup: '',
+    resource: 'nodes',
+    verbs: ['get', 'list'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'cluster range discovery: nodes spec.podCIDRs',
+  },
+  {
+    apiGroup: '',
+    resource: 'pods',
+    verbs: ['list'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'kill-switch reconciler: which namespaces still have routed pods',
+  },
+  {
+    apiGroup: 'networking.k8s.io',
+    resource: 'networkpolicies',
+    verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'kill-switch reconciler: the egress policy in every routed namespace',
+  },
+  {
+    apiGroup: 'networking.k8s.io',
+    resource: 'servicecidrs',
+    verbs: ['list'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'cluster range discovery: the ServiceCIDR API',
+  },
+  {
+    apiGroup: '',
+    resource: 'services',
+    verbs: ['create'],
+    scope: SYSTEM_NAMESPACE,
+    feature: 'core',
+    usedBy: 'cluster range discovery: a dryRun=All Service create whose error names the service range',
+  },
+  {
+    apiGroup: '',
+    resource: 'services',
+    verbs: ['get'],
+    scope: 'kube-system',
+    resourceNames: ['kube-dns'],
+    feature: 'core',
+    usedBy: 'cluster range discovery: the cluster DNS IP',
+  },
+  {
+    apiGroup: '',
+    resource: 'configmaps',
+    verbs: ['get'],
+    scope: 'kube-system',
+    resourceNames: ['kubeadm-config'],
+    feature: 'core',
+    usedBy: 'cluster range discovery: kubeadm podSubnet/serviceSubnet',
+  },
+  {
+    apiGroup: '',
+    resource: 'secrets',
+    verbs: ['create'],
+    scope: SYSTEM_NAMESPACE,
+    feature: 'self-managed-certs',
+    usedBy: 'src/tls/self-managed.ts: the first replica stores the CA and serving certificate',
+  },
+  {
+    apiGroup: '',
+    resource: 'secrets',
+    verbs: ['get', 'update'],
+    scope: SYSTEM_NAMESPACE,
+    resourceNames: [SELF_MANAGED_SECRET_NAME],
+    feature: 'self-managed-certs',
+    usedBy: 'src/tls/self-managed.ts: reuse and renew the certificate (update with resourceVersion)',
+  },
+  {
+    apiGroup: 'admissionregistration.k8s.io',
+    resource: 'mutatingwebhookconfigurations',
+    verbs: ['get', 'patch'],
+    scope: 'cluster',
+    resourceNames: [WEBHOOK_CONFIGURATION_NAME],
+    feature: 'self-managed-certs',
+    usedBy: "src/tls/self-managed.ts: keep our own webhook configuration's caBundle current",
+  },
+];
+
+/** One grant per verb, as a comparable string: `<scope>|<group>|<resource>|<names>|<verb>`. */
+export function permissionGrants(perms: readonly ApiPermission[], features?: readonly Feature[]): string[] {
+  const out = new Set<string>();
+  for (const p of perms) {
+    if (features !== undefined && !features.includes(p.feature)) continue;
+    for (const verb of p.verbs) out.add(grantKey(p.scope, p.apiGroup, p.resource, p.resourceNames, verb));
+  }
+  return [...out].sort();
+}
+
+export function grantKey(scope: string, apiGroup: string, resource: string, resourceNames: readonly string[] | undefined, verb: string): string {
+  const names = resourceNames === undefined || resourceNames.length === 0 ? '*' : [...resourceNames].sort().join(',');
+  return `${scope}|${apiGroup}|${resource}|${names}|${verb}`;
+}
