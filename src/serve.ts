@@ -100,6 +100,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   const ports: AdmissionPorts = {
     config,
     namespaceFacts: (ns) => namespaces?.get(ns),
+    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces!.fetch(ns) } : {}),
     ranges: () => ranges,
     ensureKillSwitch,
   };

@@ -69,7 +69,7 @@ export function post(
   });
 }
 
-export function reviewOf(object: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function reviewOf(object: unknown, extra: Record<string, unknown> = {}): any {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',

@@ -70,6 +70,12 @@ function str(value: unknown): string | undefined {
 export interface AdmissionPorts {
   config: Config;
   namespaceFacts(namespace: string): NamespaceFacts | undefined;
+  /**
+   * Read the namespace from the API, bypassing the cache. Called only when the cache has not seen the
+   * namespace, or says it did not opt in although the API server sent us the pod: a watch that lags
+   * behind a fresh label must not let a pod through unrouted.
+   */
+  fetchNamespaceFacts?(namespace: string): Promise<NamespaceFacts | undefined>;
   ranges(): ClusterRanges | undefined;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
   ensureKillSwitch(
@@ -85,16 +91,24 @@ export type Outcome =
   | { outcome: 'denied'; reason: DenyReason; message: string; warnings: string[] };
 
 export async function admit(request: AdmissionRequest, ports: AdmissionPorts): Promise<Outcome> {
-  const decision = decide({
-    operation: request.operation,
-    resource: request.resource.resource,
-    subResource: request.subResource,
-    namespace: request.namespace,
-    pod: request.object as Pod,
-    namespaceFacts: ports.namespaceFacts(request.namespace),
-    ranges: ports.ranges(),
-    config: ports.config,
-  });
+  const decideWith = (namespaceFacts: NamespaceFacts | undefined) =>
+    decide({
+      operation: request.operation,
+      resource: request.resource.resource,
+      subResource: request.subResource,
+      namespace: request.namespace,
+      pod: request.object as Pod,
+      namespaceFacts,
+      ranges: ports.ranges(),
+      config: ports.config,
+    });
+  const cached = ports.namespaceFacts(request.namespace);
+  let decision = decideWith(cached);
+  const mayLag = cached === undefined || (decision.action === 'skip' && decision.reason === 'not-opted-in');
+  if (mayLag && ports.fetchNamespaceFacts !== undefined && isPodCreate(request)) {
+    const fresh = await ports.fetchNamespaceFacts(request.namespace);
+    if (fresh !== undefined) decision = decideWith(fresh);
+  }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
   if (decision.action === 'deny') {
     return { outcome: 'denied', reason: decision.reason, message: decision.message, warnings: [] };
@@ -119,6 +133,10 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   }
   if (ensured.warning !== undefined) warnings.push(ensured.warning);
   return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings };
+}
+
+function isPodCreate(request: AdmissionRequest): boolean {
+  return request.operation === 'CREATE' && request.resource.resource === 'pods' && (request.subResource ?? '') === '';
 }
 
 /** Warnings reach users as HTTP Warning headers: keep each short and unprefixed. */

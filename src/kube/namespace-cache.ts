@@ -5,7 +5,10 @@ import type { Logger } from 'pino';
 import type { NamespaceFacts } from '../inject/types.js';
 
 export interface NamespaceCache {
+  /** From the watch; undefined when the cache has not seen the namespace. */
   get(name: string): NamespaceFacts | undefined;
+  /** Read the namespace from the API now: only when the cache may lag behind the API server. */
+  fetch(name: string): Promise<NamespaceFacts | undefined>;
   synced(): boolean;
   stop(): Promise<void>;
 }
@@ -15,9 +18,13 @@ export async function startNamespaceCache(kc: KubeConfig, logger: Logger): Promi
   const facts = new Map<string, NamespaceFacts>();
   let synced = false;
   const informer = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => api.listNamespace());
+  const factsOf = (ns: V1Namespace): NamespaceFacts => ({
+    labels: { ...(ns.metadata?.labels ?? {}) },
+    annotations: { ...(ns.metadata?.annotations ?? {}) },
+  });
   const put = (ns: V1Namespace): void => {
     const name = ns.metadata?.name;
-    if (name !== undefined) facts.set(name, { labels: { ...(ns.metadata?.labels ?? {}) }, annotations: { ...(ns.metadata?.annotations ?? {}) } });
+    if (name !== undefined) facts.set(name, factsOf(ns));
   };
   informer.on('add', put);
   informer.on('update', put);
@@ -35,8 +42,15 @@ export async function startNamespaceCache(kc: KubeConfig, logger: Logger): Promi
   synced = true;
   logger.info({ namespaces: facts.size }, 'namespace cache synced');
   return {
-    // An unknown namespace in a synced cache was created a moment ago: treat it as having no labels.
-    get: (name) => facts.get(name) ?? { labels: {}, annotations: {} },
+    get: (name) => facts.get(name),
+    fetch: async (name) => {
+      try {
+        return factsOf(await api.readNamespace({ name }));
+      } catch (err) {
+        logger.warn({ err: (err as Error).message, namespace: name }, 'could not read namespace');
+        return undefined;
+      }
+    },
     synced: () => synced,
     stop: () => informer.stop(),
   };

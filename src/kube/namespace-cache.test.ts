@@ -1,0 +1,97 @@
+// The namespace cache against the Kubernetes API test double, through @kubernetes/client-node.
+
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KubeApiDouble } from '../../test/kube-api-double/index.js';
+import { type NamespaceCache, startNamespaceCache } from './namespace-cache.js';
+
+const silent = pino({ level: 'silent' });
+
+async function eventually(check: () => void, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+describe('namespace watch cache', () => {
+  let api: KubeApiDouble | undefined;
+  let cache: NamespaceCache | undefined;
+  afterEach(async () => {
+    await cache?.stop();
+    await api?.close();
+  });
+
+  it('lists, then follows label and annotation changes without a request per lookup', async () => {
+    api = await KubeApiDouble.start();
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: { 'podvpn.io/inject': 'enabled' }, annotations: { 'podvpn.io/gateway': 'nl' } } });
+    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    expect(cache.synced()).toBe(true);
+    expect(cache.get('downloads')).toEqual({
+      labels: { 'podvpn.io/inject': 'enabled', 'kubernetes.io/metadata.name': 'downloads' },
+      annotations: { 'podvpn.io/gateway': 'nl' },
+    });
+
+    const before = api.requests.length;
+    for (let i = 0; i < 100; i++) cache.get('downloads');
+    expect(api.requests.length).toBe(before);
+
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } });
+    await eventually(() => expect(cache!.get('media')!.labels['pod-security.kubernetes.io/enforce']).toBe('baseline'));
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: {} } });
+    await eventually(() => expect(cache!.get('downloads')!.labels['podvpn.io/inject']).toBeUndefined());
+  });
+
+  it('recovers from a dropped watch and sees what changed meanwhile', async () => {
+    api = await KubeApiDouble.start();
+    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    api.closeWatches();
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'late', labels: { 'podvpn.io/inject': 'enabled' } } });
+    await eventually(() => expect(cache!.get('late')!.labels['podvpn.io/inject']).toBe('enabled'), 10_000);
+  });
+});
+
+describe('a cache that lags behind the API server', () => {
+  it('re-reads the namespace before skipping a pod the API server sent as opted in', async () => {
+    const { admit } = await import('../admission/review.js');
+    const { parseConfig } = await import('../config/schema.js');
+    const api = await KubeApiDouble.start();
+    try {
+      const cache = await startNamespaceCache(api.kubeConfig(), silent);
+      api.closeWatches();
+      api.down(); // the watch cannot see the label that is about to be added
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fresh', labels: { 'podvpn.io/inject': 'enabled' } } });
+      await api.up();
+      const ports = {
+        config: parseConfig({}),
+        // What the cache knew before the label: the namespace without it.
+        namespaceFacts: () => ({ labels: {}, annotations: {} }),
+        fetchNamespaceFacts: (ns: string) => cache.fetch(ns),
+        ranges: () => ({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], extraCIDRs: [], dnsIPs: ['10.96.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } }),
+        ensureKillSwitch: async () => ({ ok: true as const }),
+      };
+      const request = {
+        uid: 'u',
+        operation: 'CREATE',
+        resource: { resource: 'pods' },
+        namespace: 'fresh',
+        name: 'p',
+        dryRun: false,
+        object: { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'b' }] } },
+      };
+      expect((await admit(request, ports)).outcome).toBe('injected');
+      // Negative control: without the re-read, the stale cache would have let the pod through unrouted.
+      const { fetchNamespaceFacts: _, ...blind } = ports;
+      expect((await admit(request, blind)).outcome).toBe('skipped');
+      await cache.stop();
+    } finally {
+      await api.close();
+    }
+  });
+});
