@@ -1,0 +1,131 @@
+// Bounded shell helpers for the lab. Every command has a timeout; every background process is
+// started in its own process group and recorded, so the lab stops exactly what it started.
+
+import { execFile, spawn } from 'node:child_process';
+import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly cmd: string,
+    readonly result: RunResult,
+  ) {
+    super(`command failed (${result.code}): ${cmd}\n${result.stderr.trim() || result.stdout.trim()}`);
+    this.name = 'CommandError';
+  }
+}
+
+/** Runs `bash -c cmd`, killed after timeoutMs. Never throws: the caller reads the code. */
+export function tryRun(cmd: string, timeoutMs = 10_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(
+      'bash',
+      ['-c', cmd],
+      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        let code = 0;
+        if (err) {
+          const e = err as NodeJS.ErrnoException & { code?: unknown; killed?: boolean };
+          code = typeof e.code === 'number' ? e.code : e.killed ? 124 : 1;
+        }
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Runs `bash -c cmd`; throws CommandError when it exits non-zero or times out. */
+export async function run(cmd: string, timeoutMs = 10_000): Promise<string> {
+  const r = await tryRun(cmd, timeoutMs);
+  if (r.code !== 0) throw new CommandError(cmd, r);
+  return r.stdout;
+}
+
+/** Single-quotes a value for bash. */
+export function q(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface Background {
+  name: string;
+  pid: number;
+  log: string;
+}
+
+/** Starts `cmd` detached (its own process group) with output to `log`. */
+export function startBackground(name: string, cmd: string, log: string): Background {
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn('bash', ['-c', `exec ${cmd}`], { detached: true, stdio: ['ignore', fd, fd] });
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start ${name}: ${cmd}`);
+    return { name, pid: child.pid, log };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // A zombie (state Z) has stopped: it waits for its new parent to reap it.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a process group we started: SIGTERM, then SIGKILL after graceMs. Tolerates a gone process. */
+export async function stopBackground(bg: Background, graceMs = 1_000): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-bg.pid, sig);
+    } catch {
+      try {
+        process.kill(bg.pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  if (!isAlive(bg.pid)) return;
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(bg.pid)) return;
+    await sleep(20);
+  }
+  signal('SIGKILL');
+  await waitFor(`${bg.name} to die`, async () => !isAlive(bg.pid), 2_000).catch(() => undefined);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `check` every intervalMs until it returns true; throws after timeoutMs. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  intervalMs = 25,
+): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+export function fileHas(path: string, needle: string | RegExp): boolean {
+  if (!existsSync(path)) return false;
+  const text = readFileSync(path, 'utf8');
+  return typeof needle === 'string' ? text.includes(needle) : needle.test(text);
+}

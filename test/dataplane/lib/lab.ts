@@ -1,0 +1,743 @@
+// The data-plane lab: network namespaces that stand for a cluster, a VPN provider and the internet.
+// Every address lives inside namespaces the lab creates; nothing is attached to the root namespace.
+//
+//   client, nogw, app, dns, gw  (pods)  --veth-->  node  --wan0/up0-->  vpn  --inet0/eth0-->  inet
+//
+// node: the CNI (routed veths as Calico does: pod /32 addresses, gateway 169.254.1.1), kube-proxy's
+// service DNAT, the NetworkPolicy translation (lib/netpol.ts) on the pods' veths, NAT out of wan0,
+// counters of what leaves the uplink. vpn: the provider's WireGuard endpoint and exit (and the
+// node's upstream router). inet: HTTP/HTTPS/iperf3 servers, a resolver for internet names, counters.
+
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, appendFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type Background,
+  isAlive,
+  q,
+  run,
+  sleep,
+  startBackground,
+  stopBackground,
+  tryRun,
+  waitFor,
+} from './exec.js';
+import {
+  type GatewayManifestSettings,
+  type GatewayRuntime,
+  type GluetunSettings,
+  gluetunFirewallCommands,
+  gluetunSettings,
+} from './gateway.js';
+import { type Inventory, type NetworkPolicy, translatePolicies } from './netpol.js';
+
+const SCRIPTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts');
+
+export const POD_MTU = 1450; // a VXLAN pod network (Flannel, Cilium): the harder case for MTU
+export const ADDR = {
+  podCIDR: '10.244.0.0/16',
+  serviceCIDR: '10.96.0.0/12',
+  dnsService: '10.96.0.10',
+  appService: '10.96.0.80',
+  podGateway: '169.254.1.1',
+  client: '10.244.1.10',
+  client6: 'fd00:10:244::10',
+  nogw: '10.244.1.11',
+  nogw6: 'fd00:10:244::11',
+  gw: '10.244.1.20',
+  gwReplaced: '10.244.1.21',
+  gw6: 'fd00:10:244::20',
+  dns: '10.244.2.53',
+  app: '10.244.3.30',
+  nodeWan: '192.0.2.2',
+  nodeWan6: '2001:db8:2::2',
+  vpnWan: '192.0.2.1',
+  vpnWan6: '2001:db8:2::1',
+  vpnExit: '198.51.100.1',
+  vpnExit6: '2001:db8:100::1',
+  inet: '198.51.100.80',
+  inet6: '2001:db8:100::80',
+  inetResolver: '198.51.100.53',
+  tunnelServer: '10.64.0.1',
+  tunnelClient: '10.64.0.2',
+  wgPort: 51820,
+} as const;
+
+export const INTERNET_NAME = 'inet.example';
+export const APP_NAME = 'app.downloads.svc.cluster.local';
+
+export interface LabInputs {
+  prefix: string;
+  /** The client's settings.sh exactly as the webhook wrote it into the pod annotation. */
+  clientSettingsScript: string;
+  /** The client's resolv.conf from the webhook's dnsConfig. */
+  clientResolvConf: string;
+  /** Labels of the injected pod (the kill-switch policy selects them). */
+  clientLabels: Record<string, string>;
+  clientNamespace: string;
+  /** The gateway's DNS name (GATEWAY_NAME): cluster DNS answers it with the gateway pod's IP. */
+  gatewayName: string;
+  clusterDomain: string;
+  policies: NetworkPolicy[];
+  gateway: GatewayManifestSettings;
+  log: (line: string) => void;
+}
+
+export interface Snapshot {
+  inetViaVpn: number;
+  inetLeak: number;
+  inetLeak6: number;
+  uplinkTunnel: number;
+  uplinkClear: number;
+  netpolDropped: number;
+  gwForwardDropped: number;
+}
+
+type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw';
+type NsName = PodName | 'node' | 'vpn' | 'inet';
+const ALL_NS: NsName[] = ['client', 'nogw', 'app', 'dns', 'gw', 'node', 'vpn', 'inet'];
+
+export class Lab {
+  readonly work: string;
+  readonly bg = new Map<string, Background>();
+  readonly gluetun: GluetunSettings;
+  gwIP: string = ADDR.gw;
+  buildMs = 0;
+  private keys = { gwPriv: '', gwPub: '', srvPriv: '', srvPub: '' };
+  policyApplied = false;
+
+  private constructor(readonly inputs: LabInputs) {
+    this.work = `/run/podvpn-lab/${inputs.prefix}`;
+    this.gluetun = gluetunSettings(inputs.gateway);
+  }
+
+  ns(name: NsName): string {
+    return `${this.inputs.prefix}-${name}`;
+  }
+  /** wireguard-go's UAPI socket is host-global: its name carries the prefix; the link is renamed. */
+  wgProcessName(side: 'gw' | 'srv'): string {
+    return `${this.inputs.prefix.slice(0, 10)}${side === 'gw' ? 'g' : 's'}`;
+  }
+  get vpnIf(): string {
+    return this.gluetun.vpnInterface;
+  }
+  get pg(): Record<string, string> {
+    return this.inputs.gateway.podGateway;
+  }
+
+  /** Runs a command inside a lab namespace. */
+  in(ns: NsName, cmd: string, timeoutMs = 10_000): Promise<string> {
+    return run(`ip netns exec ${this.ns(ns)} ${cmd}`, timeoutMs);
+  }
+  tryIn(ns: NsName, cmd: string, timeoutMs = 10_000) {
+    return tryRun(`ip netns exec ${this.ns(ns)} ${cmd}`, timeoutMs);
+  }
+  private bgStart(key: string, ns: NsName, cmd: string): Background {
+    const b = startBackground(key, `ip netns exec ${this.ns(ns)} ${cmd}`, join(this.work, `${key}.log`));
+    this.bg.set(key, b);
+    appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
+    return b;
+  }
+  async bgStop(key: string): Promise<void> {
+    const b = this.bg.get(key);
+    if (b) await stopBackground(b);
+    this.bg.delete(key);
+  }
+
+  static async up(inputs: LabInputs): Promise<Lab> {
+    const lab = new Lab(inputs);
+    const start = Date.now();
+    try {
+      await lab.build();
+    } catch (err) {
+      // LAB_KEEP=1 leaves a failed lab standing for debugging (then: LAB_PREFIX=... and Lab.downPrefix).
+      if (process.env.LAB_KEEP !== '1') await lab.down();
+      throw err;
+    }
+    lab.buildMs = Date.now() - start;
+    return lab;
+  }
+
+  private async build(): Promise<void> {
+    const { log } = this.inputs;
+    if (this.gluetun.vpnType !== 'wireguard') {
+      throw new Error(`the lab runs WireGuard; the manifest's gluetun has VPN_TYPE=${this.gluetun.vpnType}`);
+    }
+    await Lab.downPrefix(this.inputs.prefix); // a previous run's leftovers with this prefix
+    mkdirSync(this.work, { recursive: true });
+    for (const n of ALL_NS.filter((x) => x !== 'gw')) {
+      await run(`ip netns add ${this.ns(n)}`);
+      await this.in(n, 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
+      await run(`ip -n ${this.ns(n)} link set lo up`);
+    }
+    await this.in('node', 'sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1');
+    await this.in('vpn', 'sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1');
+
+    // Uplinks: node <-> vpn (the node's upstream), vpn <-> inet.
+    await run(`ip -n ${this.ns('node')} link add wan0 type veth peer name up0 netns ${this.ns('vpn')}`);
+    await run(`ip -n ${this.ns('vpn')} link add inet0 type veth peer name eth0 netns ${this.ns('inet')}`);
+    await this.script('node', [
+      `ip addr add ${ADDR.nodeWan}/24 dev wan0`,
+      `ip -6 addr add ${ADDR.nodeWan6}/64 dev wan0 nodad`,
+      'ip link set wan0 up',
+      `ip route add default via ${ADDR.vpnWan}`,
+      `ip -6 route add default via ${ADDR.vpnWan6}`,
+    ]);
+    await this.script('vpn', [
+      `ip addr add ${ADDR.vpnWan}/24 dev up0`,
+      `ip -6 addr add ${ADDR.vpnWan6}/64 dev up0 nodad`,
+      `ip addr add ${ADDR.vpnExit}/24 dev inet0`,
+      `ip -6 addr add ${ADDR.vpnExit6}/64 dev inet0 nodad`,
+      'ip link set up0 up',
+      'ip link set inet0 up',
+    ]);
+    await this.script('inet', [
+      `ip addr add ${ADDR.inet}/24 dev eth0`,
+      `ip addr add ${ADDR.inetResolver}/24 dev eth0`,
+      `ip -6 addr add ${ADDR.inet6}/64 dev eth0 nodad`,
+      'ip link set eth0 up',
+      `ip route add default via ${ADDR.vpnExit}`,
+      `ip -6 route add default via ${ADDR.vpnExit6}`,
+    ]);
+    await this.nft('node', NODE_NFT);
+    await this.nft('vpn', VPN_NFT);
+    await this.nft('inet', INET_NFT);
+
+    // Pods on the routed pod network.
+    await this.addPod('dns', ADDR.dns);
+    await this.addPod('app', ADDR.app);
+    await this.addPod('client', ADDR.client, ADDR.client6);
+    await this.addPod('nogw', ADDR.nogw, ADDR.nogw6);
+    await this.startInternet();
+    await this.startClusterDns();
+    this.bgStart('app-http', 'app', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+
+    // The kill-switch policy goes in before any routed pod runs (podvpn creates it first).
+    await this.applyPolicy();
+
+    await this.genKeys();
+    await this.startVpnServer();
+    await this.bootGateway(ADDR.gw);
+
+    // The routed pod: its resolv.conf from the webhook's dnsConfig, then pod-gateway's client init.
+    for (const p of ['client', 'nogw'] as const) {
+      mkdirSync(`/etc/netns/${this.ns(p)}`, { recursive: true });
+      writeFileSync(`/etc/netns/${this.ns(p)}/resolv.conf`, this.inputs.clientResolvConf);
+    }
+    writeFileSync(join(this.work, 'client-settings.sh'), this.inputs.clientSettingsScript);
+    writeFileSync(join(this.work, 'client-defaults.sh'), shellAssignments(CLIENT_DEFAULTS));
+    await this.clientInit();
+    await waitFor('a first reply through the tunnel', async () => (await this.curlInet('client', 1)).body === ADDR.vpnExit, 10_000, 100);
+    log(`lab up: prefix ${this.inputs.prefix}, gateway settings from ${this.inputs.gateway.source}`);
+  }
+
+  /** Runs lines in one bash inside a namespace, stopping at the first failure. */
+  async script(ns: NsName, lines: string[], timeoutMs = 15_000): Promise<string> {
+    return this.in(ns, `bash -ec ${q(lines.join('\n'))}`, timeoutMs);
+  }
+
+  async nft(ns: NsName, text: string): Promise<void> {
+    const file = join(this.work, `nft-${ns}-${Date.now()}-${Math.random().toString(36).slice(2)}.nft`);
+    writeFileSync(file, text);
+    await this.in(ns, `nft -f ${q(file)}`);
+  }
+
+  private async addPod(pod: PodName, ip: string, ip6?: string): Promise<void> {
+    const hostIf = `v-${pod}`;
+    await run(`ip -n ${this.ns('node')} link add ${hostIf} mtu ${POD_MTU} type veth peer name eth0 netns ${this.ns(pod)}`);
+    const node = [
+      // The pods' gateway: the same link-scoped address on every veth, as Calico's 169.254.1.1.
+      `ip addr add ${ADDR.podGateway}/32 dev ${hostIf}`,
+      `ip -6 addr add fe80::1/64 dev ${hostIf} nodad`,
+      `ip link set ${hostIf} up`,
+      `ip route add ${ip}/32 dev ${hostIf}`,
+    ];
+    if (ip6) node.push(`ip -6 route add ${ip6}/128 dev ${hostIf}`);
+    await this.script('node', node);
+    const inPod = [
+      `ip link set eth0 mtu ${POD_MTU}`,
+      `ip addr add ${ip}/32 dev eth0`,
+      'ip link set eth0 up',
+      `ip route add ${ADDR.podGateway} dev eth0 scope link`,
+      `ip route add default via ${ADDR.podGateway} dev eth0`,
+    ];
+    if (ip6) inPod.push(`ip -6 addr add ${ip6}/128 dev eth0 nodad`, 'ip -6 route add default via fe80::1 dev eth0');
+    await this.script(pod, inPod);
+  }
+
+  private async removePod(pod: PodName, ip: string): Promise<void> {
+    await tryRun(`ip netns del ${this.ns(pod)}`);
+    await tryRun(`ip -n ${this.ns('node')} link del v-${pod}`);
+    await tryRun(`ip -n ${this.ns('node')} route del ${ip}/32`);
+  }
+
+  private async startInternet(): Promise<void> {
+    // socat's address syntax mangles backslashes: the replies are small scripts.
+    writeFileSync(join(this.work, 'http-echo.sh'), HTTP_ECHO);
+    writeFileSync(
+      join(this.work, 'https-body.sh'),
+      `printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n'; head -c ${TLS_BODY_BYTES} /dev/zero | tr '\\0' x\n`,
+    );
+    this.bgStart('inet-http4', 'inet', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+    this.bgStart('inet-http6', 'inet', `socat TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+    // A certificate padded with names: a TLS server flight of several full-size segments.
+    const names = Array.from({ length: 120 }, (_, i) => `DNS:host${i}.${INTERNET_NAME}`).join(',');
+    const pem = join(this.work, 'inet.pem');
+    await run(
+      `openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=${INTERNET_NAME} -addext ${q(`subjectAltName=${names}`)} -keyout ${pem}.key -out ${pem}.crt 2>/dev/null && cat ${pem}.key ${pem}.crt > ${pem}`,
+      20_000,
+    );
+    this.bgStart(
+      'inet-https',
+      'inet',
+      `socat OPENSSL-LISTEN:8443,cert=${pem},verify=0,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/https-body.sh`)}`,
+    );
+    this.bgStart('inet-iperf', 'inet', 'iperf3 -s -p 5201');
+    // The internet's resolver: the only place that knows internet names.
+    this.bgStart(
+      'inet-dns',
+      'inet',
+      `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/inet-dns.pid --no-resolv --no-hosts --listen-address=${ADDR.inetResolver} --bind-interfaces --address=/${INTERNET_NAME}/${ADDR.inet} --log-queries --log-facility=${this.work}/inet-dns.queries`,
+    );
+    await waitFor('the internet servers', async () => (await this.tryIn('inet', 'ss -ltnH')).stdout.includes(':8443'), 5_000);
+  }
+
+  /** Cluster DNS (a dnsmasq "CoreDNS" pod behind the DNS Service IP); logs every query it gets. */
+  private async startClusterDns(): Promise<void> {
+    this.writeClusterHosts();
+    this.bgStart(
+      'kube-dns',
+      'dns',
+      `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/kube-dns.pid --no-resolv --no-hosts --addn-hosts=${this.work}/cluster-hosts --local=/${this.inputs.clusterDomain}/ --listen-address=${ADDR.dns} --bind-interfaces --log-queries --log-facility=${this.work}/kube-dns.queries`,
+    );
+    await waitFor('cluster DNS', async () => (await this.tryIn('dns', 'ss -lunH')).stdout.includes(`${ADDR.dns}:53`), 5_000);
+  }
+
+  private writeClusterHosts(): void {
+    writeFileSync(
+      join(this.work, 'cluster-hosts'),
+      `${this.gwIP} ${this.inputs.gatewayName}\n${ADDR.appService} ${APP_NAME}\n`,
+    );
+  }
+
+  /** The lab's cluster inventory, as the CNI sees it (namespaces, pods, labels, addresses). */
+  inventory(): Inventory {
+    const ns = this.inputs.clientNamespace;
+    return {
+      namespaces: [{ name: ns }, { name: 'kube-system' }, { name: 'podvpn-system' }],
+      pods: [
+        { name: 'client', namespace: ns, labels: this.inputs.clientLabels, ips: [ADDR.client, ADDR.client6], hostIf: 'v-client' },
+        { name: 'nogw', namespace: ns, labels: this.inputs.clientLabels, ips: [ADDR.nogw, ADDR.nogw6], hostIf: 'v-nogw' },
+        { name: 'app', namespace: ns, labels: { app: 'web' }, ips: [ADDR.app], hostIf: 'v-app' },
+        { name: 'coredns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [ADDR.dns], hostIf: 'v-dns' },
+        { name: 'gateway', namespace: 'podvpn-system', labels: { 'app.kubernetes.io/name': 'podvpn-gateway' }, ips: [this.gwIP, ADDR.gw6], hostIf: 'v-gw' },
+      ],
+    };
+  }
+
+  policyNft(): string {
+    return translatePolicies(this.inputs.policies, this.inventory(), 'podvpn_netpol');
+  }
+
+  async applyPolicy(): Promise<void> {
+    await this.nft('node', `table inet podvpn_netpol\ndelete table inet podvpn_netpol\n${this.policyNft()}`);
+    this.policyApplied = true;
+  }
+
+  async removePolicy(): Promise<void> {
+    await this.tryIn('node', 'nft delete table inet podvpn_netpol');
+    this.policyApplied = false;
+  }
+
+  private async genKeys(): Promise<void> {
+    const key = async () => {
+      const priv = (await run('wg genkey')).trim();
+      const pub = (await run(`echo ${q(priv)} | wg pubkey`)).trim();
+      return [priv, pub] as const;
+    };
+    [this.keys.gwPriv, this.keys.gwPub] = await key();
+    [this.keys.srvPriv, this.keys.srvPub] = await key();
+    writeFileSync(join(this.work, 'gw.key'), `${this.keys.gwPriv}\n`, { mode: 0o600 });
+    writeFileSync(join(this.work, 'srv.key'), `${this.keys.srvPriv}\n`, { mode: 0o600 });
+  }
+
+  /** Starts wireguard-go in a namespace, sizes and renames its link, waits for its UAPI socket. */
+  private async startWireguard(side: 'gw' | 'srv', ns: NsName, linkName: string, mtu: number): Promise<void> {
+    const proc = this.wgProcessName(side);
+    rmSync(`/var/run/wireguard/${proc}.sock`, { force: true });
+    this.bgStart(`wg-${side}`, ns, `env LOG_LEVEL=error wireguard-go -f ${proc}`);
+    await waitFor(`wireguard-go ${proc}`, () => existsSync(`/var/run/wireguard/${proc}.sock`), 5_000);
+    await waitFor(`link ${proc}`, async () => (await this.tryIn(ns, `ip link show ${proc}`)).code === 0, 2_000);
+    await this.script(ns, [`ip link set ${proc} mtu ${mtu}`, `ip link set ${proc} name ${linkName}`]);
+  }
+
+  private async startVpnServer(): Promise<void> {
+    await this.startWireguard('srv', 'vpn', 'wgsrv0', 1420);
+    await this.script('vpn', [
+      `wg set ${this.wgProcessName('srv')} private-key ${this.work}/srv.key listen-port ${ADDR.wgPort} peer ${this.keys.gwPub} allowed-ips ${ADDR.tunnelClient}/32`,
+      `ip addr add ${ADDR.tunnelServer}/24 dev wgsrv0`,
+      'ip link set wgsrv0 up',
+    ]);
+  }
+
+  /** The gateway pod: pod-gateway's gateway_init, gluetun (tunnel, routing, firewall), pod-gateway's sidecar. */
+  async bootGateway(ip: string): Promise<void> {
+    this.gwIP = ip;
+    await run(`ip netns add ${this.ns('gw')}`);
+    await this.in('gw', 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
+    await run(`ip -n ${this.ns('gw')} link set lo up`);
+    await this.addPod('gw', ip, ADDR.gw6);
+    mkdirSync(`/etc/netns/${this.ns('gw')}`, { recursive: true });
+    // ClusterFirst: the gateway pod's own resolv.conf names cluster DNS.
+    writeFileSync(`/etc/netns/${this.ns('gw')}/resolv.conf`, `nameserver ${ADDR.dnsService}\n`);
+
+    // 1. pod-gateway's gateway_init.sh with the manifest's settings.sh.
+    writeFileSync(join(this.work, 'gw-settings.sh'), shellAssignments(this.pg));
+    await this.in(
+      'gw',
+      `env LAB_DEFAULT_SETTINGS=/dev/null LAB_SETTINGS=${this.work}/gw-settings.sh bash ${SCRIPTS}/gateway-init.sh >> ${this.work}/gateway-init.log 2>&1`,
+      20_000,
+    );
+    // 2. gluetun: the tunnel and its routing (as wg-quick and gluetun do), then its firewall.
+    await this.startGatewayTunnel(false);
+    await this.applyGatewayFirewall();
+    await this.connectGatewayTunnel();
+    // 3. pod-gateway's gateway_sidecar.sh: dnsmasq for DHCP and DNS on vxlan0.
+    await this.startGatewayDnsmasq();
+    if (this.policyApplied) await this.applyPolicy(); // the CNI learns the new pod's address
+  }
+
+  /** wireguard-go up with gluetun's interface name, MTU, address and routing (no peer yet). */
+  async startGatewayTunnel(connect = true): Promise<void> {
+    const vpnIf = this.vpnIf;
+    await this.startWireguard('gw', 'gw', vpnIf, this.gluetun.wireguardMtu);
+    const lines = [`ip addr add ${ADDR.tunnelClient}/32 dev ${vpnIf}`, `ip link set ${vpnIf} up`, `ip route replace default dev ${vpnIf} table 51820`];
+    await this.script('gw', lines);
+    const rules = (await this.in('gw', 'ip rule show')).toString();
+    const add: string[] = [];
+    if (!rules.includes('not from all fwmark 0xca6c lookup 51820')) add.push('ip rule add not fwmark 51820 table 51820 pref 101');
+    // gluetun routes FIREWALL_OUTBOUND_SUBNETS through the main table (around the tunnel).
+    for (const s of this.gluetun.outboundSubnets) {
+      if (!s.includes(':') && !rules.includes(`to ${s} lookup main`)) add.push(`ip rule add to ${s} lookup main pref 99`);
+    }
+    if (add.length > 0) await this.script('gw', add);
+    if (connect) await this.connectGatewayTunnel();
+  }
+
+  /** Gives wireguard-go its key and peer (the handshake starts), waits for the handshake. */
+  async connectGatewayTunnel(): Promise<void> {
+    const proc = this.wgProcessName('gw');
+    await this.in(
+      'gw',
+      `wg set ${proc} private-key ${this.work}/gw.key fwmark ${ADDR.wgPort} peer ${this.keys.srvPub} endpoint ${ADDR.vpnWan}:${ADDR.wgPort} allowed-ips 0.0.0.0/0,::/0 persistent-keepalive 5`,
+    );
+    await waitFor(
+      'the WireGuard handshake',
+      async () => {
+        const r = await this.tryIn('gw', `wg show ${proc} latest-handshakes`);
+        return /\s[1-9]\d*\s*$/.test(r.stdout);
+      },
+      8_000,
+      50,
+    );
+  }
+
+  /** What gluetun finds at start: the default route's interface and address, the local networks. */
+  async gatewayRuntime(): Promise<GatewayRuntime> {
+    const links = JSON.parse(await this.in('gw', 'ip -j link show')) as { ifname: string; link_type: string }[];
+    const ether = new Set(links.filter((l) => l.link_type === 'ether').map((l) => l.ifname));
+    const addrs = JSON.parse(await this.in('gw', 'ip -j addr show')) as {
+      ifname: string;
+      addr_info: { family: string; local: string; scope: string }[];
+    }[];
+    const ipOf = (iface: string, family: 'inet' | 'inet6') =>
+      addrs.find((a) => a.ifname === iface)?.addr_info.find((i) => i.family === family && i.scope === 'global')?.local ??
+      addrs.find((a) => a.ifname === iface)?.addr_info.find((i) => i.family === family)?.local;
+    const localNetworks: GatewayRuntime['localNetworks'] = [];
+    for (const family of ['inet', 'inet6'] as const) {
+      const routes = JSON.parse(await this.in('gw', `ip -j ${family === 'inet' ? '-4' : '-6'} route show table main`)) as {
+        dst: string;
+        dev: string;
+        gateway?: string;
+      }[];
+      for (const r of routes) {
+        if (r.gateway !== undefined || r.dst === 'default' || !ether.has(r.dev)) continue;
+        const ip = ipOf(r.dev, family);
+        if (ip === undefined) continue;
+        const cidr = r.dst.includes('/') ? r.dst : `${r.dst}/${family === 'inet' ? 32 : 128}`;
+        localNetworks.push({ iface: r.dev, ip, cidr });
+      }
+    }
+    return {
+      defaultIf: 'eth0',
+      defaultIP: this.gwIP,
+      localNetworks,
+      endpoint: { ip: ADDR.vpnWan, port: ADDR.wgPort, protocol: 'udp' },
+    };
+  }
+
+  /** gluetun's firewall, from the manifest's settings, applied with iptables (nft backend). */
+  async applyGatewayFirewall(): Promise<string[]> {
+    const cmds = gluetunFirewallCommands(this.gluetun, await this.gatewayRuntime());
+    writeFileSync(join(this.work, 'gluetun-firewall.sh'), `${cmds.join('\n')}\n`);
+    await this.in('gw', `bash -e ${this.work}/gluetun-firewall.sh`, 30_000);
+    return cmds;
+  }
+
+  /** The negative control: gluetun's firewall switched off (what users do when it blocks VXLAN). */
+  async removeGatewayFirewall(): Promise<void> {
+    await this.script('gw', [
+      'for t in iptables ip6tables; do',
+      '  $t -F INPUT; $t -F OUTPUT; $t -F FORWARD',
+      '  $t -P INPUT ACCEPT; $t -P OUTPUT ACCEPT; $t -P FORWARD ACCEPT',
+      'done',
+    ]);
+  }
+
+  /** Rebuilds the gateway's filter rules as at pod start: pod-gateway's, then gluetun's. */
+  async restoreGatewayFirewall(): Promise<void> {
+    await this.in('gw', 'bash -c "iptables -F; iptables -t nat -F; ip6tables -F"');
+    await this.in(
+      'gw',
+      `env LAB_DEFAULT_SETTINGS=/dev/null LAB_SETTINGS=${this.work}/gw-settings.sh bash ${SCRIPTS}/gateway-init.sh >> ${this.work}/gateway-init.log 2>&1`,
+      20_000,
+    );
+    await this.applyGatewayFirewall();
+  }
+
+  /** The dnsmasq config pod-gateway's gateway_sidecar.sh writes, plus the manifest's /etc/dnsmasq.d files. */
+  gatewayDnsmasqConfig(): string {
+    const net = this.pg.VXLAN_IP_NETWORK ?? '172.16.0';
+    const first = this.pg.VXLAN_GATEWAY_FIRST_DYNAMIC_IP ?? '20';
+    const lines = [
+      '# pod-gateway gateway_sidecar.sh',
+      'interface=vxlan0',
+      'bind-interfaces',
+      `dhcp-range=${net}.${first},${net}.255,12h`,
+      'log-queries',
+      'log-dhcp',
+      `log-facility=${this.work}/gw-dnsmasq.log`,
+      'clear-on-reload',
+      `resolv-file=${this.work}/gw-resolv-copy`,
+      ...(this.pg.DNS_LOCAL_CIDRS ?? '').split(/\s+/).filter(Boolean).map((d) => `server=/${d}/${ADDR.dnsService}`),
+      '# LAB: state files under the lab directory',
+      `dhcp-leasefile=${this.work}/gw.leases`,
+      `pid-file=${this.work}/gw-dnsmasq.pid`,
+      'user=root',
+    ];
+    for (const conf of this.inputs.gateway.dnsmasqConf) {
+      lines.push('# from the manifest (/etc/dnsmasq.d)');
+      for (const line of conf.split('\n')) lines.push(rewriteUpstream(line));
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  async startGatewayDnsmasq(): Promise<void> {
+    writeFileSync(join(this.work, 'gw-resolv-copy'), `nameserver ${ADDR.dnsService}\n`);
+    writeFileSync(join(this.work, 'gw-dnsmasq.conf'), this.gatewayDnsmasqConfig());
+    rmSync(join(this.work, 'gw.leases'), { force: true });
+    this.bgStart('gw-dnsmasq', 'gw', `dnsmasq -k -C ${this.work}/gw-dnsmasq.conf`);
+    const vx = `${this.pg.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
+    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 5_000);
+  }
+
+  async stopGateway(): Promise<void> {
+    await this.bgStop('gw-dnsmasq');
+    await this.bgStop('wg-gw');
+    rmSync(`/var/run/wireguard/${this.wgProcessName('gw')}.sock`, { force: true });
+    await this.removePod('gw', this.gwIP);
+  }
+
+  /** The gateway pod replaced: the old one deleted, a new one with a new address; cluster DNS updated. */
+  async replaceGateway(newIP: string): Promise<void> {
+    await this.stopGateway();
+    await this.bootGateway(newIP);
+    this.writeClusterHosts();
+    const dnsPid = this.bg.get('kube-dns')?.pid;
+    if (dnsPid !== undefined) process.kill(dnsPid, 'SIGHUP');
+  }
+
+  private clientEnv(): string {
+    return [
+      `LAB_DEFAULT_SETTINGS=${this.work}/client-defaults.sh`,
+      `LAB_SETTINGS=${this.work}/client-settings.sh`,
+      `LAB_INTERNET_IP=${ADDR.inet}`,
+      `LAB_UDHCPC_SCRIPT=${SCRIPTS}/udhcpc.sh`,
+      `LAB_CLIENT_INIT=${SCRIPTS}/client-init.sh`,
+      'LAB_SIDECAR_INTERVAL=1',
+    ].join(' ');
+  }
+
+  /** pod-gateway's client init in the client pod (first run or re-entry). */
+  async clientInit(): Promise<void> {
+    await this.in('client', `env ${this.clientEnv()} bash ${SCRIPTS}/client-init.sh >> ${this.work}/client-init.log 2>&1`, 40_000);
+  }
+
+  startClientSidecar(): void {
+    this.bgStart('client-sidecar', 'client', `env ${this.clientEnv()} bash ${SCRIPTS}/client-sidecar.sh`);
+  }
+
+  /** curl to the internet host from a pod: the body is the source address the internet saw. */
+  async curlInet(from: NsName, timeoutS = 2, opts: { v6?: boolean; host?: string } = {}): Promise<{ ok: boolean; body: string }> {
+    const host = opts.host ?? (opts.v6 ? `[${ADDR.inet6}]` : ADDR.inet);
+    const r = await this.tryIn(from, `curl -s ${opts.v6 ? '-6 -g' : ''} --max-time ${timeoutS} http://${host}:8080/`, (timeoutS + 3) * 1000);
+    return { ok: r.code === 0, body: r.stdout.trim() };
+  }
+
+  async counter(ns: NsName, table: string, name: string, family = 'inet'): Promise<number> {
+    const r = await this.tryIn(ns, `nft -j list counter ${family} ${table} ${name}`);
+    if (r.code !== 0) return 0;
+    const j = JSON.parse(r.stdout) as { nftables: { counter?: { packets: number } }[] };
+    return j.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+  }
+
+  /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
+  async gwForwardDropped(): Promise<number> {
+    const r = await this.tryIn('gw', 'iptables -L FORWARD -v -x -n');
+    const m = /policy DROP (\d+) packets/.exec(r.stdout);
+    return m ? Number(m[1]) : 0;
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    return {
+      inetViaVpn: await this.counter('inet', 'lab_inet', 'via_vpn'),
+      inetLeak: await this.counter('inet', 'lab_inet', 'leak'),
+      inetLeak6: await this.counter('inet', 'lab_inet', 'leak6'),
+      uplinkTunnel: await this.counter('node', 'lab_uplink', 'tunnel'),
+      uplinkClear: await this.counter('node', 'lab_uplink', 'clear'),
+      netpolDropped: await this.counter('node', 'podvpn_netpol', 'dropped'),
+      gwForwardDropped: await this.gwForwardDropped(),
+    };
+  }
+
+  static delta(a: Snapshot, b: Snapshot): Snapshot {
+    const out = {} as Snapshot;
+    for (const k of Object.keys(a) as (keyof Snapshot)[]) out[k] = b[k] - a[k];
+    return out;
+  }
+
+  /** Tears down everything this lab started; tolerates partial state. */
+  async down(): Promise<void> {
+    for (const key of [...this.bg.keys()]) await this.bgStop(key).catch(() => undefined);
+    await Lab.downPrefix(this.inputs.prefix);
+  }
+
+  /** Removes every trace of a lab prefix: its recorded processes, namespaces, sockets, files. */
+  static async downPrefix(prefix: string): Promise<void> {
+    const work = `/run/podvpn-lab/${prefix}`;
+    if (existsSync(join(work, 'pids'))) {
+      for (const line of readFileSync(join(work, 'pids'), 'utf8').split('\n')) {
+        const pid = Number(line);
+        if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) continue;
+        await stopBackground({ name: `pid ${pid}`, pid, log: '' }, 500).catch(() => undefined);
+      }
+    }
+    for (const n of ALL_NS) {
+      await tryRun(`ip netns del ${prefix}-${n}`);
+      rmSync(`/etc/netns/${prefix}-${n}`, { recursive: true, force: true });
+    }
+    for (const side of ['g', 's']) rmSync(`/var/run/wireguard/${prefix.slice(0, 10)}${side}.sock`, { force: true });
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export const TLS_BODY_BYTES = 16 * 1024;
+
+/** Replies with the source address the server saw. */
+const HTTP_ECHO = `printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$SOCAT_PEERADDR"\n`;
+
+/** pod-gateway's /default_config/settings.sh values the client scripts read. */
+const CLIENT_DEFAULTS: Record<string, string> = {
+  VXLAN_ID: '42',
+  VXLAN_PORT: '0',
+  VXLAN_IP_NETWORK: '172.16.0',
+  NOT_ROUTED_TO_GATEWAY_CIDRS: '',
+  CONNECTION_RETRY_COUNT: '1',
+  VPN_INTERFACE_MTU: '',
+};
+
+export function shellAssignments(values: Record<string, string>): string {
+  return `${Object.entries(values)
+    .map(([k, v]) => `${k}=${q(v)}`)
+    .join('\n')}\n`;
+}
+
+/**
+ * The manifest's dnsmasq upstreams are public resolvers (reachable only through the tunnel). The lab
+ * never sends to an address outside its namespaces, so each public `server=` becomes the lab's
+ * internet resolver, which keeps the property that matters: the upstream is outside every allowed
+ * range, so only the tunnel reaches it. A non-public upstream is kept as it is (the lab will show
+ * where it leads).
+ */
+export function rewriteUpstream(line: string): string {
+  const m = /^\s*server=([0-9.]+)(#\d+)?\s*$/.exec(line);
+  if (!m) return line;
+  const ip = m[1] as string;
+  if (isNonPublicV4(ip)) return line;
+  return `server=${ADDR.inetResolver}  # LAB: stands in for ${ip}`;
+}
+
+function isNonPublicV4(ip: string): boolean {
+  const [a = 0, b = 0] = ip.split('.').map(Number);
+  return a === 10 || a === 127 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254);
+}
+
+const NODE_NFT = `
+table ip lab_nat {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr ${ADDR.dnsService} udp dport 53 dnat to ${ADDR.dns}
+    ip daddr ${ADDR.dnsService} tcp dport 53 dnat to ${ADDR.dns}
+    ip daddr ${ADDR.appService} tcp dport 80 dnat to ${ADDR.app}:8080
+  }
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+table ip6 lab_nat6 {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+table inet lab_uplink {
+  counter tunnel {
+  }
+  counter clear {
+  }
+  chain count_forward {
+    type filter hook forward priority 100; policy accept;
+    oifname "wan0" ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} counter name tunnel accept
+    oifname "wan0" counter name clear accept
+  }
+}
+`;
+
+const VPN_NFT = `
+table ip lab_vpn {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "inet0" ip saddr 10.64.0.0/24 masquerade
+  }
+}
+`;
+
+const INET_NFT = `
+table inet lab_inet {
+  counter via_vpn {
+  }
+  counter leak {
+  }
+  counter leak6 {
+  }
+  chain input {
+    type filter hook input priority -150; policy accept;
+    iifname "lo" accept
+    ip saddr ${ADDR.vpnExit} counter name via_vpn accept
+    meta nfproto ipv4 counter name leak accept
+    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept
+    meta nfproto ipv6 counter name leak6 accept
+  }
+}
+`;

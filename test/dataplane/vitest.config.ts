@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// The data-plane lab (root, network namespaces): `npm run test:dataplane`. One file at a time, in
+// order, because the lab files share the kernel; the summary reporter prints `N passed, N failed`.
+export default defineConfig({
+  test: {
+    include: ['test/dataplane/**/*.test.ts'],
+    fileParallelism: false,
+    sequence: { concurrent: false },
+    testTimeout: 60_000,
+    hookTimeout: 180_000,
+    reporters: ['default', './test/dataplane/summary-reporter.ts'],
+  },
+});
