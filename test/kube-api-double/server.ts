@@ -75,6 +75,8 @@ interface Stored {
 interface LoggedEvent extends WatchEvent {
   rv: number;
   rt: ResourceType;
+  /** The object before a MODIFIED: a selector watch sees an object enter (ADDED) or leave (DELETED). */
+  prev?: KubeObject;
 }
 
 interface Watcher {
@@ -796,10 +798,10 @@ export class KubeApiDouble {
     const specChanged = !same(existing.object.spec, admitted.spec);
     admitted.metadata!.generation = ((existing.object.metadata!.generation as number | undefined) ?? 1) + (specChanged ? 1 : 0);
     const stored: Stored = { rt: existing.rt, object: admitted, managed: managed.filter((m) => m.paths.size > 0) };
-    return this.commit(this.storeKeyOf(existing), stored, 'MODIFIED', dryRun);
+    return this.commit(this.storeKeyOf(existing), stored, 'MODIFIED', dryRun, this.render(existing));
   }
 
-  private commit(k: string, stored: Stored, type: 'ADDED' | 'MODIFIED', dryRun: boolean): KubeObject {
+  private commit(k: string, stored: Stored, type: 'ADDED' | 'MODIFIED', dryRun: boolean, prev?: KubeObject): KubeObject {
     if (dryRun) {
       const out = this.render(stored);
       if (type === 'ADDED') delete out.metadata!.resourceVersion;
@@ -809,7 +811,7 @@ export class KubeApiDouble {
     stored.object.metadata!.resourceVersion = String(this.rv);
     this.store.set(k, stored);
     const rendered = this.render(stored);
-    this.emit({ type, object: rendered, rv: this.rv, rt: stored.rt });
+    this.emit({ type, object: rendered, rv: this.rv, rt: stored.rt, prev });
     return this.render(stored);
   }
 
@@ -821,8 +823,15 @@ export class KubeApiDouble {
 
   private deliver(w: Watcher, event: LoggedEvent): void {
     if (event.rt !== w.rt) return;
-    if (!matches(event.object, w.namespace, w.labelSelector, w.fieldSelector)) return;
-    w.res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
+    const now = matches(event.object, w.namespace, w.labelSelector, w.fieldSelector);
+    let type = event.type;
+    if (event.type === 'MODIFIED' && event.prev !== undefined) {
+      const before = matches(event.prev, w.namespace, w.labelSelector, w.fieldSelector);
+      if (!before && !now) return;
+      if (!before) type = 'ADDED';
+      else if (!now) type = 'DELETED';
+    } else if (!now) return;
+    w.res.write(`${JSON.stringify({ type, object: event.object })}\n`);
   }
 
   private startWatch(res: ServerResponse, rt: ResourceType, namespace: string | undefined, query: Record<string, string>): void {

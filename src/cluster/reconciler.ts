@@ -1,0 +1,261 @@
+// Keeps every kill-switch policy converged, in every replica at once without fighting:
+//
+// - watches podvpn's NetworkPolicies (label app.kubernetes.io/managed-by=podvpn) into the guard's
+//   cache, and opted-in namespaces (podvpn.io/inject=enabled);
+// - on any change (a policy deleted or edited, a namespace opted in) and every `resyncMs`, reconciles:
+//   the wanted set is every (namespace, gateway) with a routed pod (a fresh list of pods labelled
+//   podvpn.io/routed) plus every opted-in namespace with its gateway; each wanted policy that is
+//   missing or differs is applied (server-side apply, field manager podvpn, force);
+// - rediscovers the ranges every `rediscoverMs` (sooner while they are unknown); a change rewrites
+//   every policy;
+// - removes a policy only when its namespace has no routed pod of that gateway left in the fresh
+//   list, the namespace is not opted in for it, the policy is older than `removalGraceMs`, and this
+//   replica has not ensured it for a pod within that time (a pod admitted a moment ago may not be
+//   listed yet).
+//
+// Replicas share the field manager and build identical content, so a second apply is a no-op on the
+// server (no new resourceVersion, no watch event): they converge instead of fighting. A delete
+// racing another replica's delete gets 404, which is fine.
+
+import { CoreV1Api, type KubeConfig, makeInformer, NetworkingV1Api, type V1Namespace, type V1NetworkPolicy } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { ANNOTATION_GATEWAY, EXCLUDED_NAMESPACES, LABEL_INJECT, LABEL_MANAGED_BY, NAMESPACE_INJECT_VALUE, PRODUCT } from '../constants.js';
+import type { PolicyClient } from '../policy/client.js';
+import type { ClusterKillSwitchGuard } from '../policy/guard.js';
+import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../policy/killswitch.js';
+import { describeError, type RangesOutcome } from './discovery.js';
+
+export interface ReconcilerOptions {
+  kc: KubeConfig;
+  guard: ClusterKillSwitchGuard;
+  client: PolicyClient;
+  config: Config;
+  log: Logger;
+  /** Full reconcile at least this often (default 30 s). */
+  resyncMs?: number;
+  /** Events within this window are reconciled together (default 100 ms). */
+  debounceMs?: number;
+  /** A policy younger than this is never removed (default 2 min). */
+  removalGraceMs?: number;
+  /** Re-run discovery this often (default 5 min; 10 s while the ranges are unknown). */
+  rediscoverMs?: number;
+  rediscover?: () => Promise<RangesOutcome>;
+}
+
+export interface ReconcileReport {
+  applied: string[];
+  removed: string[];
+  failed: string[];
+  skipped?: string;
+}
+
+interface Informer {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class KillSwitchReconciler {
+  private readonly o: Required<Omit<ReconcilerOptions, 'rediscover'>> & Pick<ReconcilerOptions, 'rediscover'>;
+  private readonly optedIn = new Map<string, string | undefined>();
+  private informers: Informer[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private debounce: NodeJS.Timeout | undefined;
+  private running: Promise<ReconcileReport> | undefined;
+  private again = false;
+  private stopped = false;
+  private lastDiscovery = 0;
+
+  constructor(opts: ReconcilerOptions) {
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 120_000, rediscoverMs: 300_000, ...opts };
+  }
+
+  async start(): Promise<void> {
+    const { kc, guard, log } = this.o;
+    const net = kc.makeApiClient(NetworkingV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const managed = `${LABEL_MANAGED_BY}=${PRODUCT}`;
+    const policies = makeInformer<V1NetworkPolicy>(
+      kc,
+      '/apis/networking.k8s.io/v1/networkpolicies',
+      () => net.listNetworkPolicyForAllNamespaces({ labelSelector: managed }),
+      managed,
+    );
+    const put = (p: V1NetworkPolicy) => {
+      guard.cache.set(p);
+      this.trigger();
+    };
+    policies.on('add', put);
+    policies.on('update', put);
+    policies.on('delete', (p) => {
+      if (p.metadata?.namespace !== undefined && p.metadata.name !== undefined) guard.cache.delete(p.metadata.namespace, p.metadata.name);
+      log.info({ namespace: p.metadata?.namespace, policy: p.metadata?.name }, 'kill-switch policy deleted; restoring it if still needed');
+      this.trigger();
+    });
+
+    const optIn = `${LABEL_INJECT}=${NAMESPACE_INJECT_VALUE}`;
+    const namespaces = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace({ labelSelector: optIn }), optIn);
+    const putNs = (ns: V1Namespace) => {
+      if (ns.metadata?.name === undefined) return;
+      this.optedIn.set(ns.metadata.name, ns.metadata.annotations?.[ANNOTATION_GATEWAY]);
+      this.trigger();
+    };
+    namespaces.on('add', putNs);
+    namespaces.on('update', putNs);
+    namespaces.on('delete', (ns) => {
+      if (ns.metadata?.name !== undefined) this.optedIn.delete(ns.metadata.name);
+      this.trigger();
+    });
+
+    for (const [name, informer] of [
+      ['networkpolicies', policies],
+      ['namespaces', namespaces],
+    ] as const) {
+      let backoff = 1000;
+      informer.on('connect', () => {
+        backoff = 1000;
+      });
+      informer.on('error', (err: unknown) => {
+        if (this.stopped) return;
+        log.warn({ watch: name, err: describeError(err), retryMs: backoff }, `kill-switch ${name} watch failed; retrying`);
+        const t = setTimeout(() => void informer.start().catch(() => undefined), backoff);
+        t.unref();
+        backoff = Math.min(backoff * 2, 30_000);
+      });
+      this.informers.push(informer);
+    }
+    await Promise.all(this.informers.map((i) => i.start().catch(() => undefined)));
+
+    const resync = setInterval(() => this.trigger(), this.o.resyncMs);
+    resync.unref();
+    this.timers.push(resync);
+    if (this.o.rediscover !== undefined) {
+      const tick = setInterval(() => void this.maybeRediscover(), Math.min(this.o.rediscoverMs, 10_000));
+      tick.unref();
+      this.timers.push(tick);
+    }
+    this.lastDiscovery = Date.now();
+    this.trigger();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.debounce !== undefined) clearTimeout(this.debounce);
+    await Promise.all(this.informers.map((i) => i.stop()));
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Ask for a reconcile soon (events within `debounceMs` are taken together). */
+  trigger(): void {
+    if (this.stopped || this.debounce !== undefined) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      void this.reconcileNow();
+    }, this.o.debounceMs);
+  }
+
+  /** Re-run discovery now; a change of ranges rewrites every policy. Returns whether they changed. */
+  async rediscover(): Promise<boolean> {
+    if (this.o.rediscover === undefined) return false;
+    this.lastDiscovery = Date.now();
+    const outcome = await this.o.rediscover();
+    if (outcome.ranges === undefined && this.o.guard.ranges() !== undefined) {
+      // A failed rediscovery keeps the last good ranges: a transient API error must not deny pods.
+      this.o.log.warn({ problem: outcome.problem }, 'cluster range rediscovery failed; keeping the ranges in force');
+      return false;
+    }
+    const changed = this.o.guard.setRanges(outcome);
+    if (changed) {
+      this.o.log.info({ ranges: outcome.ranges }, 'cluster ranges changed; rewriting every kill-switch policy');
+      this.trigger();
+    }
+    return changed;
+  }
+
+  private async maybeRediscover(): Promise<void> {
+    const due = this.o.guard.ranges() === undefined ? Math.min(this.o.rediscoverMs, 10_000) : this.o.rediscoverMs;
+    if (Date.now() - this.lastDiscovery < due) return;
+    await this.rediscover().catch((err: unknown) => this.o.log.warn({ err: describeError(err) }, 'cluster range rediscovery failed'));
+  }
+
+  /** One full pass; concurrent calls are folded into one more pass after the current one. */
+  async reconcileNow(): Promise<ReconcileReport> {
+    if (this.running !== undefined) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.pass().finally(() => {
+      this.running = undefined;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        this.trigger();
+      }
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<ReconcileReport> {
+    const { guard, client, config, log } = this.o;
+    const report: ReconcileReport = { applied: [], removed: [], failed: [] };
+    if (guard.ranges() === undefined) {
+      // Without ranges nothing correct can be written; existing policies stay (they still protect).
+      report.skipped = guard.problem();
+      return report;
+    }
+    let routed: Array<{ namespace: string; gateway: string }>;
+    try {
+      routed = await client.listRoutedPods();
+    } catch (err) {
+      report.skipped = `cannot list routed pods: ${describeError(err)}`;
+      log.warn({ err: describeError(err) }, 'kill-switch reconcile skipped: cannot list routed pods');
+      return report;
+    }
+    const wanted = new Map<string, { namespace: string; gateway: string }>();
+    const withPods = new Set<string>();
+    for (const r of routed) {
+      wanted.set(`${r.namespace}/${r.gateway}`, r);
+      withPods.add(`${r.namespace}/${r.gateway}`);
+    }
+    for (const [namespace, annotated] of this.optedIn) {
+      if (EXCLUDED_NAMESPACES.includes(namespace)) continue;
+      const gateway = annotated ?? config.defaultGateway;
+      if (!(gateway in config.gateways)) continue; // the webhook denies its pods anyway
+      wanted.set(`${namespace}/${gateway}`, { namespace, gateway });
+    }
+
+    for (const { namespace, gateway } of wanted.values()) {
+      const desired = guard.desired(namespace, gateway)!;
+      if (isPolicyCurrent(guard.cache.get(namespace, desired.metadata.name), desired)) continue;
+      const result = await guard.ensure(namespace, gateway, { dryRun: false });
+      const id = `${namespace}/${desired.metadata.name}`;
+      if (result.ok) report.applied.push(id);
+      else report.failed.push(`${id}: ${result.message}`);
+    }
+
+    const now = Date.now();
+    for (const live of guard.cache.list()) {
+      const namespace = live.metadata?.namespace;
+      const name = live.metadata?.name;
+      if (namespace === undefined || name === undefined || !name.startsWith(POLICY_NAME_PREFIX)) continue;
+      const gateway = live.metadata?.labels?.[LABEL_POLICY_GATEWAY] ?? name.slice(POLICY_NAME_PREFIX.length);
+      const id = `${namespace}/${gateway}`;
+      if (wanted.has(id) || withPods.has(id)) continue;
+      const created = live.metadata?.creationTimestamp === undefined ? now : new Date(live.metadata.creationTimestamp).getTime();
+      if (now - created < this.o.removalGraceMs) continue;
+      if (guard.recentlyEnsured(namespace, gateway, this.o.removalGraceMs, now)) continue;
+      try {
+        await client.delete(namespace, name);
+        guard.cache.delete(namespace, name);
+        report.removed.push(`${namespace}/${name}`);
+        log.info({ namespace, policy: name }, `kill-switch policy ${namespace}/${name} removed: no routed pod of gateway "${gateway}" left`);
+      } catch (err) {
+        report.failed.push(`${namespace}/${name}: ${describeError(err)}`);
+      }
+    }
+    if (report.applied.length > 0 || report.failed.length > 0) {
+      log.info({ applied: report.applied, removed: report.removed, failed: report.failed }, 'kill-switch reconcile');
+    }
+    return report;
+  }
+}

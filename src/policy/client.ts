@@ -1,0 +1,66 @@
+// The thin edge between the kill switch and the API server: apply, delete, and list routed pods.
+// Every call is one listed in src/kube/permissions.ts.
+
+import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy } from '@kubernetes/client-node';
+import { FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
+import type { KillSwitchPolicy } from './killswitch.js';
+
+/** A NetworkPolicy as read back from the API (only what the kill switch looks at). */
+export interface LivePolicy {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    creationTimestamp?: Date | string;
+    resourceVersion?: string;
+  };
+  spec?: unknown;
+}
+
+export interface PolicyClient {
+  /**
+   * Server-side apply with field manager `podvpn` and force: the fields we apply are ours (our name,
+   * our label), so an edit by anyone else is taken back rather than answered with a 409 that would
+   * deny every routed pod. Replicas share the field manager, so they never conflict with each other,
+   * and applying identical content is a no-op on the server.
+   */
+  apply(policy: KillSwitchPolicy, opts: { dryRun: boolean }): Promise<LivePolicy>;
+  /** Delete; an already missing policy is not an error. */
+  delete(namespace: string, name: string): Promise<void>;
+  /** Routed pods (label `podvpn.io/routed`), fresh from the API: namespace and gateway of each. */
+  listRoutedPods(): Promise<Array<{ namespace: string; gateway: string }>>;
+}
+
+export function kubePolicyClient(kc: KubeConfig): PolicyClient {
+  const objects = KubernetesObjectApi.makeApiClient(kc);
+  const net = kc.makeApiClient(NetworkingV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  return {
+    async apply(policy, opts) {
+      return (await objects.patch(
+        policy as never,
+        undefined,
+        opts.dryRun ? 'All' : undefined,
+        FIELD_MANAGER,
+        true,
+        PatchStrategy.ServerSideApply,
+      )) as LivePolicy;
+    },
+    async delete(namespace, name) {
+      try {
+        await net.deleteNamespacedNetworkPolicy({ namespace, name });
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return;
+        throw err;
+      }
+    },
+    async listRoutedPods() {
+      const pods = await core.listPodForAllNamespaces({ labelSelector: LABEL_ROUTED });
+      return pods.items.flatMap((p) => {
+        const namespace = p.metadata?.namespace;
+        const gateway = p.metadata?.labels?.[LABEL_ROUTED];
+        return namespace !== undefined && gateway !== undefined && gateway !== '' ? [{ namespace, gateway }] : [];
+      });
+    },
+  };
+}

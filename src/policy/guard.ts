@@ -1,0 +1,217 @@
+// The kill switch as the webhook sees it: "is this namespace's policy in place? make it so, or say why
+// not". Usage:
+//
+//   // connected to a cluster (serve):
+//   const ks = await startKillSwitch(kubeConfig, config, logger);   // discovery + reconciler
+//   ports.ranges = () => ks.guard.ranges();                          // undefined → deny (missingRanges)
+//   ports.ensureKillSwitch = (ns, gw, o) => ks.guard.ensure(ns, gw, o);
+//   ks.guard.problem();                                              // why ranges() is undefined
+//   await ks.stop();                                                 // on shutdown
+//
+//   // no cluster (standalone serve, tests):
+//   const guard = new StandaloneKillSwitchGuard(config);   // config ranges, else kubeadm defaults;
+//                                                          // ensure() succeeds without writing
+//   // offline `podvpn inject`:
+//   policiesForNamespaces([{ namespace, gateway }], standaloneRanges(config.cluster))   // killswitch.ts
+//
+// ensure() reads a cache fed by a NetworkPolicy watch and writes only when the policy is missing or
+// stale: one server-side apply (field manager `podvpn`, force), concurrent calls for the same policy
+// sharing it. Any failure is `{ ok: false, message }`: the caller denies the pod (fail closed). With
+// `dryRun`, the API server validates a dryRun=All apply and nothing is written.
+
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { describeError, resolveClusterRanges } from '../cluster/discovery.js';
+import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
+import { type ClusterRanges, standaloneRanges } from '../cluster/ranges.js';
+import type { Config } from '../config/schema.js';
+import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
+import { buildKillSwitchPolicy, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
+
+export type EnsureResult = { ok: true; warning?: string } | { ok: false; message: string };
+
+export interface KillSwitchGuard {
+  /** The ranges in force; undefined when unknown or refused (routed pods are then denied). */
+  ranges(): ClusterRanges | undefined;
+  /** Make sure the policy for (namespace, gateway) is in place before a routed pod is admitted. */
+  ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
+}
+
+/** Live kill-switch policies by namespace/name: fed by the watch and by our own applies. */
+export class PolicyCache {
+  private readonly byKey = new Map<string, LivePolicy>();
+  get(namespace: string, name: string): LivePolicy | undefined {
+    return this.byKey.get(`${namespace}/${name}`);
+  }
+  set(policy: LivePolicy): void {
+    const ns = policy.metadata?.namespace;
+    const name = policy.metadata?.name;
+    if (ns !== undefined && name !== undefined) this.byKey.set(`${ns}/${name}`, policy);
+  }
+  delete(namespace: string, name: string): void {
+    this.byKey.delete(`${namespace}/${name}`);
+  }
+  list(): LivePolicy[] {
+    return [...this.byKey.values()];
+  }
+}
+
+export interface ClusterGuardOptions {
+  client: PolicyClient;
+  log: Logger;
+  cache?: PolicyCache;
+  /** An apply slower than this fails the ensure (the webhook has its own deadline). Default 4 s. */
+  timeoutMs?: number;
+}
+
+export class ClusterKillSwitchGuard implements KillSwitchGuard {
+  readonly cache: PolicyCache;
+  private current: ClusterRanges | undefined;
+  private why: string | undefined = 'cluster ranges not discovered yet';
+  private readonly inFlight = new Map<string, Promise<EnsureResult>>();
+  private readonly ensuredAt = new Map<string, number>();
+  private readonly client: PolicyClient;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ClusterGuardOptions) {
+    this.client = opts.client;
+    this.log = opts.log;
+    this.cache = opts.cache ?? new PolicyCache();
+    this.timeoutMs = opts.timeoutMs ?? 4000;
+  }
+
+  ranges(): ClusterRanges | undefined {
+    return this.current;
+  }
+
+  /** Why ranges() is undefined (the deny message), or undefined when the ranges are usable. */
+  problem(): string | undefined {
+    return this.current === undefined ? this.why : undefined;
+  }
+
+  /** New ranges (from discovery); returns true when the allowed set changed (policies need rewriting). */
+  setRanges(outcome: { ranges: ClusterRanges | undefined; problem?: string }): boolean {
+    const before = rangesKey(this.current);
+    this.current = outcome.ranges;
+    this.why = outcome.ranges === undefined ? (outcome.problem ?? 'cluster ranges unknown') : undefined;
+    return before !== rangesKey(this.current);
+  }
+
+  /** The policy we want for (namespace, gateway), or undefined without ranges. */
+  desired(namespace: string, gateway: string): KillSwitchPolicy | undefined {
+    return this.current === undefined ? undefined : buildKillSwitchPolicy({ namespace, gateway, ranges: this.current });
+  }
+
+  /** Was this policy ensured by this process within `ms`? (The reconciler never removes those.) */
+  recentlyEnsured(namespace: string, gateway: string, ms: number, now = Date.now()): boolean {
+    const at = this.ensuredAt.get(`${namespace}/${gateway}`);
+    return at !== undefined && now - at < ms;
+  }
+
+  async ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult> {
+    const desired = this.desired(namespace, gateway);
+    if (desired === undefined) return { ok: false, message: this.why ?? 'cluster ranges unknown' };
+    const name = desired.metadata.name;
+    const live = this.cache.get(namespace, name);
+    if (!opts.dryRun) this.ensuredAt.set(`${namespace}/${gateway}`, Date.now());
+    if (isPolicyCurrent(live, desired)) return { ok: true };
+    const verb = live === undefined ? 'create' : 'update';
+    if (opts.dryRun) {
+      try {
+        await this.withTimeout(this.client.apply(desired, { dryRun: true }));
+      } catch (err) {
+        return { ok: false, message: this.failure(namespace, name, err) };
+      }
+      return {
+        ok: true,
+        warning: `dry run: podvpn would ${verb} NetworkPolicy ${namespace}/${name} (the kill switch for gateway "${gateway}") before admitting this pod; nothing was written`,
+      };
+    }
+    const key = `${namespace}/${name}/${JSON.stringify(desired.spec)}`;
+    const pending = this.inFlight.get(key);
+    if (pending !== undefined) return pending;
+    const run = (async (): Promise<EnsureResult> => {
+      try {
+        const applied = await this.withTimeout(this.client.apply(desired, { dryRun: false }));
+        this.cache.set(applied);
+        this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
+        return { ok: true };
+      } catch (err) {
+        const message = this.failure(namespace, name, err);
+        this.log.warn({ namespace, policy: name, gateway, err: describeError(err) }, message);
+        return { ok: false, message };
+      } finally {
+        this.inFlight.delete(key);
+      }
+    })();
+    this.inFlight.set(key, run);
+    return run;
+  }
+
+  private failure(namespace: string, name: string, err: unknown): string {
+    return `the kill-switch NetworkPolicy ${namespace}/${name} could not be applied (${describeError(err)}); a routed pod is never admitted without it`;
+  }
+
+  private withTimeout<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** No cluster: ranges from config, else kubeadm's defaults; ensure() succeeds and writes nothing. */
+export class StandaloneKillSwitchGuard implements KillSwitchGuard {
+  private readonly value: ClusterRanges;
+  constructor(config: Config) {
+    this.value = standaloneRanges(config.cluster);
+  }
+  ranges(): ClusterRanges {
+    return this.value;
+  }
+  async ensure(): Promise<EnsureResult> {
+    return { ok: true };
+  }
+}
+
+export interface KillSwitch {
+  guard: ClusterKillSwitchGuard;
+  reconciler: KillSwitchReconciler;
+  stop(): Promise<void>;
+}
+
+/**
+ * Connected start-up: discover the ranges (config first), start the reconciler (watches, periodic
+ * resync and rediscovery), and return the guard for the webhook's hot path. Never throws for an
+ * unreachable API or missing ranges: the guard then denies routed pods with the reason, and
+ * discovery is retried until it succeeds.
+ */
+export async function startKillSwitch(
+  kc: KubeConfig,
+  config: Config,
+  log: Logger,
+  opts: Partial<Omit<ReconcilerOptions, 'kc' | 'guard' | 'client' | 'config' | 'log'>> & { client?: PolicyClient; timeoutMs?: number } = {},
+): Promise<KillSwitch> {
+  const client = opts.client ?? kubePolicyClient(kc);
+  const guard = new ClusterKillSwitchGuard({ client, log, timeoutMs: opts.timeoutMs });
+  guard.setRanges(await resolveClusterRanges(kc, config, log));
+  const reconciler = new KillSwitchReconciler({
+    ...opts,
+    kc,
+    guard,
+    client,
+    config,
+    log,
+    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log)),
+  });
+  await reconciler.start();
+  return { guard, reconciler, stop: () => reconciler.stop() };
+}
+
+function rangesKey(r: ClusterRanges | undefined): string {
+  return r === undefined ? '' : JSON.stringify([r.podCIDRs, r.serviceCIDRs, r.extraCIDRs, r.dnsIPs]);
+}
+
+export { killSwitchPolicyName };

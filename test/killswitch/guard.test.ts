@@ -1,0 +1,327 @@
+// Ensure-before-admit and the reconciler, against the API double through @kubernetes/client-node.
+
+import { NetworkingV1Api } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { resolveRanges } from '../../src/cluster/ranges.js';
+import { parseConfig } from '../../src/config/schema.js';
+import { kubePolicyClient } from '../../src/policy/client.js';
+import { ClusterKillSwitchGuard, type KillSwitch, StandaloneKillSwitchGuard, startKillSwitch } from '../../src/policy/guard.js';
+import { buildKillSwitchPolicy, isPolicyCurrent } from '../../src/policy/killswitch.js';
+import { KubeApiDouble } from '../kube-api-double/index.js';
+import { captureLogger } from './log.js';
+
+const NP = 'networking.k8s.io/v1';
+let api: KubeApiDouble | undefined;
+const started: KillSwitch[] = [];
+afterEach(async () => {
+  for (const ks of started.splice(0)) await ks.stop();
+  await api?.close();
+  api = undefined;
+});
+
+const config = parseConfig({ gateways: { default: {}, 'vpn-eu': { vxlanId: 43 } } });
+const ranges = resolveRanges(
+  { podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], extraAllowedCIDRs: [], dnsIPs: ['10.96.0.10'] },
+  {},
+);
+
+async function cluster(): Promise<KubeApiDouble> {
+  api = await KubeApiDouble.start();
+  for (const name of ['kube-system', 'default', 'podvpn-system', 'downloads', 'media']) api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  api.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-0' }, spec: { podCIDR: '10.244.0.0/24', podCIDRs: ['10.244.0.0/24'] } });
+  api.put({ apiVersion: NP, kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/12'] } });
+  api.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'kube-dns', namespace: 'kube-system' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 53, protocol: 'UDP' }] } });
+  return api;
+}
+
+function guardFor(a: KubeApiDouble, timeoutMs = 4000): ClusterKillSwitchGuard {
+  const guard = new ClusterKillSwitchGuard({ client: kubePolicyClient(a.kubeConfig()), log: captureLogger().logger, timeoutMs });
+  guard.setRanges({ ranges });
+  return guard;
+}
+
+function routedPod(namespace: string, name: string, gateway = 'default'): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels: { 'podvpn.io/routed': gateway } },
+    spec: { containers: [{ name: 'app', image: 'qbittorrent' }] },
+  };
+}
+
+async function eventually(cond: () => boolean, ms = 5000): Promise<number> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - start;
+}
+
+const policyIn = (a: KubeApiDouble, ns: string, gw = 'default') => a.get(NP, 'NetworkPolicy', ns, `podvpn-killswitch-${gw}`);
+
+describe('ensure before admit', () => {
+  it('applies the policy (server-side apply, manager podvpn) before answering ok, then serves from cache', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    expect(policyIn(a, 'downloads')).toBeUndefined();
+    expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: true });
+    const live = policyIn(a, 'downloads');
+    expect(isPolicyCurrent(live as never, buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }))).toBe(true);
+    expect((live!.metadata as { managedFields: Array<{ manager: string; operation: string }> }).managedFields).toEqual([
+      expect.objectContaining({ manager: 'podvpn', operation: 'Apply' }),
+    ]);
+    const patch = a.writes().at(-1)!;
+    expect(patch).toMatchObject({ verb: 'patch', contentType: 'application/apply-patch+yaml', query: { fieldManager: 'podvpn', force: 'true' } });
+    const writes = a.writes().length;
+    expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: true });
+    expect(a.writes().length).toBe(writes);
+  });
+
+  it('concurrent admissions for one namespace share one apply', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    const results = await Promise.all(Array.from({ length: 20 }, () => guard.ensure('downloads', 'default', { dryRun: false })));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(a.writes().filter((w) => w.resource === 'networkpolicies')).toHaveLength(1);
+  });
+
+  it('a stale policy (edited by someone else) is re-applied before admitting', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    a.put({ ...buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }), spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }] } }, 'kubectl-edit');
+    guard.cache.set(policyIn(a, 'downloads') as never);
+    expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: true });
+    expect(JSON.stringify(policyIn(a, 'downloads'))).not.toContain('0.0.0.0/0');
+  });
+
+  it('denies with the reason when the API refuses the apply', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    a.fault({ verb: 'patch', resource: 'networkpolicies', status: 403, message: 'networkpolicies is forbidden: User cannot patch' });
+    const r = await guard.ensure('downloads', 'default', { dryRun: false });
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.message).toMatch(/downloads\/podvpn-killswitch-default could not be applied \(HTTP 403 Forbidden: networkpolicies is forbidden/);
+    expect(policyIn(a, 'downloads')).toBeUndefined();
+  });
+
+  it('denies when the API server is down', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    await a.down();
+    const r = await guard.ensure('downloads', 'default', { dryRun: false });
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.message).toMatch(/ECONNREFUSED/);
+  });
+
+  it('denies when the API is too slow for the admission deadline', async () => {
+    const a = await cluster();
+    const guard = guardFor(a, 200);
+    a.fault({ verb: 'patch', resource: 'networkpolicies', delayMs: 1000 });
+    const r = await guard.ensure('downloads', 'default', { dryRun: false });
+    expect(!r.ok && r.message).toMatch(/timed out after 200 ms/);
+  });
+
+  it('dry run: validated by a dryRun=All apply, nothing written, a warning says what would be', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    const rv = a.resourceVersion;
+    const r = await guard.ensure('downloads', 'default', { dryRun: true });
+    expect(r).toEqual({ ok: true, warning: expect.stringMatching(/would create NetworkPolicy downloads\/podvpn-killswitch-default.*nothing was written/) });
+    expect(policyIn(a, 'downloads')).toBeUndefined();
+    expect(a.resourceVersion).toBe(rv);
+    expect(a.writes().every((w) => w.dryRun)).toBe(true);
+    // negative control: the same call without dryRun does write
+    await guard.ensure('downloads', 'default', { dryRun: false });
+    expect(policyIn(a, 'downloads')).toBeDefined();
+    expect(await guard.ensure('downloads', 'default', { dryRun: true })).toEqual({ ok: true });
+  });
+
+  it('dry run still fails closed when the API refuses', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    a.fault({ verb: 'patch', status: 500 });
+    expect((await guard.ensure('downloads', 'default', { dryRun: true })).ok).toBe(false);
+  });
+
+  it('without ranges: denied with the discovery problem, nothing written', async () => {
+    const a = await cluster();
+    const guard = guardFor(a);
+    guard.setRanges({ ranges: undefined, problem: 'podvpn does not know the cluster\'s cluster.podCIDRs' });
+    expect(guard.ranges()).toBeUndefined();
+    expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: false, message: expect.stringMatching(/cluster\.podCIDRs/) });
+    expect(a.writes()).toEqual([]);
+  });
+
+  it('standalone: config ranges else kubeadm defaults; ensure is a no-op success', async () => {
+    const g = new StandaloneKillSwitchGuard(parseConfig({}));
+    expect(g.ranges()).toMatchObject({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], dnsIPs: ['10.96.0.10'] });
+    expect(await g.ensure()).toEqual({ ok: true });
+    const configured = new StandaloneKillSwitchGuard(parseConfig({ cluster: { podCIDRs: ['10.42.0.0/16'] } }));
+    expect(configured.ranges().podCIDRs).toEqual(['10.42.0.0/16']);
+    expect(configured.ranges().sources.podCIDRs).toBe('config cluster.podCIDRs');
+  });
+});
+
+describe('reconciler', () => {
+  async function start(a: KubeApiDouble, opts: Parameters<typeof startKillSwitch>[3] = {}): Promise<KillSwitch> {
+    const ks = await startKillSwitch(a.kubeConfig(), config, captureLogger().logger, { resyncMs: 200, debounceMs: 20, ...opts });
+    started.push(ks);
+    return ks;
+  }
+
+  it('discovers at start and creates policies for namespaces that already have routed pods', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    a.put(routedPod('media', 'sabnzbd-0', 'vpn-eu'));
+    const ks = await start(a);
+    expect(ks.guard.ranges()).toMatchObject({ podCIDRs: ['10.244.0.0/24'], serviceCIDRs: ['10.96.0.0/12'], dnsIPs: ['10.96.0.10'] });
+    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media', 'vpn-eu') !== undefined);
+    expect(policyIn(a, 'media')).toBeUndefined();
+  });
+
+  it('a deleted policy is back within seconds', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    await a.kubeConfig().makeApiClient(NetworkingV1Api).deleteNamespacedNetworkPolicy({ namespace: 'downloads', name: 'podvpn-killswitch-default' });
+    expect(policyIn(a, 'downloads')).toBeUndefined();
+    const took = await eventually(() => policyIn(a, 'downloads') !== undefined, 3000);
+    expect(took).toBeLessThan(3000);
+  });
+
+  it('an edited policy is restored (force takes the fields back from kubectl-edit)', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    const net = a.kubeConfig().makeApiClient(NetworkingV1Api);
+    const live = await net.readNamespacedNetworkPolicy({ namespace: 'downloads', name: 'podvpn-killswitch-default' });
+    live.spec!.egress = [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }];
+    await net.replaceNamespacedNetworkPolicy({ namespace: 'downloads', name: 'podvpn-killswitch-default', body: live, fieldManager: 'kubectl-edit' });
+    expect(JSON.stringify(policyIn(a, 'downloads'))).toContain('0.0.0.0/0');
+    await eventually(() => !JSON.stringify(policyIn(a, 'downloads')?.spec).includes('0.0.0.0/0'), 3000);
+  });
+
+  it('a removed managed-by label is restored too', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    const live = policyIn(a, 'downloads')!;
+    a.put({ ...live, metadata: { ...live.metadata, labels: {}, managedFields: undefined } }, 'kubectl-edit');
+    await eventually(() => policyIn(a, 'downloads')?.metadata?.labels?.['app.kubernetes.io/managed-by'] === 'podvpn', 3000);
+  });
+
+  it('a CIDR change rewrites every policy', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    a.put(routedPod('media', 'sabnzbd-0'));
+    const ks = await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media') !== undefined);
+    expect(JSON.stringify(policyIn(a, 'media'))).not.toContain('10.244.1.0');
+    a.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] } });
+    expect(await ks.reconciler.rediscover()).toBe(true);
+    expect(ks.guard.ranges()?.podCIDRs).toEqual(['10.244.0.0/23']);
+    await eventually(() => ['downloads', 'media'].every((ns) => JSON.stringify(policyIn(a, ns)).includes('10.244.0.0/23')), 3000);
+    // unchanged ranges: nothing to rewrite
+    expect(await ks.reconciler.rediscover()).toBe(false);
+  });
+
+  it('rediscovery on its own schedule picks up a change', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    await start(a, { rediscoverMs: 100 });
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    a.put({ apiVersion: NP, kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/11'] } });
+    // the tick is min(rediscoverMs, 10 s)
+    await eventually(() => JSON.stringify(policyIn(a, 'downloads')).includes('10.96.0.0/11'), 5000);
+  });
+
+  it('a failed rediscovery keeps the ranges in force', async () => {
+    const a = await cluster();
+    const ks = await start(a);
+    a.fault({ resource: 'nodes', status: 500 });
+    a.fault({ resource: 'configmaps', status: 500 });
+    expect(await ks.reconciler.rediscover()).toBe(false);
+    expect(ks.guard.ranges()).toBeDefined();
+  });
+
+  it('removes a policy only when its namespace has no routed pod of that gateway left', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    a.put(routedPod('media', 'sabnzbd-0'));
+    const ks = await start(a, { removalGraceMs: 0 });
+    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media') !== undefined);
+    a.remove('v1', 'Pod', 'media', 'sabnzbd-0');
+    const report = await ks.reconciler.reconcileNow();
+    expect(report.removed).toEqual(['media/podvpn-killswitch-default']);
+    expect(policyIn(a, 'media')).toBeUndefined();
+    expect(policyIn(a, 'downloads')).toBeDefined();
+  });
+
+  it('keeps a young policy (a pod admitted a moment ago may not be listed yet)', async () => {
+    const a = await cluster();
+    const ks = await start(a); // default grace: 2 min
+    expect(await ks.guard.ensure('media', 'default', { dryRun: false })).toEqual({ ok: true });
+    const report = await ks.reconciler.reconcileNow();
+    expect(report.removed).toEqual([]);
+    expect(policyIn(a, 'media')).toBeDefined();
+  });
+
+  it('an opted-in namespace gets its policy before any pod, for its annotated gateway', async () => {
+    const a = await cluster();
+    await start(a);
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'arr', labels: { 'podvpn.io/inject': 'enabled' }, annotations: { 'podvpn.io/gateway': 'vpn-eu' } } });
+    await eventually(() => policyIn(a, 'arr', 'vpn-eu') !== undefined, 3000);
+    expect(policyIn(a, 'arr')).toBeUndefined();
+  });
+
+  it('two replicas converge without fighting: no further writes once in place', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    a.put(routedPod('media', 'sabnzbd-0', 'vpn-eu'));
+    const one = await start(a);
+    const two = await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media', 'vpn-eu') !== undefined);
+    await Promise.all([one.reconciler.reconcileNow(), two.reconciler.reconcileNow()]);
+    await new Promise((r) => setTimeout(r, 300));
+    const rv = a.resourceVersion;
+    const writes = a.writes().length;
+    await Promise.all([
+      one.guard.ensure('downloads', 'default', { dryRun: false }),
+      two.guard.ensure('downloads', 'default', { dryRun: false }),
+      one.reconciler.reconcileNow(),
+      two.reconciler.reconcileNow(),
+    ]);
+    await new Promise((r) => setTimeout(r, 600)); // three resync periods of both
+    expect(a.resourceVersion).toBe(rv);
+    expect(a.writes().length).toBe(writes);
+    expect(policyIn(a, 'downloads')!.metadata!.managedFields).toHaveLength(1);
+  });
+
+  it('the watch survives the API server going down and coming back', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    await a.down();
+    await new Promise((r) => setTimeout(r, 300));
+    await a.up();
+    a.remove(NP, 'NetworkPolicy', 'downloads', 'podvpn-killswitch-default');
+    await eventually(() => policyIn(a, 'downloads') !== undefined, 8000);
+  });
+
+  it('starts with the API down: routed pods denied with the reason, then recovers', async () => {
+    const a = await cluster();
+    await a.down();
+    const ks = await start(a, { rediscoverMs: 100 });
+    expect(ks.guard.ranges()).toBeUndefined();
+    const r = await ks.guard.ensure('downloads', 'default', { dryRun: false });
+    expect(!r.ok && r.message).toMatch(/does not know the cluster/);
+    await a.up();
+    await eventually(() => ks.guard.ranges() !== undefined, 15_000);
+    expect((await ks.guard.ensure('downloads', 'default', { dryRun: false })).ok).toBe(true);
+  });
+});
