@@ -62,7 +62,7 @@ export class KillSwitchReconciler {
   private timers: NodeJS.Timeout[] = [];
   private debounce: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
-  private again = false;
+  private next: Promise<ReconcileReport> | undefined;
   private stopped = false;
   private lastDiscovery = 0;
 
@@ -179,18 +179,22 @@ export class KillSwitchReconciler {
     await this.rediscover().catch((err: unknown) => this.o.log.warn({ err: describeError(err) }, 'cluster range rediscovery failed'));
   }
 
-  /** One full pass; concurrent calls are folded into one more pass after the current one. */
+  /**
+   * One full pass that starts after this call: while a pass runs, callers wait for it and then share
+   * the single next pass (so a change made just before the call is always seen).
+   */
   async reconcileNow(): Promise<ReconcileReport> {
     if (this.running !== undefined) {
-      this.again = true;
-      return this.running;
+      this.next ??= this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.next = undefined;
+          return this.reconcileNow();
+        });
+      return this.next;
     }
     this.running = this.pass().finally(() => {
       this.running = undefined;
-      if (this.again && !this.stopped) {
-        this.again = false;
-        this.trigger();
-      }
     });
     return this.running;
   }

@@ -70,6 +70,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   private why: string | undefined = 'cluster ranges not discovered yet';
   private readonly inFlight = new Map<string, Promise<EnsureResult>>();
   private readonly ensuredAt = new Map<string, number>();
+  private readonly built = new Map<string, KillSwitchPolicy>();
   private readonly client: PolicyClient;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -94,13 +95,21 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   setRanges(outcome: { ranges: ClusterRanges | undefined; problem?: string }): boolean {
     const before = rangesKey(this.current);
     this.current = outcome.ranges;
+    this.built.clear();
     this.why = outcome.ranges === undefined ? (outcome.problem ?? 'cluster ranges unknown') : undefined;
     return before !== rangesKey(this.current);
   }
 
   /** The policy we want for (namespace, gateway), or undefined without ranges. */
   desired(namespace: string, gateway: string): KillSwitchPolicy | undefined {
-    return this.current === undefined ? undefined : buildKillSwitchPolicy({ namespace, gateway, ranges: this.current });
+    if (this.current === undefined) return undefined;
+    const key = `${namespace}/${gateway}`;
+    let policy = this.built.get(key);
+    if (policy === undefined) {
+      policy = buildKillSwitchPolicy({ namespace, gateway, ranges: this.current });
+      this.built.set(key, policy);
+    }
+    return policy;
   }
 
   /** Was this policy ensured by this process within `ms`? (The reconciler never removes those.) */

@@ -137,6 +137,14 @@ describe('isPolicyCurrent', () => {
 });
 
 describe('policiesForNamespaces', () => {
+  it('with config, refuses public ranges unless forced', () => {
+    const open = rangesOf({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], extraAllowedCIDRs: ['8.8.8.0/24'], dnsIPs: ['10.96.0.10'] });
+    const ns = [{ namespace: 'downloads', gateway: 'default' }];
+    expect(() => policiesForNamespaces(ns, open, parseConfig({}))).toThrow(/8\.8\.8\.0\/24/);
+    expect(policiesForNamespaces(ns, open, parseConfig({ cluster: { allowPublicRanges: true } }))).toHaveLength(1);
+    expect(policiesForNamespaces(ns, kubeadm, parseConfig({}))).toHaveLength(1);
+  });
+
   it('one per distinct namespace and gateway, sorted', () => {
     const out = policiesForNamespaces(
       [

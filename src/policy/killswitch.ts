@@ -11,7 +11,7 @@
 // internet above all, matches no rule and is dropped at the node.
 
 import { containsCidr, parseAddress, parseCidr } from '../cidr/cidr.js';
-import { allowedCIDRs, type ClusterRanges } from '../cluster/ranges.js';
+import { allowedCIDRs, assertRangesSafe, type ClusterRanges } from '../cluster/ranges.js';
 import { LABEL_MANAGED_BY, LABEL_NAMESPACE_NAME, LABEL_ROUTED, PRODUCT } from '../constants.js';
 
 /** Label on the policy naming its gateway (the reconciler maps policies back by it). */
@@ -104,11 +104,17 @@ export function buildKillSwitchPolicy(input: {
   };
 }
 
-/** Policies for offline `podvpn inject`: one per distinct (namespace, gateway), sorted. */
+/**
+ * Policies for offline `podvpn inject`: one per distinct (namespace, gateway), sorted. With `config`,
+ * the public-range guard runs first (throws PublicRangeError unless `cluster.allowPublicRanges`), so
+ * the offline path can never print an open kill switch either.
+ */
 export function policiesForNamespaces(
   namespaces: ReadonlyArray<{ namespace: string; gateway: string }>,
   ranges: ClusterRanges,
+  config?: { cluster: { allowPublicRanges: boolean } },
 ): KillSwitchPolicy[] {
+  if (config !== undefined) assertRangesSafe(ranges, { allowPublicRanges: config.cluster.allowPublicRanges });
   const seen = new Map<string, { namespace: string; gateway: string }>();
   for (const n of namespaces) seen.set(`${n.namespace}/${n.gateway}`, n);
   return [...seen.entries()]

@@ -239,6 +239,19 @@ describe('reconciler', () => {
     await eventually(() => JSON.stringify(policyIn(a, 'downloads')).includes('10.96.0.0/11'), 5000);
   });
 
+  it('a config change (restart with new config) rewrites every policy', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    a.put(routedPod('media', 'sabnzbd-0'));
+    const first = await start(a);
+    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media') !== undefined);
+    await first.stop();
+    const withLan = parseConfig({ gateways: { default: {}, 'vpn-eu': { vxlanId: 43 } }, cluster: { extraAllowedCIDRs: ['192.168.1.0/24'] } });
+    const second = await startKillSwitch(a.kubeConfig(), withLan, captureLogger().logger, { resyncMs: 200, debounceMs: 20 });
+    started.push(second);
+    await eventually(() => ['downloads', 'media'].every((ns) => JSON.stringify(policyIn(a, ns)).includes('192.168.1.0/24')), 3000);
+  });
+
   it('a failed rediscovery keeps the ranges in force', async () => {
     const a = await cluster();
     const ks = await start(a);
