@@ -60,7 +60,7 @@ export interface ClusterGuardOptions {
   client: PolicyClient;
   log: Logger;
   cache?: PolicyCache;
-  /** An apply slower than this fails the ensure (the webhook has its own deadline). Default 4 s. */
+  /** An apply slower than this fails the ensure: the webhook's own deadline is 5 s. Default 3 s. */
   timeoutMs?: number;
 }
 
@@ -79,7 +79,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     this.client = opts.client;
     this.log = opts.log;
     this.cache = opts.cache ?? new PolicyCache();
-    this.timeoutMs = opts.timeoutMs ?? 4000;
+    this.timeoutMs = opts.timeoutMs ?? 3000;
   }
 
   ranges(): ClusterRanges | undefined {

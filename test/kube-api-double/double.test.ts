@@ -81,6 +81,21 @@ describe('CRUD over real HTTP through client-node', () => {
     const objects = KubernetesObjectApi.makeApiClient(api.kubeConfig());
     await objects.patch({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'downloads' }, data: { b: '2' } } as never, undefined, undefined, undefined, undefined, PatchStrategy.MergePatch);
     expect(api.get('v1', 'ConfigMap', 'downloads', 'c')?.data).toEqual({ a: '1', b: '2' });
+    const res = await fetch(`${api.url}/api/v1/namespaces/downloads/configmaps/c`, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json-patch+json' },
+      body: JSON.stringify([{ op: 'remove', path: '/data/a' }]),
+    });
+    expect(res.status).toBe(200);
+    expect(api.get('v1', 'ConfigMap', 'downloads', 'c')?.data).toEqual({ b: '2' });
+  });
+
+  it('generateName and deletecollection', async () => {
+    const core = api.kubeConfig().makeApiClient(CoreV1Api);
+    const made = await core.createNamespacedSecret({ namespace: 'downloads', body: { metadata: { generateName: 'tls-' } } });
+    expect(made.metadata?.name).toMatch(/^tls-.{5}$/);
+    await core.deleteCollectionNamespacedSecret({ namespace: 'downloads' });
+    expect(api.list('v1', 'Secret', 'downloads')).toEqual([]);
   });
 });
 
@@ -180,6 +195,17 @@ describe('watch', () => {
     await waitFor(() => seen.includes('delete new'));
     expect(seen).toEqual(['add pre', 'add new', 'update new', 'delete new']);
     await informer.stop();
+  });
+
+  it('a label-selector watch sees an object that stops matching as DELETED and one that starts as ADDED', async () => {
+    api.put(policy('p'));
+    const rv = api.resourceVersion;
+    api.put({ ...policy('p'), metadata: { name: 'p', namespace: 'downloads', labels: {} } });
+    api.put(policy('p'));
+    const lines = await readWatch(
+      `${api.url}/apis/networking.k8s.io/v1/networkpolicies?watch=1&resourceVersion=${rv}&labelSelector=${encodeURIComponent('app.kubernetes.io/managed-by=podvpn')}`,
+    );
+    expect(lines.map((l) => l.type)).toEqual(['DELETED', 'ADDED']);
   });
 
   it('resumes from a resourceVersion; an expired one gets a 410 ERROR event', async () => {
