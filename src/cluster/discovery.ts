@@ -1,7 +1,8 @@
 // Cluster range discovery: the edge that asks the API server for the pod and service ranges and the
 // cluster DNS IP. Config always wins; a kind of range the config gives is never looked up.
 //
-//   pod CIDRs      nodes' spec.podCIDRs (merged), else kubeadm-config's podSubnet
+//   pod CIDRs      nodes' spec.podCIDRs (merged); kubeadm-config's podSubnet instead when it covers
+//                  them all (cluster-wide, stable as nodes come and go) or when no node has a range
 //   service CIDRs  the ServiceCIDR API (networking.k8s.io/v1, else v1beta1), else the error of a
 //                  dryRun=All Service create with an out-of-range clusterIP, else kubeadm-config's
 //                  serviceSubnet
@@ -14,7 +15,7 @@
 import { ApiException, CoreV1Api, type KubeConfig, NetworkingV1Api, NetworkingV1beta1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { CidrError, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
+import { CidrError, containsCidr, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
 import type { Config } from '../config/schema.js';
 import { SYSTEM_NAMESPACE } from '../constants.js';
 import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';
@@ -45,7 +46,9 @@ export async function discover(kc: KubeConfig, want: readonly Kind[] = ['podCIDR
   };
 
   if (want.includes('podCIDRs')) {
-    out.podCIDRs = (await fromNodes(core, notes)) ?? fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes);
+    const nodes = await fromNodes(core, notes);
+    const subnet = fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes);
+    out.podCIDRs = preferClusterWide(nodes, subnet);
   }
   if (want.includes('serviceCIDRs')) {
     out.serviceCIDRs =
@@ -55,6 +58,19 @@ export async function discover(kc: KubeConfig, want: readonly Kind[] = ['podCIDR
   }
   if (want.includes('dnsIPs')) out.dnsIPs = await fromKubeDns(core, notes);
   return out;
+}
+
+/**
+ * Nodes' ranges are per node (a /24 each): a node added later brings a new one. kubeadm's podSubnet is
+ * the whole cluster's; use it when it covers every node's range (it then agrees with the nodes and
+ * does not change when nodes come and go). Otherwise the nodes are the evidence.
+ */
+function preferClusterWide(nodes: Found | undefined, subnet: Found | undefined): Found | undefined {
+  if (nodes === undefined) return subnet;
+  if (subnet === undefined) return nodes;
+  const wide = subnet.values.map((c) => parseCidr(c));
+  const covered = nodes.values.every((n) => wide.some((w) => containsCidr(w, parseCidr(n))));
+  return covered ? { values: subnet.values, source: `${subnet.source}, which covers ${nodes.source}` } : nodes;
 }
 
 async function fromNodes(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {

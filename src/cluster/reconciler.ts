@@ -118,7 +118,9 @@ export class KillSwitchReconciler {
       informer.on('error', (err: unknown) => {
         if (this.stopped) return;
         log.warn({ watch: name, err: describeError(err), retryMs: backoff }, `kill-switch ${name} watch failed; retrying`);
-        const t = setTimeout(() => void informer.start().catch(() => undefined), backoff);
+        const t = setTimeout(() => {
+          if (!this.stopped) void informer.start().catch(() => undefined);
+        }, backoff);
         t.unref();
         backoff = Math.min(backoff * 2, 30_000);
       });

@@ -213,7 +213,8 @@ export async function startKillSwitch(
     client,
     config,
     log,
-    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log)),
+    // Rediscovery logs only problems; the reconciler logs a change of ranges.
+    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log.child({ phase: 'rediscovery' }, { level: 'warn' }))),
   });
   await reconciler.start();
   return { guard, reconciler, stop: () => reconciler.stop() };

@@ -58,6 +58,19 @@ describe('pod CIDRs', () => {
     expect(found.podCIDRs).toEqual({ values: ['10.32.0.0/12'], source: 'kubeadm-config ConfigMap (networking.podSubnet)' });
   });
 
+  it("kubeadm-config podSubnet when it covers every node's range (cluster-wide, stable as nodes come)", async () => {
+    const a = await cluster({ nodes: [['10.32.0.0/24'], ['10.32.1.0/24']], kubeadm: KUBEADM });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs?.values).toEqual(['10.32.0.0/12']);
+    expect(found.podCIDRs?.source).toMatch(/kubeadm-config ConfigMap \(networking\.podSubnet\), which covers nodes' spec\.podCIDRs/);
+  });
+
+  it('the nodes win when kubeadm-config disagrees with them (stale config)', async () => {
+    const a = await cluster({ nodes: [['10.244.0.0/24']], kubeadm: KUBEADM });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs?.values).toEqual(['10.244.0.0/24']);
+  });
+
   it('not found: no node range, no kubeadm-config', async () => {
     const a = await cluster({ nodes: [[]] });
     const found = await discover(a.kubeConfig(), ['podCIDRs']);
