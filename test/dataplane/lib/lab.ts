@@ -93,8 +93,8 @@ export interface Snapshot {
   gwForwardDropped: number;
 }
 
-type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw';
-type NsName = PodName | 'node' | 'vpn' | 'inet';
+export type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw';
+export type NsName = PodName | 'node' | 'vpn' | 'inet';
 const ALL_NS: NsName[] = ['client', 'nogw', 'app', 'dns', 'gw', 'node', 'vpn', 'inet'];
 
 export class Lab {
@@ -132,7 +132,7 @@ export class Lab {
   tryIn(ns: NsName, cmd: string, timeoutMs = 10_000) {
     return tryRun(`ip netns exec ${this.ns(ns)} ${cmd}`, timeoutMs);
   }
-  private bgStart(key: string, ns: NsName, cmd: string): Background {
+  bgStart(key: string, ns: NsName, cmd: string): Background {
     const b = startBackground(key, `ip netns exec ${this.ns(ns)} ${cmd}`, join(this.work, `${key}.log`));
     this.bg.set(key, b);
     appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
@@ -182,6 +182,11 @@ export class Lab {
       'ip link set wan0 up',
       `ip route add default via ${ADDR.vpnWan}`,
       `ip -6 route add default via ${ADDR.vpnWan6}`,
+      // The cluster's ranges never leave through the uplink (Calico installs blackhole routes for
+      // its IPAM blocks; kube-proxy owns the service range): a packet to a pod that is gone, say
+      // VXLAN to a replaced gateway, dies here instead of following the default route out.
+      `ip route add blackhole ${ADDR.podCIDR}`,
+      `ip route add blackhole ${ADDR.serviceCIDR}`,
     ]);
     await this.script('vpn', [
       `ip addr add ${ADDR.vpnWan}/24 dev up0`,
@@ -486,6 +491,7 @@ export class Lab {
 
   /** The negative control: gluetun's firewall switched off (what users do when it blocks VXLAN). */
   async removeGatewayFirewall(): Promise<void> {
+    await this.in('gw', `bash -c ${q(`iptables-save > ${this.work}/gw-iptables.save && ip6tables-save > ${this.work}/gw-ip6tables.save`)}`);
     await this.script('gw', [
       'for t in iptables ip6tables; do',
       '  $t -F INPUT; $t -F OUTPUT; $t -F FORWARD',
@@ -494,15 +500,9 @@ export class Lab {
     ]);
   }
 
-  /** Rebuilds the gateway's filter rules as at pod start: pod-gateway's, then gluetun's. */
+  /** Puts back the gateway's rules exactly as they were before removeGatewayFirewall. */
   async restoreGatewayFirewall(): Promise<void> {
-    await this.in('gw', 'bash -c "iptables -F; iptables -t nat -F; ip6tables -F"');
-    await this.in(
-      'gw',
-      `env LAB_DEFAULT_SETTINGS=/dev/null LAB_SETTINGS=${this.work}/gw-settings.sh bash ${SCRIPTS}/gateway-init.sh >> ${this.work}/gateway-init.log 2>&1`,
-      20_000,
-    );
-    await this.applyGatewayFirewall();
+    await this.in('gw', `bash -c ${q(`iptables-restore < ${this.work}/gw-iptables.save && ip6tables-restore < ${this.work}/gw-ip6tables.save`)}`);
   }
 
   /** The dnsmasq config pod-gateway's gateway_sidecar.sh writes, plus the manifest's /etc/dnsmasq.d files. */
