@@ -133,7 +133,20 @@ export function isPolicyCurrent(
   if (live === undefined) return false;
   const labels = live.metadata?.labels ?? {};
   for (const [k, v] of Object.entries(desired.metadata.labels)) if (labels[k] !== v) return false;
-  return canonical(live.spec) === canonical(desired.spec);
+  return canonicalOf(live.spec) === canonicalOf(desired.spec);
+}
+
+// The hot path compares the same cached objects again and again: remember each one's canonical form.
+// (Objects from the watch cache and the memoised desired policies are never mutated.)
+const canonicalMemo = new WeakMap<object, string>();
+function canonicalOf(value: unknown): string {
+  if (value === null || typeof value !== 'object') return canonical(value);
+  let text = canonicalMemo.get(value);
+  if (text === undefined) {
+    text = canonical(value);
+    canonicalMemo.set(value, text);
+  }
+  return text;
 }
 
 /** JSON with sorted keys; `undefined` fields dropped (the API server omits empty optionals). */
