@@ -182,6 +182,12 @@ describe('gateway "default" in the default install', () => {
     expect(v.deployment.spec.strategy.type).toBe('Recreate');
   });
 
+  it('keeps the env order manifests/README.md patches by index', () => {
+    const names = (v.gluetun.env as Array<{ name: string }>).map((e) => e.name);
+    expect(names[4]).toBe('FIREWALL_OUTBOUND_SUBNETS');
+    expect(v.deployment.spec.template.spec.initContainers[1].name).toBe('gluetun');
+  });
+
   it('keeps gluetun control and health servers on loopback', () => {
     expect(v.env.HTTP_CONTROL_SERVER_ADDRESS).toBe('127.0.0.1:8000');
     expect(v.env.HEALTH_SERVER_ADDRESS).toBe('127.0.0.1:9999');
