@@ -18,6 +18,11 @@ export const root = join(here, '..');
 export const resultsDir = join(here, 'results');
 export const certsDir = join(resultsDir, 'certs');
 export const logPath = join(resultsDir, 'webhook.log');
+/**
+ * The webhook under test: the production build. BENCH_PODVPN_CLI points at another build of the
+ * same CLI (e.g. a candidate fix compiled elsewhere) to measure it on the same harness.
+ */
+export const PODVPN_CLI = process.env.BENCH_PODVPN_CLI ?? join(root, 'dist/cli.js');
 
 // The config a production install would carry: explicit cluster ranges and one gateway.
 export const CONFIG_YAML = `# podvpn benchmark config: what a production install sets explicitly.
@@ -75,7 +80,7 @@ export async function startServer(kind, { stdoutFd, nodeArgs = [] } = {}) {
   const key = join(certsDir, 'tls.key');
   const argv =
     kind === 'podvpn'
-      ? [join(root, 'dist/cli.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`,
+      ? [PODVPN_CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`,
         '--tls-cert', cert, '--tls-key', key, '--config', join(resultsDir, 'config.yaml'), '--no-kube', '--shutdown-delay', '0']
       : [join(here, 'baseline-server.mjs'), '--listen', String(port), '--admin-listen', String(adminPort),
         '--tls-cert', cert, '--tls-key', key, '--reply', join(resultsDir, 'baseline-reply.json')];

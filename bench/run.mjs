@@ -9,6 +9,9 @@
 // default log level (info: one JSON line per review). Its stdout and stderr go to a file,
 // bench/results/webhook.log, whose review lines are counted against the requests sent and then
 // removed (it grows to tens of MB); its first lines are kept in latest.json.
+//
+// BENCH_PODVPN_CLI=/path/to/dist/cli.js measures another build of the CLI (a candidate fix) on the
+// same harness; bench/RESULTS.md is then left alone. bench/profile.mjs says where the time goes.
 
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -31,6 +34,7 @@ import {
   post,
   prepare,
   procStatus,
+  PODVPN_CLI,
   resultsDir,
   root,
   startPhases,
@@ -323,6 +327,7 @@ async function main() {
     const result = {
       date: started.toISOString(),
       machine: machine(),
+      podvpnCli: PODVPN_CLI,
       settings: { durationS: DURATION, warmupS: WARMUP, rounds: ROUNDS, connections: CONNECTIONS, pipelining: 1, loadGenerator: `autocannon (same process as the orchestrator, same machine)`, webhookLog: 'info level, stdout+stderr to bench/results/webhook.log (counted, then removed)' },
       review: { bytes: Buffer.byteLength(body), replyBytes: Buffer.byteLength(sample.body) },
       tls,
@@ -359,8 +364,13 @@ async function main() {
       `Also: in-handler time (podvpn's own histogram, parse excluded) mean ${f(result.webhook.handlerMeanMs, 3)} ms over ${fi(injected)} reviews, every one injected and logged (${fi(reviewLines)} log lines). RSS at ready ${f(rssAtReady.vmRSSMiB)} MiB. Raw figures: \`bench/results/latest.json\` (not committed).`,
       '',
     ].join('\n');
-    writeFileSync(join(here, 'RESULTS.md'), md);
-    process.stdout.write(`\n${table}\n\nwrote bench/results/latest.json and bench/RESULTS.md\n`);
+    if (process.env.BENCH_PODVPN_CLI === undefined) {
+      writeFileSync(join(here, 'RESULTS.md'), md);
+      process.stdout.write(`\n${table}\n\nwrote bench/results/latest.json and bench/RESULTS.md\n`);
+    } else {
+      // A candidate build: the record stays the production build's.
+      process.stdout.write(`\n${table}\n\n(candidate build ${PODVPN_CLI}) wrote bench/results/latest.json only\n`);
+    }
   } finally {
     await stopServer(podvpn);
     await stopServer(baseline);
