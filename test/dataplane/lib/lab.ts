@@ -232,7 +232,7 @@ export class Lab {
     writeFileSync(join(this.work, 'client-settings.sh'), this.inputs.clientSettingsScript);
     writeFileSync(join(this.work, 'client-defaults.sh'), shellAssignments(CLIENT_DEFAULTS));
     await this.clientInit();
-    await waitFor('a first reply through the tunnel', async () => (await this.curlInet('client', 1)).body === ADDR.vpnExit, 10_000, 100);
+    await waitFor('a first reply through the tunnel', async () => (await this.curlInet('client', 2)).body === ADDR.vpnExit, 20_000, 100);
     log(`lab up: prefix ${this.inputs.prefix}, gateway settings from ${this.inputs.gateway.source}`);
   }
 
@@ -442,7 +442,7 @@ export class Lab {
         const r = await this.tryIn('gw', `wg show ${proc} latest-handshakes`);
         return /\s[1-9]\d*\s*$/.test(r.stdout);
       },
-      8_000,
+      15_000,
       50,
     );
   }

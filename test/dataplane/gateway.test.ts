@@ -1,0 +1,112 @@
+// The gateway side on its own (pure, no root): reading the rendered manifest, the gluetun-like
+// firewall built from it, and the static agreements the kernel lab depends on.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  type GatewayManifestSettings,
+  gluetunFirewallCommands,
+  gluetunSettings,
+  parseSettingsScript,
+  readGatewayManifest,
+} from './lib/gateway.js';
+import { GATEWAY_FIXTURE, gatewayInputs, productInputs } from './lib/inputs.js';
+import { ADDR, rewriteUpstream } from './lib/lab.js';
+
+const runtime = {
+  defaultIf: 'eth0',
+  defaultIP: '10.244.1.20',
+  localNetworks: [
+    { iface: 'eth0', ip: '10.244.1.20', cidr: '169.254.1.1/32' },
+    { iface: 'vxlan0', ip: '172.16.0.1', cidr: '172.16.0.0/24' },
+  ],
+  endpoint: { ip: '192.0.2.1', port: 51820, protocol: 'udp' as const },
+};
+
+describe('settings.sh', () => {
+  it('reads the shapes pod-gateway settings files use', () => {
+    expect(
+      parseSettingsScript(`# c\nA="1 2"\nB='x'\\''y'\nexport C=3 # note\nD=\nnot a line\n`),
+    ).toEqual({ A: '1 2', B: "x'y", C: '3', D: '' });
+  });
+});
+
+describe('the gateway manifest', () => {
+  it('the fixture parses (fallback while manifests/ renders no gateway)', () => {
+    const m = readGatewayManifest(readFileSync(GATEWAY_FIXTURE, 'utf8'), 'fixture');
+    expect(m.podGateway.VXLAN_PORT).toBe('4789');
+    expect(m.postRules.length).toBeGreaterThan(0);
+    expect(gluetunSettings(m).vpnInterface).toBe('wg0');
+  });
+
+  it('refuses manifests without the gateway pieces', () => {
+    expect(() => readGatewayManifest('kind: ConfigMap\nmetadata: {name: x}\n', 't')).toThrow(/no Deployment/);
+  });
+
+  describe('as rendered now', async () => {
+    const m: GatewayManifestSettings = await gatewayInputs();
+    const client = productInputs().clientSettings;
+    const g = gluetunSettings(m);
+    it(`agrees with the webhook's client settings (source: ${m.source})`, () => {
+      for (const key of ['VXLAN_ID', 'VXLAN_PORT', 'VXLAN_IP_NETWORK'] as const) {
+        expect({ key, gateway: m.podGateway[key] }).toEqual({ key, gateway: client[key] });
+      }
+      expect(m.podGateway.VPN_INTERFACE).toBe(g.vpnInterface);
+    });
+    it('keeps gluetun on, on WireGuard, with a tunnel MTU that holds the client vxlan0 MTU', () => {
+      expect(g.firewall).toBe(true);
+      expect(g.vpnType).toBe('wireguard');
+      expect(g.wireguardMtu).toBeGreaterThanOrEqual(Number(client.VPN_INTERFACE_MTU));
+    });
+  });
+});
+
+describe('the gluetun-like firewall', () => {
+  const base = {
+    firewall: true,
+    vpnType: 'wireguard',
+    vpnInterface: 'wg0',
+    outboundSubnets: ['10.0.0.0/8'],
+    inputPorts: [4789],
+    vpnInputPorts: [],
+    wireguardMtu: 1370,
+    postRules: ['iptables -A FORWARD -i vxlan0 -o wg0 -j ACCEPT', 'iptables-nft -A INPUT -i vxlan0 -p udp --dport 67 -j ACCEPT'],
+  };
+  const cmds = gluetunFirewallCommands(base, runtime);
+
+  it('drops by default on every chain, IPv4 and IPv6', () => {
+    for (const chain of ['INPUT', 'OUTPUT', 'FORWARD']) {
+      expect(cmds).toContain(`iptables --policy ${chain} DROP`);
+      expect(cmds).toContain(`ip6tables --policy ${chain} DROP`);
+    }
+  });
+  it('opens what gluetun opens, from the settings and the pod it runs in', () => {
+    expect(cmds).toContain('iptables --append OUTPUT -o eth0 -s 10.244.1.20 -d 10.0.0.0/8 -j ACCEPT');
+    expect(cmds).toContain('iptables --append INPUT -i vxlan0 -d 172.16.0.0/24 -j ACCEPT');
+    expect(cmds).toContain('iptables --append INPUT -i eth0 -p udp --dport 4789 -j ACCEPT');
+    expect(cmds).toContain('iptables --append OUTPUT -d 192.0.2.1 -o eth0 -p udp -m udp --dport 51820 -j ACCEPT');
+    expect(cmds).toContain('iptables --append OUTPUT -o wg0 -j ACCEPT');
+  });
+  it('runs the post-rules verbatim after its own input rules, before the VPN connection rules', () => {
+    const post = cmds.indexOf('iptables -A FORWARD -i vxlan0 -o wg0 -j ACCEPT');
+    expect(post).toBeGreaterThan(cmds.indexOf('iptables --append INPUT -i eth0 -p udp --dport 4789 -j ACCEPT'));
+    expect(post).toBeLessThan(cmds.indexOf('iptables --append OUTPUT -o wg0 -j ACCEPT'));
+    expect(cmds).toContain('iptables -A INPUT -i vxlan0 -p udp --dport 67 -j ACCEPT');
+  });
+  it('adds nothing when the firewall is off', () => {
+    expect(gluetunFirewallCommands({ ...base, firewall: false }, runtime)).toEqual([]);
+  });
+  it('reads both names of the firewall switch', () => {
+    const m = (env: Record<string, string>): GatewayManifestSettings => ({ source: 't', podGateway: {}, gluetunEnv: env, postRules: [], dnsmasqConf: [] });
+    expect(gluetunSettings(m({ FIREWALL: 'off' })).firewall).toBe(false);
+    expect(gluetunSettings(m({ FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT: 'off' })).firewall).toBe(false);
+    expect(gluetunSettings(m({})).firewall).toBe(true);
+  });
+});
+
+describe("dnsmasq's upstreams", () => {
+  it('public resolvers become the lab internet resolver; private ones are kept', () => {
+    expect(rewriteUpstream('server=1.1.1.1')).toMatch(new RegExp(`^server=${ADDR.inetResolver.replaceAll('.', '\\.')}\\b`));
+    expect(rewriteUpstream('server=10.96.0.10')).toBe('server=10.96.0.10');
+    expect(rewriteUpstream('no-resolv')).toBe('no-resolv');
+  });
+});
