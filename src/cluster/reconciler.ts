@@ -38,6 +38,11 @@ export interface ReconcilerOptions {
   debounceMs?: number;
   /** A policy younger than this is never removed (default 2 min). */
   removalGraceMs?: number;
+  /**
+   * When another replica wrote a policy with different content (its ranges differ from ours for a
+   * moment), re-apply ours at most this often per policy, rediscovering first (default 60 s).
+   */
+  peerBackoffMs?: number;
   /** Re-run discovery this often (default 5 min; 10 s while the ranges are unknown). */
   rediscoverMs?: number;
   rediscover?: () => Promise<RangesOutcome>;
@@ -47,6 +52,8 @@ export interface ReconcileReport {
   applied: string[];
   removed: string[];
   failed: string[];
+  /** Stale policies last written by another replica, left for now (see peerBackoffMs). */
+  deferred: string[];
   skipped?: string;
 }
 
@@ -65,9 +72,10 @@ export class KillSwitchReconciler {
   private next: Promise<ReconcileReport> | undefined;
   private stopped = false;
   private lastDiscovery = 0;
+  private readonly peerApplied = new Map<string, number>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 120_000, rediscoverMs: 300_000, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 120_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, ...opts };
   }
 
   async start(): Promise<void> {
@@ -203,7 +211,7 @@ export class KillSwitchReconciler {
 
   private async pass(): Promise<ReconcileReport> {
     const { guard, client, config, log } = this.o;
-    const report: ReconcileReport = { applied: [], removed: [], failed: [] };
+    const report: ReconcileReport = { applied: [], removed: [], failed: [], deferred: [] };
     if (guard.ranges() === undefined) {
       // Without ranges nothing correct can be written; existing policies stay (they still protect).
       report.skipped = guard.problem();
@@ -230,11 +238,27 @@ export class KillSwitchReconciler {
       wanted.set(`${namespace}/${gateway}`, { namespace, gateway });
     }
 
+    let rediscovered = false;
     for (const { namespace, gateway } of wanted.values()) {
       const desired = guard.desired(namespace, gateway)!;
-      if (isPolicyCurrent(guard.cache.get(namespace, desired.metadata.name), desired)) continue;
-      const result = await guard.ensure(namespace, gateway, { dryRun: false });
+      const live = guard.cache.get(namespace, desired.metadata.name);
+      if (isPolicyCurrent(live, desired)) continue;
       const id = `${namespace}/${desired.metadata.name}`;
+      if (guard.writtenByPeer(live)) {
+        // Another replica disagrees: never a write loop. Back off, and check our own ranges first.
+        const last = this.peerApplied.get(id);
+        if (last !== undefined && Date.now() - last < this.o.peerBackoffMs) {
+          report.deferred.push(id);
+          continue;
+        }
+        if (!rediscovered && this.o.rediscover !== undefined) {
+          rediscovered = true;
+          await this.rediscover().catch(() => false);
+          if (isPolicyCurrent(live, guard.desired(namespace, gateway)!)) continue;
+        }
+        this.peerApplied.set(id, Date.now());
+      }
+      const result = await guard.ensure(namespace, gateway, { dryRun: false });
       if (result.ok) report.applied.push(id);
       else report.failed.push(`${id}: ${result.message}`);
     }

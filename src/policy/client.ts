@@ -13,6 +13,7 @@ export interface LivePolicy {
     labels?: Record<string, string>;
     creationTimestamp?: Date | string;
     resourceVersion?: string;
+    managedFields?: Array<{ manager?: string; operation?: string; fieldsV1?: unknown }>;
   };
   spec?: unknown;
 }

@@ -25,6 +25,7 @@ import { describeError, resolveClusterRanges } from '../cluster/discovery.js';
 import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
 import { type ClusterRanges, standaloneRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
+import { FIELD_MANAGER } from '../constants.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
 import { buildKillSwitchPolicy, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
 
@@ -71,6 +72,8 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   private readonly inFlight = new Map<string, Promise<EnsureResult>>();
   private readonly ensuredAt = new Map<string, number>();
   private readonly built = new Map<string, KillSwitchPolicy>();
+  /** The spec this process last applied to each policy (namespace/name → canonical JSON). */
+  private readonly lastApplied = new Map<string, string>();
   private readonly client: PolicyClient;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -144,6 +147,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
       try {
         const applied = await this.withTimeout(this.client.apply(desired, { dryRun: false }));
         this.cache.set(applied);
+        this.lastApplied.set(`${namespace}/${name}`, specKey(desired.spec));
         this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
         return { ok: true };
       } catch (err) {
@@ -156,6 +160,25 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     })();
     this.inFlight.set(key, run);
     return run;
+  }
+
+  /**
+   * Did another podvpn replica, not an outsider, write this live policy since we last applied it?
+   * True when we applied it before, its spec now differs from what we applied, and only our field
+   * manager owns the spec (an edit by anyone else shows up as another manager). Two replicas whose
+   * ranges differ for a moment (one rediscovered first) would otherwise rewrite each other's policy
+   * on every watch event; the reconciler backs off in this case instead.
+   */
+  writtenByPeer(live: LivePolicy | undefined): boolean {
+    const ns = live?.metadata?.namespace;
+    const name = live?.metadata?.name;
+    if (live === undefined || ns === undefined || name === undefined) return false;
+    const mine = this.lastApplied.get(`${ns}/${name}`);
+    if (mine === undefined || mine === specKey(live.spec)) return false;
+    const owners = (live.metadata?.managedFields ?? [])
+      .filter((m) => m.fieldsV1 !== undefined && typeof m.fieldsV1 === 'object' && 'f:spec' in (m.fieldsV1 as object))
+      .map((m) => m.manager);
+    return owners.length > 0 && owners.every((m) => m === FIELD_MANAGER);
   }
 
   private failure(namespace: string, name: string, err: unknown): string {
@@ -218,6 +241,14 @@ export async function startKillSwitch(
   });
   await reconciler.start();
   return { guard, reconciler, stop: () => reconciler.stop() };
+}
+
+function specKey(spec: unknown): string {
+  return JSON.stringify(spec, (_k, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
 }
 
 function rangesKey(r: ClusterRanges | undefined): string {

@@ -314,6 +314,32 @@ describe('reconciler', () => {
     expect(policyIn(a, 'downloads')!.metadata!.managedFields).toHaveLength(1);
   });
 
+  async function fightingReplicas(peerBackoffMs: number): Promise<number> {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    // Two replicas that disagree: one was configured (or discovered) with a LAN range, one without.
+    const lan = parseConfig({ gateways: { default: {}, 'vpn-eu': { vxlanId: 43 } }, cluster: { extraAllowedCIDRs: ['192.168.1.0/24'] } });
+    const opts = { resyncMs: 200, debounceMs: 20, peerBackoffMs };
+    const one = await startKillSwitch(a.kubeConfig(), config, captureLogger().logger, opts);
+    started.push(one);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    const two = await startKillSwitch(a.kubeConfig(), lan, captureLogger().logger, opts);
+    started.push(two);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = a.writes().filter((w) => w.resource === 'networkpolicies').length;
+    await new Promise((r) => setTimeout(r, 1500));
+    return a.writes().filter((w) => w.resource === 'networkpolicies').length - before;
+  }
+
+  it('replicas that disagree back off instead of rewriting each other in a loop', async () => {
+    // 1.5 s with a 1 s backoff: each replica re-applies at most twice.
+    expect(await fightingReplicas(1000)).toBeLessThanOrEqual(4);
+  });
+
+  it('negative control: without the backoff the same replicas do fight', async () => {
+    expect(await fightingReplicas(0)).toBeGreaterThan(10);
+  });
+
   it('the watch survives the API server going down and coming back', async () => {
     const a = await cluster();
     a.put(routedPod('downloads', 'qbittorrent-0'));
