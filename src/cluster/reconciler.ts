@@ -8,10 +8,11 @@
 //   missing or differs is applied (server-side apply, field manager podvpn, force);
 // - rediscovers the ranges every `rediscoverMs` (sooner while they are unknown); a change rewrites
 //   every policy;
-// - removes a policy only when its namespace has no routed pod of that gateway left in the fresh
-//   list, the namespace is not opted in for it, the policy is older than `removalGraceMs`, and this
-//   replica has not ensured it for a pod within that time (a pod admitted a moment ago may not be
-//   listed yet).
+// - removes a policy only when its namespace has had no routed pod of that gateway in every fresh
+//   list for `removalGraceMs` (10 min), is not opted in for it, the policy is older than that, and
+//   this replica has not ensured it for a pod within that time (a pod admitted a moment ago may not
+//   be listed yet). Should another replica admit a pod at the very moment of removal, the deletion's
+//   own watch event starts a pass that lists the new pod and puts the policy back.
 //
 // Replicas share the field manager and build identical content, so a second apply is a no-op on the
 // server (no new resourceVersion, no watch event): they converge instead of fighting. A delete
@@ -36,7 +37,7 @@ export interface ReconcilerOptions {
   resyncMs?: number;
   /** Events within this window are reconciled together (default 100 ms). */
   debounceMs?: number;
-  /** A policy younger than this is never removed (default 2 min). */
+  /** A policy is removed only after it has been unneeded (and existed) this long (default 10 min). */
   removalGraceMs?: number;
   /**
    * When another replica wrote a policy with different content (its ranges differ from ours for a
@@ -73,9 +74,10 @@ export class KillSwitchReconciler {
   private stopped = false;
   private lastDiscovery = 0;
   private readonly peerApplied = new Map<string, number>();
+  private readonly unneededSince = new Map<string, number>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 120_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, ...opts };
   }
 
   async start(): Promise<void> {
@@ -270,13 +272,20 @@ export class KillSwitchReconciler {
       if (namespace === undefined || name === undefined || !name.startsWith(POLICY_NAME_PREFIX)) continue;
       const gateway = live.metadata?.labels?.[LABEL_POLICY_GATEWAY] ?? name.slice(POLICY_NAME_PREFIX.length);
       const id = `${namespace}/${gateway}`;
-      if (wanted.has(id) || withPods.has(id)) continue;
+      if (wanted.has(id) || withPods.has(id)) {
+        this.unneededSince.delete(id);
+        continue;
+      }
+      const since = this.unneededSince.get(id) ?? now;
+      this.unneededSince.set(id, since);
+      if (now - since < this.o.removalGraceMs) continue;
       const created = live.metadata?.creationTimestamp === undefined ? now : new Date(live.metadata.creationTimestamp).getTime();
       if (now - created < this.o.removalGraceMs) continue;
       if (guard.recentlyEnsured(namespace, gateway, this.o.removalGraceMs, now)) continue;
       try {
         await client.delete(namespace, name);
         guard.cache.delete(namespace, name);
+        this.unneededSince.delete(id);
         report.removed.push(`${namespace}/${name}`);
         log.info({ namespace, policy: name }, `kill-switch policy ${namespace}/${name} removed: no routed pod of gateway "${gateway}" left`);
       } catch (err) {

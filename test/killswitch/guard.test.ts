@@ -274,6 +274,25 @@ describe('reconciler', () => {
     expect(policyIn(a, 'downloads')).toBeDefined();
   });
 
+  it('removes only after the policy has been unneeded for the whole grace period', async () => {
+    const a = await cluster();
+    a.put(routedPod('media', 'sabnzbd-0'));
+    const ks = await start(a, { removalGraceMs: 400, resyncMs: 60_000 });
+    await eventually(() => policyIn(a, 'media') !== undefined);
+    await new Promise((r) => setTimeout(r, 450)); // older than the grace period
+    a.remove('v1', 'Pod', 'media', 'sabnzbd-0');
+    expect((await ks.reconciler.reconcileNow()).removed).toEqual([]); // unneeded from now on
+    await new Promise((r) => setTimeout(r, 200));
+    a.put(routedPod('media', 'sabnzbd-1')); // a pod came back: the clock restarts
+    expect((await ks.reconciler.reconcileNow()).removed).toEqual([]);
+    a.remove('v1', 'Pod', 'media', 'sabnzbd-1');
+    expect((await ks.reconciler.reconcileNow()).removed).toEqual([]);
+    await new Promise((r) => setTimeout(r, 250));
+    expect((await ks.reconciler.reconcileNow()).removed).toEqual([]); // 250 ms < 400 ms since the last pod
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await ks.reconciler.reconcileNow()).removed).toEqual(['media/podvpn-killswitch-default']);
+  });
+
   it('keeps a young policy (a pod admitted a moment ago may not be listed yet)', async () => {
     const a = await cluster();
     const ks = await start(a); // default grace: 2 min
