@@ -130,6 +130,8 @@ function machine() {
   let commit = 'unknown';
   try {
     commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim() || commit;
+    // The build is of the working tree: say when src/ differs from the commit.
+    if (spawnSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).stdout.trim() !== '') commit += ' + uncommitted src/ changes';
   } catch {
     // not a git checkout
   }
@@ -350,6 +352,8 @@ async function main() {
     if (otherOutcomes.length > 0) throw new Error(`reviews with another outcome than injected: ${otherOutcomes.join(', ')}`);
 
     const table = renderTables(result);
+    const otherLoad = load.reduce((acc, cell) => acc + cell.podvpn.backgroundCores + cell.baseline.backgroundCores, 0) / (2 * load.length);
+    result.otherLoadCores = otherLoad;
     writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
     const m = result.machine;
     const md = [
@@ -362,6 +366,13 @@ async function main() {
       table,
       '',
       `Also: in-handler time (podvpn's own histogram, parse excluded) mean ${f(result.webhook.handlerMeanMs, 3)} ms over ${fi(injected)} reviews, every one injected and logged (${fi(reviewLines)} log lines). RSS at ready ${f(rssAtReady.vmRSSMiB)} MiB. Raw figures: \`bench/results/latest.json\` (not committed).`,
+      '',
+      'How to read it:',
+      '',
+      `- The machine may be shared: "other load" is the CPU other processes used during the cells (${f(otherLoad, 2)} cores on average in this run, out of ${m.nproc}). It depresses req/s and inflates latency for both servers alike (cells alternate which server goes first); server CPU µs per request is the steadier comparison.`,
+      `- With N connections the load generator keeps N requests in flight, so latency ≈ N / throughput (Little's law): at 50 connections a p99 under 10 ms needs well over 5,000 req/s. The bare baseline's own p99 at 50 is ${f(at(50)?.baseline.p99Ms, 1)} ms here.`,
+      '- Cost growth is measured in a separate process (`bench/growth.mjs`). "decide + patch" is the webhook\'s own work (it does not depend on the pod\'s size); the whole review is dominated by JSON.parse, which fastify pays for the baseline too.',
+      '- Where podvpn\'s time goes: `node bench/profile.mjs` (CPU profile of both servers under the same load, per request, and the import cost of each dependency).',
       '',
     ].join('\n');
     if (process.env.BENCH_PODVPN_CLI === undefined) {
