@@ -8,7 +8,9 @@ import { loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
 import { VERSION } from './constants.js';
 import { injectDocuments, OfflineInjectionError } from './inject/offline.js';
-import { DEFAULT_SERVE_OPTIONS, serve, standaloneRanges } from './serve.js';
+import { standaloneRanges } from './cluster/ranges.js';
+import { policiesForNamespaces } from './policy/killswitch.js';
+import { DEFAULT_SERVE_OPTIONS, serve } from './serve.js';
 import { ensureLocalCerts, webhookDnsNames } from './tls/certs.js';
 
 const USAGE = `podvpn ${VERSION}: route chosen pods through a VPN gateway, behind a kill switch
@@ -17,15 +19,18 @@ Usage:
   podvpn serve [--listen HOST:PORT] [--admin-listen HOST:PORT] [--config FILE]
                [--tls-cert FILE --tls-key FILE] [--certs-dir DIR] [--no-kube] [--kubeconfig FILE]
                [--log-level LEVEL] [--shutdown-delay SECONDS] [--tls-reload-interval SECONDS]
-  podvpn inject -f FILE|- [--config FILE] [--namespace NS]
+               [--self-managed-certs]
+  podvpn inject -f FILE|- [--config FILE] [--namespace NS] [--no-policies]
   podvpn certs [--out DIR] [--dns-name NAME]... [--force]
   podvpn version
 
 serve    HTTPS admission webhook on --listen (default ${DEFAULT_SERVE_OPTIONS.listen}), health and
          metrics on --admin-listen (default ${DEFAULT_SERVE_OPTIONS.adminListen}). Without --tls-cert and
-         --tls-key it generates a CA and serving certificate under --certs-dir (default certs/).
+         --tls-key it keeps a CA and serving certificate in a Secret when it runs in a cluster (or
+         with --self-managed-certs), else it generates them under --certs-dir (default certs/).
 inject   Inject Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
-         Jobs and CronJobs in multi-document YAML; other documents pass through unchanged.
+         Jobs and CronJobs in multi-document YAML; other documents pass through unchanged. Appends
+         the kill-switch NetworkPolicy of every namespace it routed pods in (--no-policies: don't).
 certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
          ${webhookDnsNames().join(', ')}).
 `;
@@ -85,6 +90,7 @@ async function runServe(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'shutdown-delay': { type: 'string' },
       'tls-reload-interval': { type: 'string' },
+      'self-managed-certs': { type: 'boolean' },
     },
   });
   const d = DEFAULT_SERVE_OPTIONS;
@@ -99,6 +105,7 @@ async function runServe(args: string[]): Promise<number> {
     kubeconfig: values.kubeconfig,
     logLevel: values['log-level'] ?? d.logLevel,
     shutdownDelay: seconds(values['shutdown-delay'], '--shutdown-delay') ?? d.shutdownDelay,
+    selfManagedCerts: values['self-managed-certs'] ?? false,
     tlsReloadIntervalMs: (seconds(values['tls-reload-interval'], '--tls-reload-interval') ?? d.tlsReloadIntervalMs / 1000) * 1000,
   });
   await new Promise<void>((resolveStop) => {
@@ -126,6 +133,7 @@ function runInject(args: string[]): number {
       filename: { type: 'string', short: 'f' },
       config: { type: 'string' },
       namespace: { type: 'string', short: 'n' },
+      'no-policies': { type: 'boolean' },
     },
   });
   if (values.filename === undefined) throw new UsageError('inject needs -f FILE (or -f - for standard input)');
@@ -136,13 +144,17 @@ function runInject(args: string[]): number {
     return doc.toJS() as unknown;
   });
   const config = loadConfig(values.config);
-  const ranges = standaloneRanges(config);
+  const ranges = standaloneRanges(config.cluster);
   for (const [kind, source] of Object.entries(ranges.sources)) {
-    if (source !== 'config') process.stderr.write(`podvpn: cluster.${kind} not in config; using ${source}\n`);
+    if (!source.startsWith('config')) process.stderr.write(`podvpn: cluster.${kind} not in config; using ${source}\n`);
   }
   const result = injectDocuments(docs, { config, ranges, defaultNamespace: values.namespace ?? 'default' });
   for (const note of result.notes) process.stderr.write(`podvpn: ${note}\n`);
-  const out = result.documents.filter((d) => d !== null && d !== undefined).map((d) => stringify(d, { lineWidth: 0 }));
+  // Each touched namespace's kill-switch policy, from the same ranges as the injected routes.
+  const policies = values['no-policies'] === true ? [] : policiesForNamespaces(result.routed, ranges, config);
+  const out = [...result.documents, ...policies]
+    .filter((d) => d !== null && d !== undefined)
+    .map((d) => stringify(d, { lineWidth: 0 }));
   process.stdout.write(out.join('---\n'));
   return 0;
 }

@@ -4,17 +4,18 @@ import type { Server as HttpsServer } from 'node:https';
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
-import type { ClusterRanges } from './cluster/ranges.js';
+import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
 import { loadConfig } from './config/load.js';
-import { type Config, STANDALONE_CLUSTER_DEFAULTS } from './config/schema.js';
-import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, VERSION } from './constants.js';
+import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from './constants.js';
 import { resolveKubeConfig } from './kube/client.js';
 import { type NamespaceCache, startNamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
 import { createMetrics } from './server/metrics.js';
-import { readTls, type TlsFiles, watchTls } from './server/tls-reload.js';
+import { readTls, TLS_OPTIONS, type TlsFiles, watchTls } from './server/tls-reload.js';
 import { buildWebhookApp } from './server/webhook.js';
+import { type KillSwitch, type KillSwitchGuard, StandaloneKillSwitchGuard, startKillSwitch } from './policy/guard.js';
 import { ensureLocalCerts, webhookDnsNames } from './tls/certs.js';
+import { type SelfManagedCerts, startSelfManagedCerts } from './tls/self-managed.js';
 
 export interface ServeOptions {
   listen: string;
@@ -29,6 +30,8 @@ export interface ServeOptions {
   /** Seconds between turning unready and closing, so endpoints drain before connections stop. */
   shutdownDelay: number;
   tlsReloadIntervalMs: number;
+  /** Keep the certificate in a Secret and the webhook's caBundle current even outside a cluster. */
+  selfManagedCerts?: boolean;
 }
 
 export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
@@ -56,57 +59,88 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]!), port };
 }
 
-/** Ranges for a webhook with no cluster: config first, kubeadm's defaults for the rest, said in the log. */
-export function standaloneRanges(config: Config): ClusterRanges {
-  const pick = (configured: string[], fallback: readonly string[]): [string[], string] =>
-    configured.length > 0 ? [configured, 'config'] : [[...fallback], 'built-in kubeadm default (standalone)'];
-  const [podCIDRs, podSource] = pick(config.cluster.podCIDRs, STANDALONE_CLUSTER_DEFAULTS.podCIDRs);
-  const [serviceCIDRs, serviceSource] = pick(config.cluster.serviceCIDRs, STANDALONE_CLUSTER_DEFAULTS.serviceCIDRs);
-  const [dnsIPs, dnsSource] = pick(config.cluster.dnsIPs, STANDALONE_CLUSTER_DEFAULTS.dnsIPs);
-  return {
-    podCIDRs,
-    serviceCIDRs,
-    extraCIDRs: [...config.cluster.extraAllowedCIDRs],
-    dnsIPs,
-    sources: { podCIDRs: podSource, serviceCIDRs: serviceSource, dnsIPs: dnsSource },
-  };
-}
-
 export async function serve(options: ServeOptions, logger?: Logger): Promise<RunningServer> {
   const log = logger ?? pino({ level: options.logLevel, base: { app: 'podvpn', version: VERSION } });
   const config = loadConfig(options.config);
   log.info({ gateways: Object.keys(config.gateways), defaultGateway: config.defaultGateway, sidecarMode: config.sidecarMode }, 'config loaded');
 
-  const tlsFiles = tlsFilesFor(options, log);
-  let tls = readTls(tlsFiles);
   const metrics = createMetrics();
-
   const kube = resolveKubeConfig({ noKube: options.noKube, kubeconfig: options.kubeconfig });
   let namespaces: NamespaceCache | undefined;
-  let ranges: ClusterRanges | undefined;
-  let ensureKillSwitch: AdmissionPorts['ensureKillSwitch'];
+  let killSwitch: KillSwitch | undefined;
+  let guard: KillSwitchGuard;
   if (kube === undefined) {
-    log.warn(options.noKube ? 'standalone (--no-kube): no cluster, no namespace cache, no kill-switch policy writes' : 'standalone: no cluster configured (no in-cluster account, no kubeconfig); no namespace cache, no kill-switch policy writes');
-    ranges = standaloneRanges(config);
+    log.warn(
+      options.noKube
+        ? 'standalone (--no-kube): no cluster, no namespace cache, no kill-switch policy writes'
+        : 'standalone: no cluster configured (no in-cluster account, no kubeconfig); no namespace cache, no kill-switch policy writes',
+    );
+    const ranges = standaloneRanges(config.cluster);
+    // Refuse to start on a range that would open the kill switch, unless forced.
+    assertRangesSafe(ranges, { allowPublicRanges: config.cluster.allowPublicRanges });
     log.info({ ranges }, 'cluster ranges');
-    ensureKillSwitch = async () => ({ ok: true });
+    guard = new StandaloneKillSwitchGuard(config);
   } else {
     log.info({ source: kube.source, server: kube.kubeConfig.getCurrentCluster()?.server }, 'connected to a cluster');
     namespaces = await startNamespaceCache(kube.kubeConfig, log);
-    ranges = undefined;
-    ensureKillSwitch = async () => ({ ok: false, message: 'kill-switch policy management is not available in this build' });
+    killSwitch = await startKillSwitch(kube.kubeConfig, config, log);
+    guard = killSwitch.guard;
   }
 
   const ports: AdmissionPorts = {
     config,
     namespaceFacts: (ns) => namespaces?.get(ns),
     ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces!.fetch(ns) } : {}),
-    ranges: () => ranges,
-    ensureKillSwitch,
+    ranges: () => guard.ranges(),
+    rangesProblem: () => killSwitch?.guard.problem(),
+    ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
   };
 
+  // The serving certificate: files given (reloaded when they change), a Secret shared by every replica
+  // (in a cluster), or a CA and certificate generated under certs/ (standalone).
+  let swapCertificate: (cert: string, key: string) => void = () => undefined;
+  const onNewCertificate = (cert: string, key: string): void => swapCertificate(cert, key);
+  let stopCertificates: () => void;
+  let initial: { cert: string; key: string };
+  let selfManaged: SelfManagedCerts | undefined;
+  if (kube !== undefined && options.tlsCert === undefined && options.tlsKey === undefined && (kube.inCluster || options.selfManagedCerts)) {
+    let first: { cert: string; key: string } | undefined;
+    selfManaged = await startSelfManagedCerts({
+      kubeConfig: kube.kubeConfig,
+      logger: log,
+      namespace: process.env.POD_NAMESPACE ?? SYSTEM_NAMESPACE,
+      onCertificate: (cert, key) => {
+        if (first === undefined) first = { cert, key };
+        else onNewCertificate(cert, key);
+      },
+    });
+    initial = first!;
+    stopCertificates = () => selfManaged!.stop();
+  } else {
+    const tlsFiles = tlsFilesFor(options, log);
+    const material = readTls(tlsFiles);
+    initial = material;
+    const reloader = watchTls(
+      tlsFiles,
+      material,
+      options.tlsReloadIntervalMs,
+      (next) => onNewCertificate(next.cert, next.key),
+      (err) => {
+        metrics.certReloads.inc({ result: 'error' });
+        log.error({ err: err.message, cert: tlsFiles.certPath }, 'serving certificate on disk is unusable; still serving the previous one');
+      },
+    );
+    stopCertificates = () => reloader.stop();
+  }
+
   let shuttingDown = false;
-  const webhook = buildWebhookApp({ ports, logger: log, metrics, tls });
+  const webhook = buildWebhookApp({ ports, logger: log, metrics, tls: initial });
+  swapCertificate = (cert, key) => {
+    // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
+    (webhook.server as unknown as HttpsServer).setSecureContext({ ...TLS_OPTIONS, cert, key });
+    metrics.certReloads.inc({ result: 'ok' });
+    log.info('serving certificate replaced');
+  };
   const admin = buildAdminApp({
     logger: log,
     metrics,
@@ -117,23 +151,6 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       ],
     },
   });
-
-  const reloader = watchTls(
-    tlsFiles,
-    tls,
-    options.tlsReloadIntervalMs,
-    (next) => {
-      // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
-      (webhook.server as unknown as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
-      tls = next;
-      metrics.certReloads.inc({ result: 'ok' });
-      log.info({ cert: tlsFiles.certPath }, 'serving certificate reloaded');
-    },
-    (err) => {
-      metrics.certReloads.inc({ result: 'error' });
-      log.error({ err: err.message, cert: tlsFiles.certPath }, 'serving certificate on disk is unusable; still serving the previous one');
-    },
-  );
 
   const listen = parseListen(options.listen);
   const adminListen = parseListen(options.adminListen);
@@ -149,9 +166,10 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       shuttingDown = true;
       log.info({ delaySeconds: options.shutdownDelay }, 'shutting down: unready, draining');
       await new Promise((r) => setTimeout(r, options.shutdownDelay * 1000));
-      reloader.stop();
+      stopCertificates();
       await webhook.close();
       await namespaces?.stop();
+      await killSwitch?.stop();
       await admin.close();
       log.info('stopped');
     })();

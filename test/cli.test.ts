@@ -69,8 +69,15 @@ describe('podvpn inject', () => {
     const result = run(['inject', '-f', '-'], DEPLOYMENT);
     expect(result.status, result.stderr).toBe(0);
     const docs = parseAllDocuments(result.stdout).map((d) => d.toJS());
-    expect(docs.map((d) => d.kind)).toEqual(['Deployment', 'Service', 'CronJob', 'Pod']);
-    const [deployment, service, cronjob, pod] = docs;
+    expect(docs.map((d) => d.kind)).toEqual(['Deployment', 'Service', 'CronJob', 'Pod', 'NetworkPolicy', 'NetworkPolicy']);
+    const [deployment, service, cronjob, pod, policyDefault, policyDownloads] = docs;
+    // One kill-switch policy per touched namespace, from the same ranges as the client's routes.
+    expect([policyDefault.metadata.namespace, policyDownloads.metadata.namespace]).toEqual(['default', 'downloads']);
+    expect(policyDownloads.metadata.name).toBe('podvpn-killswitch-default');
+    expect(policyDownloads.spec.podSelector.matchLabels).toEqual({ 'podvpn.io/routed': 'default' });
+    const allowed = policyDownloads.spec.egress.flatMap((r: any) => (r.to ?? []).map((p: any) => p.ipBlock?.cidr)).filter(Boolean);
+    const routes = deployment.spec.template.metadata.annotations['podvpn.io/client-settings'].match(/NOT_ROUTED_TO_GATEWAY_CIDRS='([^']*)'/)[1].split(' ');
+    expect([...allowed].sort()).toEqual([...routes].sort());
     const names = (spec: any) => spec.initContainers.map((c: any) => c.name);
     expect(names(deployment.spec.template.spec)).toEqual(['podvpn-client-init', 'podvpn-client']);
     expect(deployment.spec.template.metadata.labels['podvpn.io/routed']).toBe('default');
@@ -102,6 +109,18 @@ describe('podvpn inject', () => {
     expect(pod.metadata.annotations['podvpn.io/client-settings']).toContain("NOT_ROUTED_TO_GATEWAY_CIDRS='10.42.0.0/15'");
     expect(pod.spec.dnsConfig.searches[0]).toBe('media.svc.cluster.local');
     expect(result.stderr).not.toMatch(/not in config/);
+  });
+
+  it('refuses a configured range that would open the kill switch, unless forced', () => {
+    const dir = tempDir();
+    const config = join(dir, 'public.yaml');
+    writeFileSync(config, 'cluster:\n  extraAllowedCIDRs: [0.0.0.0/0]\n');
+    const pod = 'apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec:\n  containers: [{ name: a, image: b }]\n';
+    const refused = run(['inject', '-f', '-', '--config', config], pod);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/0\.0\.0\.0\/0/);
+    writeFileSync(config, 'cluster:\n  extraAllowedCIDRs: [0.0.0.0/0]\n  allowPublicRanges: true\n');
+    expect(run(['inject', '-f', '-', '--config', config], pod).status).toBe(0);
   });
 
   it('fails with the reason for a pod it cannot protect', () => {

@@ -39,13 +39,13 @@ export function post(
   port: number,
   ca: string,
   body: string | Buffer,
-  opts: { path?: string; contentType?: string; agent?: false } = {},
+  opts: { path?: string; contentType?: string; agent?: false; servername?: string } = {},
 ): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
         host: '127.0.0.1',
-        servername: 'localhost',
+        servername: opts.servername ?? 'localhost',
         port,
         path: opts.path ?? '/mutate',
         method: 'POST',

@@ -77,6 +77,8 @@ export interface AdmissionPorts {
    */
   fetchNamespaceFacts?(namespace: string): Promise<NamespaceFacts | undefined>;
   ranges(): ClusterRanges | undefined;
+  /** Why ranges() is undefined, with what to configure: the denial says it. */
+  rangesProblem?(): string | undefined;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
   ensureKillSwitch(
     namespace: string,
@@ -111,7 +113,8 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
   if (decision.action === 'deny') {
-    return { outcome: 'denied', reason: decision.reason, message: decision.message, warnings: [] };
+    const problem = decision.reason === 'cluster-ranges-unknown' ? ports.rangesProblem?.() : undefined;
+    return { outcome: 'denied', reason: decision.reason, message: problem ?? decision.message, warnings: [] };
   }
   const ranges = ports.ranges()!; // decide() denies when they are missing
   const injection = injectionPatch({

@@ -7,14 +7,14 @@ import { type AdmissionPorts, admit, buildResponse, errorResponse, type Outcome,
 import { MAX_REVIEW_BYTES, MUTATE_PATH } from '../constants.js';
 import { HTTP_ERRORS, HttpError, type HttpErrorCode } from '../errors.js';
 import type { Metrics } from './metrics.js';
-import { TLS_OPTIONS, type TlsMaterial } from './tls-reload.js';
+import { TLS_OPTIONS } from './tls-reload.js';
 
 export interface WebhookOptions {
   ports: AdmissionPorts;
   logger: Logger;
   metrics: Metrics;
   /** Without TLS the app is only for in-process tests (fastify inject). */
-  tls?: TlsMaterial;
+  tls?: { cert: string; key: string };
   /** A review that is not answered by then is denied: our own deadline, well inside the API server's. */
   reviewDeadlineMs?: number;
 }
