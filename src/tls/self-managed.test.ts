@@ -2,7 +2,11 @@
 // create, reuse, two replicas racing, caBundle patch and drift, renewal of the serving certificate
 // and of the CA, a broken Secret, API errors; and every call it makes is in src/kube/permissions.ts.
 
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KubeApiDouble } from '../../test/kube-api-double/index.js';
@@ -74,6 +78,22 @@ function trusted(bundle: string, certPem: string): boolean {
   });
 }
 
+/** openssl verifies the chain, the purpose and the Service name, as the API server's TLS would. */
+function opensslVerify(bundle: string, certPem: string, hostname: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'podvpn-verify-'));
+  try {
+    writeFileSync(join(dir, 'ca.pem'), bundle);
+    writeFileSync(join(dir, 'cert.pem'), certPem);
+    return execFileSync(
+      'openssl',
+      ['verify', '-CAfile', join(dir, 'ca.pem'), '-purpose', 'sslserver', '-verify_hostname', hostname, join(dir, 'cert.pem')],
+      { encoding: 'utf8', stdio: 'pipe' },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const secretWrites = (): number => api.writes().filter((w) => w.resource === 'secrets').length;
 
 describe('self-managed certificates', () => {
@@ -93,6 +113,8 @@ describe('self-managed certificates', () => {
       expect(b).toBe(r.certs.caBundle());
       expect(trusted(b, r.served[0]!.cert)).toBe(true);
     }
+    expect(opensslVerify(bundles[0]!, r.served[0]!.cert, `podvpn-webhook.${SYSTEM_NAMESPACE}.svc`)).toMatch(/: OK/);
+    expect(() => opensslVerify(bundles[0]!, r.served[0]!.cert, 'elsewhere.example')).toThrow();
     // The rest of the webhook configuration is untouched.
     const wh = api.get('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', '', WEBHOOK_CONFIGURATION_NAME) as K8sObject;
     const strip = (w: K8sObject): unknown => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: undefined } });
