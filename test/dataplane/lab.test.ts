@@ -1,6 +1,9 @@
 // The data-plane lab: the kill switch proven in a real kernel, scenario by scenario, with packet counts
 // at the internet host and on the node's uplink. Needs root, /dev/net/tun and .ci/dataplane-deps.sh.
 
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { q, sleep, tryRun, waitFor } from './lib/exec.js';
 import { gatewayInputs, productInputs } from './lib/inputs.js';
@@ -40,6 +43,21 @@ const noLeak = (d: Snapshot | undefined) => {
     uplinkClear: 0,
   });
 };
+
+// If the run is interrupted (CI timeout, Ctrl-C) afterAll never runs: remove this prefix's lab by its
+// recorded PIDs and names on the way out. A no-op after a normal teardown.
+const emergencyDown = () => {
+  spawnSync('bash', [join(dirname(fileURLToPath(import.meta.url)), 'down.sh'), prefix], { timeout: 20_000, stdio: 'ignore' });
+};
+if (process.env.LAB_KEEP !== '1') {
+  process.once('exit', emergencyDown);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      emergencyDown();
+      process.exit(130);
+    });
+  }
+}
 
 beforeAll(async () => {
   const product = productInputs();

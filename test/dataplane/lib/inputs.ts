@@ -13,7 +13,8 @@ import { clientSettings } from '../../../src/inject/settings.js';
 import type { Pod } from '../../../src/inject/types.js';
 import { buildKillSwitchPolicy } from '../../../src/policy/killswitch.js';
 import { tryRun } from './exec.js';
-import { type GatewayManifestSettings, readGatewayManifest } from './gateway.js';
+import { parseAllDocuments, stringify } from 'yaml';
+import { GATEWAY_DEPLOYMENT, type GatewayManifestSettings, readGatewayManifest } from './gateway.js';
 import { ADDR } from './lab.js';
 import type { NetworkPolicy } from './netpol.js';
 
@@ -82,15 +83,36 @@ export function productInputs(): ProductInputs {
   };
 }
 
-/** The gateway's settings: `kubectl kustomize manifests/` when it renders the gateway, else the fixture. */
+/** The gateway's settings: `kubectl kustomize manifests/` when kubectl is there, else the fixture. */
 export async function gatewayInputs(): Promise<GatewayManifestSettings> {
+  // LAB_GATEWAY_FIXTURE=1 forces the fixture (to exercise the fallback).
+  const rendered = process.env.LAB_GATEWAY_FIXTURE === '1' ? undefined : await renderManifests();
+  if (rendered !== undefined) return readGatewayManifest(rendered, 'kubectl kustomize manifests/');
+  return readGatewayManifest(
+    readFileSync(GATEWAY_FIXTURE, 'utf8'),
+    'FIXTURE test/dataplane/fixtures/gateway-manifest.fixture.yaml (kubectl not found: the rendered manifests/ were NOT used)',
+  );
+}
+
+/** `kubectl kustomize manifests/`, or undefined when kubectl is not installed. A render error throws. */
+export async function renderManifests(): Promise<string | undefined> {
+  if ((await tryRun('command -v kubectl')).code !== 0) return undefined;
   const r = await tryRun(`kubectl kustomize ${JSON.stringify(join(REPO, 'manifests'))}`, 60_000);
-  if (r.code === 0) {
-    try {
-      return readGatewayManifest(r.stdout, 'kubectl kustomize manifests/');
-    } catch (err) {
-      if (!/no Deployment/.test(String(err))) throw err;
-    }
-  }
-  return readGatewayManifest(readFileSync(GATEWAY_FIXTURE, 'utf8'), 'FIXTURE test/dataplane/fixtures/gateway-manifest.fixture.yaml');
+  if (r.code !== 0) throw new Error(`kubectl kustomize manifests/ failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** The fixture: the gateway Deployment and its ConfigMaps, cut from a render of manifests/. */
+export function gatewayFixtureFrom(rendered: string): string {
+  const docs = parseAllDocuments(rendered).map((d) => d.toJS() as Record<string, unknown>);
+  const meta = (d: Record<string, unknown>) => (d.metadata ?? {}) as { name?: string; namespace?: string };
+  const deployment = docs.find((d) => d.kind === 'Deployment' && meta(d).name === GATEWAY_DEPLOYMENT);
+  if (!deployment) throw new Error('no gateway Deployment in the render');
+  const text = JSON.stringify(deployment);
+  const configMaps = docs.filter((d) => d.kind === 'ConfigMap' && text.includes(`"${meta(d).name}"`));
+  return [
+    '# FIXTURE: the gateway Deployment and its ConfigMaps as `kubectl kustomize manifests/` renders them.',
+    '# The lab uses it only where kubectl is missing. Refresh: REFRESH_GATEWAY_FIXTURE=1 npm run test:dataplane',
+    ...[...configMaps, deployment].map((d) => `---\n${stringify(d)}`),
+  ].join('\n');
 }

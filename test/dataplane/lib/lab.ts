@@ -216,6 +216,7 @@ export class Lab {
     await this.startInternet();
     await this.startClusterDns();
     this.bgStart('app-http', 'app', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+    await waitFor('the app pod', async () => (await this.tryIn('app', 'ss -ltnH')).stdout.includes(':8080'), 15_000);
 
     // The kill-switch policy goes in before any routed pod runs (podvpn creates it first).
     await this.applyPolicy();
@@ -304,7 +305,15 @@ export class Lab {
       'inet',
       `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/inet-dns.pid --no-resolv --no-hosts --listen-address=${ADDR.inetResolver} --bind-interfaces --address=/${INTERNET_NAME}/${ADDR.inet} --log-queries --log-facility=${this.work}/inet-dns.queries`,
     );
-    await waitFor('the internet servers', async () => (await this.tryIn('inet', 'ss -ltnH')).stdout.includes(':8443'), 5_000);
+    await waitFor(
+      'the internet servers',
+      async () => {
+        const tcp = (await this.tryIn('inet', 'ss -ltnH')).stdout;
+        const udp = (await this.tryIn('inet', 'ss -lunH')).stdout;
+        return ['0.0.0.0:8080', '[::]:8080', ':8443', ':5201'].every((p) => tcp.includes(p)) && udp.includes(`${ADDR.inetResolver}:53`);
+      },
+      15_000,
+    );
   }
 
   /** Cluster DNS (a dnsmasq "CoreDNS" pod behind the DNS Service IP); logs every query it gets. */
@@ -315,7 +324,7 @@ export class Lab {
       'dns',
       `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/kube-dns.pid --no-resolv --no-hosts --addn-hosts=${this.work}/cluster-hosts --local=/${this.inputs.clusterDomain}/ --listen-address=${ADDR.dns} --bind-interfaces --log-queries --log-facility=${this.work}/kube-dns.queries`,
     );
-    await waitFor('cluster DNS', async () => (await this.tryIn('dns', 'ss -lunH')).stdout.includes(`${ADDR.dns}:53`), 5_000);
+    await waitFor('cluster DNS', async () => (await this.tryIn('dns', 'ss -lunH')).stdout.includes(`${ADDR.dns}:53`), 15_000);
   }
 
   private writeClusterHosts(): void {
@@ -371,8 +380,8 @@ export class Lab {
     const proc = this.wgProcessName(side);
     rmSync(`/var/run/wireguard/${proc}.sock`, { force: true });
     this.bgStart(`wg-${side}`, ns, `env LOG_LEVEL=error wireguard-go -f ${proc}`);
-    await waitFor(`wireguard-go ${proc}`, () => existsSync(`/var/run/wireguard/${proc}.sock`), 5_000);
-    await waitFor(`link ${proc}`, async () => (await this.tryIn(ns, `ip link show ${proc}`)).code === 0, 2_000);
+    await waitFor(`wireguard-go ${proc}`, () => existsSync(`/var/run/wireguard/${proc}.sock`), 15_000);
+    await waitFor(`link ${proc}`, async () => (await this.tryIn(ns, `ip link show ${proc}`)).code === 0, 10_000);
     await this.script(ns, [`ip link set ${proc} mtu ${mtu}`, `ip link set ${proc} name ${linkName}`]);
   }
 
@@ -538,7 +547,7 @@ export class Lab {
     rmSync(join(this.work, 'gw.leases'), { force: true });
     this.bgStart('gw-dnsmasq', 'gw', `dnsmasq -k -C ${this.work}/gw-dnsmasq.conf`);
     const vx = `${this.pg.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
-    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 5_000);
+    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 15_000);
   }
 
   async stopGateway(): Promise<void> {
