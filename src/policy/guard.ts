@@ -12,7 +12,8 @@
 //   const guard = new StandaloneKillSwitchGuard(config);   // config ranges, else kubeadm defaults;
 //                                                          // ensure() succeeds without writing
 //   // offline `podvpn inject`:
-//   policiesForNamespaces([{ namespace, gateway }], standaloneRanges(config.cluster))   // killswitch.ts
+//   policiesForNamespaces([{ namespace, gateway }], standaloneRanges(config.cluster), config)
+//   // (killswitch.ts and cluster/ranges.ts; throws PublicRangeError for public ranges unless forced)
 //
 // ensure() reads a cache fed by a NetworkPolicy watch and writes only when the policy is missing or
 // stale: one server-side apply (field manager `podvpn`, force), concurrent calls for the same policy
@@ -27,7 +28,7 @@ import { type ClusterRanges, standaloneRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { FIELD_MANAGER } from '../constants.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
-import { buildKillSwitchPolicy, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
+import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
 
 export type EnsureResult = { ok: true; warning?: string } | { ok: false; message: string };
 
@@ -147,7 +148,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
       try {
         const applied = await this.withTimeout(this.client.apply(desired, { dryRun: false }));
         this.cache.set(applied);
-        this.lastApplied.set(`${namespace}/${name}`, specKey(desired.spec));
+        this.lastApplied.set(`${namespace}/${name}`, canonicalSpec(desired.spec));
         this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
         return { ok: true };
       } catch (err) {
@@ -174,7 +175,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     const name = live?.metadata?.name;
     if (live === undefined || ns === undefined || name === undefined) return false;
     const mine = this.lastApplied.get(`${ns}/${name}`);
-    if (mine === undefined || mine === specKey(live.spec)) return false;
+    if (mine === undefined || mine === canonicalSpec(live.spec)) return false;
     const owners = (live.metadata?.managedFields ?? [])
       .filter((m) => m.fieldsV1 !== undefined && typeof m.fieldsV1 === 'object' && 'f:spec' in (m.fieldsV1 as object))
       .map((m) => m.manager);
@@ -241,14 +242,6 @@ export async function startKillSwitch(
   });
   await reconciler.start();
   return { guard, reconciler, stop: () => reconciler.stop() };
-}
-
-function specKey(spec: unknown): string {
-  return JSON.stringify(spec, (_k, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
 }
 
 function rangesKey(r: ClusterRanges | undefined): string {

@@ -139,6 +139,12 @@ export function isPolicyCurrent(
 // The hot path compares the same cached objects again and again: remember each one's canonical form.
 // (Objects from the watch cache and the memoised desired policies are never mutated.)
 const canonicalMemo = new WeakMap<object, string>();
+
+/** A policy spec as comparable text: sorted keys, undefined fields dropped (memoised per object). */
+export function canonicalSpec(spec: unknown): string {
+  return canonicalOf(spec);
+}
+
 function canonicalOf(value: unknown): string {
   if (value === null || typeof value !== 'object') return canonical(value);
   let text = canonicalMemo.get(value);
