@@ -127,6 +127,9 @@ describe('service CIDRs', () => {
       ),
     ).toEqual(['10.96.0.0/12']);
     expect(parseValidRange('failed to allocated ip:1.1.1.1 with error:provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16')).toEqual(['10.43.0.0/16']);
+    expect(parseValidRange('failed to allocate an IP. The range of valid IPs is CIDR 172.20.0.0/16')).toEqual(['172.20.0.0/16']);
+    expect(parseValidRange('spec.clusterIPs[0]: Invalid value: "1.1.1.1": failed to allocate IP 1.1.1.1: the provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12')).toEqual(['10.96.0.0/12']);
+    expect(parseValidRange('The range of valid IPs is fd00:10:96::/112')).toEqual([]); // IPv6: only when configured
     expect(parseValidRange('something else entirely')).toEqual([]);
   });
 });
