@@ -35,28 +35,50 @@ export const PROBE_SERVICE_NAME = 'podvpn-service-range-probe';
 type Kind = 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs';
 
 /** Ask the cluster for the kinds of range listed in `want` (default: all three). */
-export async function discover(kc: KubeConfig, want: readonly Kind[] = ['podCIDRs', 'serviceCIDRs', 'dnsIPs']): Promise<Discovered> {
+export interface DiscoveryOptions {
+  /** Each API call gets this long (default 5 s): a hung API server must not hang start-up. */
+  timeoutMs?: number;
+}
+
+type Timed = <T>(p: Promise<T>) => Promise<T>;
+
+function timed(ms: number): Timed {
+  return <T>(p: Promise<T>) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  };
+}
+
+export async function discover(
+  kc: KubeConfig,
+  want: readonly Kind[] = ['podCIDRs', 'serviceCIDRs', 'dnsIPs'],
+  opts: DiscoveryOptions = {},
+): Promise<Discovered> {
   const core = kc.makeApiClient(CoreV1Api);
+  const t = timed(opts.timeoutMs ?? 5000);
   const notes: string[] = [];
   const out: Discovered = { notes };
   let kubeadm: { podSubnet?: string[]; serviceSubnet?: string[] } | undefined | null = null;
   const kubeadmConfig = async () => {
-    if (kubeadm === null) kubeadm = await readKubeadm(core, notes);
+    if (kubeadm === null) kubeadm = await readKubeadm(core, notes, t);
     return kubeadm;
   };
 
   if (want.includes('podCIDRs')) {
-    const nodes = await fromNodes(core, notes);
+    const nodes = await fromNodes(core, notes, t);
     const subnet = fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes);
     out.podCIDRs = preferClusterWide(nodes, subnet);
   }
   if (want.includes('serviceCIDRs')) {
     out.serviceCIDRs =
-      (await fromServiceCIDRApi(kc, notes)) ??
-      (await fromDryRunProbe(core, notes)) ??
+      (await fromServiceCIDRApi(kc, notes, t)) ??
+      (await fromDryRunProbe(core, notes, t)) ??
       fromKubeadm((await kubeadmConfig())?.serviceSubnet, 'serviceSubnet', notes);
   }
-  if (want.includes('dnsIPs')) out.dnsIPs = await fromKubeDns(core, notes);
+  if (want.includes('dnsIPs')) out.dnsIPs = await fromKubeDns(core, notes, t);
   return out;
 }
 
@@ -73,9 +95,9 @@ function preferClusterWide(nodes: Found | undefined, subnet: Found | undefined):
   return covered ? { values: subnet.values, source: `${subnet.source}, which covers ${nodes.source}` } : nodes;
 }
 
-async function fromNodes(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+async function fromNodes(core: CoreV1Api, notes: string[], t: Timed): Promise<Found | undefined> {
   try {
-    const nodes = await core.listNode();
+    const nodes = await t(core.listNode());
     const cidrs = nodes.items.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
     const usable = ipv4Only(cidrs, "nodes' spec.podCIDRs", notes);
     if (usable.length === 0) {
@@ -89,14 +111,14 @@ async function fromNodes(core: CoreV1Api, notes: string[]): Promise<Found | unde
   }
 }
 
-async function fromServiceCIDRApi(kc: KubeConfig, notes: string[]): Promise<Found | undefined> {
+async function fromServiceCIDRApi(kc: KubeConfig, notes: string[], t: Timed): Promise<Found | undefined> {
   const attempts: Array<[string, () => Promise<{ items: Array<{ spec?: { cidrs?: string[] } }> }>]> = [
     ['networking.k8s.io/v1', () => kc.makeApiClient(NetworkingV1Api).listServiceCIDR()],
     ['networking.k8s.io/v1beta1', () => kc.makeApiClient(NetworkingV1beta1Api).listServiceCIDR()],
   ];
   for (const [version, list] of attempts) {
     try {
-      const res = await list();
+      const res = await t(list());
       const cidrs = ipv4Only(res.items.flatMap((i) => i.spec?.cidrs ?? []), `ServiceCIDR ${version}`, notes);
       if (cidrs.length === 0) {
         notes.push(`ServiceCIDR ${version}: no IPv4 ranges listed`);
@@ -112,9 +134,9 @@ async function fromServiceCIDRApi(kc: KubeConfig, notes: string[]): Promise<Foun
   return undefined;
 }
 
-async function fromDryRunProbe(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+async function fromDryRunProbe(core: CoreV1Api, notes: string[], t: Timed): Promise<Found | undefined> {
   try {
-    await core.createNamespacedService({
+    await t(core.createNamespacedService({
       namespace: SYSTEM_NAMESPACE,
       dryRun: 'All',
       body: {
@@ -123,7 +145,7 @@ async function fromDryRunProbe(core: CoreV1Api, notes: string[]): Promise<Found 
         metadata: { name: PROBE_SERVICE_NAME },
         spec: { clusterIP: PROBE_CLUSTER_IP, ports: [{ port: 443, protocol: 'TCP' }] },
       },
-    });
+    }));
     notes.push(`dry-run Service probe: the API server accepted clusterIP ${PROBE_CLUSTER_IP}, so its error names no range`);
     return undefined;
   } catch (err) {
@@ -150,9 +172,9 @@ export function parseValidRange(message: string): string[] {
   });
 }
 
-async function readKubeadm(core: CoreV1Api, notes: string[]): Promise<{ podSubnet?: string[]; serviceSubnet?: string[] } | undefined> {
+async function readKubeadm(core: CoreV1Api, notes: string[], t: Timed): Promise<{ podSubnet?: string[]; serviceSubnet?: string[] } | undefined> {
   try {
-    const cm = await core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'kubeadm-config' });
+    const cm = await t(core.readNamespacedConfigMap({ namespace: 'kube-system', name: 'kubeadm-config' }));
     const text = cm.data?.ClusterConfiguration;
     if (text === undefined) {
       notes.push('kubeadm-config: no ClusterConfiguration key');
@@ -177,9 +199,9 @@ function fromKubeadm(values: string[] | undefined, field: string, notes: string[
   return { values: mergeCidrStrings(usable), source: `kubeadm-config ConfigMap (networking.${field})` };
 }
 
-async function fromKubeDns(core: CoreV1Api, notes: string[]): Promise<Found | undefined> {
+async function fromKubeDns(core: CoreV1Api, notes: string[], t: Timed): Promise<Found | undefined> {
   try {
-    const svc = await core.readNamespacedService({ namespace: 'kube-system', name: 'kube-dns' });
+    const svc = await t(core.readNamespacedService({ namespace: 'kube-system', name: 'kube-dns' }));
     const ips = (svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => {
       try {
         return parseAddress(ip).family === 4;
@@ -257,13 +279,13 @@ export interface RangesOutcome {
  * Config over discovery, then the checks: every range parses, nothing public unless forced, nothing
  * missing. Never throws: a problem makes routed pods be denied with `problem` as the reason.
  */
-export async function resolveClusterRanges(kc: KubeConfig, config: Config, log: Logger): Promise<RangesOutcome> {
+export async function resolveClusterRanges(kc: KubeConfig, config: Config, log: Logger, opts: DiscoveryOptions = {}): Promise<RangesOutcome> {
   const c = config.cluster;
   const want: Kind[] = [];
   if (c.podCIDRs.length === 0) want.push('podCIDRs');
   if (c.serviceCIDRs.length === 0) want.push('serviceCIDRs');
   if (c.dnsIPs.length === 0) want.push('dnsIPs');
-  const found = want.length === 0 ? { notes: [] } : await discover(kc, want);
+  const found = want.length === 0 ? { notes: [] } : await discover(kc, want, opts);
   return checkRanges(resolveRanges(c, found), config, found.notes, log);
 }
 

@@ -47,6 +47,8 @@ export interface ReconcilerOptions {
   /** Re-run discovery this often (default 5 min; 10 s while the ranges are unknown). */
   rediscoverMs?: number;
   rediscover?: () => Promise<RangesOutcome>;
+  /** start() waits this long for the first lists (default 10 s); the watches go on starting after. */
+  startTimeoutMs?: number;
 }
 
 export interface ReconcileReport {
@@ -77,7 +79,7 @@ export class KillSwitchReconciler {
   private readonly unneededSince = new Map<string, number>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, ...opts };
   }
 
   async start(): Promise<void> {
@@ -136,7 +138,18 @@ export class KillSwitchReconciler {
       });
       this.informers.push(informer);
     }
-    await Promise.all(this.informers.map((i) => i.start().catch(() => undefined)));
+    // A hung API server must not hang the webhook's start: the hot path works without the cache.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.informers.map((i) => i.start().catch(() => undefined))),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log.warn({ waitedMs: this.o.startTimeoutMs }, 'kill-switch watches not synced yet; starting anyway');
+          resolve();
+        }, this.o.startTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
 
     const resync = setInterval(() => this.trigger(), this.o.resyncMs);
     resync.unref();

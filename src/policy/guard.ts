@@ -225,11 +225,18 @@ export async function startKillSwitch(
   kc: KubeConfig,
   config: Config,
   log: Logger,
-  opts: Partial<Omit<ReconcilerOptions, 'kc' | 'guard' | 'client' | 'config' | 'log'>> & { client?: PolicyClient; timeoutMs?: number } = {},
+  opts: Partial<Omit<ReconcilerOptions, 'kc' | 'guard' | 'client' | 'config' | 'log'>> & {
+    client?: PolicyClient;
+    /** Per apply in ensure() (default 3 s). */
+    timeoutMs?: number;
+    /** Per discovery call (default 5 s). */
+    discoveryTimeoutMs?: number;
+  } = {},
 ): Promise<KillSwitch> {
   const client = opts.client ?? kubePolicyClient(kc);
   const guard = new ClusterKillSwitchGuard({ client, log, timeoutMs: opts.timeoutMs });
-  guard.setRanges(await resolveClusterRanges(kc, config, log));
+  const discovery = { timeoutMs: opts.discoveryTimeoutMs };
+  guard.setRanges(await resolveClusterRanges(kc, config, log, discovery));
   const reconciler = new KillSwitchReconciler({
     ...opts,
     kc,
@@ -238,7 +245,7 @@ export async function startKillSwitch(
     config,
     log,
     // Rediscovery logs only problems; the reconciler logs a change of ranges.
-    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log.child({ phase: 'rediscovery' }, { level: 'warn' }))),
+    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log.child({ phase: 'rediscovery' }, { level: 'warn' }), discovery)),
   });
   await reconciler.start();
   return { guard, reconciler, stop: () => reconciler.stop() };

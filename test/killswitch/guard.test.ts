@@ -375,6 +375,17 @@ describe('reconciler', () => {
     await eventually(() => policyIn(a, 'downloads') !== undefined, 8000);
   });
 
+  it('a hung API server does not hang start-up: routed pods are denied with the reason', async () => {
+    const a = await cluster();
+    a.fault({ delayMs: 5000 });
+    const t0 = Date.now();
+    const ks = await start(a, { discoveryTimeoutMs: 100, startTimeoutMs: 200, timeoutMs: 100 });
+    expect(Date.now() - t0).toBeLessThan(2500);
+    const r = await ks.guard.ensure('downloads', 'default', { dryRun: false });
+    expect(!r.ok && r.message).toMatch(/no answer within 100 ms/);
+    a.clearFaults();
+  });
+
   it('starts with the API down: routed pods denied with the reason, then recovers', async () => {
     const a = await cluster();
     await a.down();

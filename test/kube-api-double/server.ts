@@ -306,7 +306,10 @@ export class KubeApiDouble {
       if (f.namespace !== undefined && f.namespace !== namespace) continue;
       if (f.name !== undefined && f.name !== name) continue;
       f.remaining--;
-      if (f.delayMs !== undefined) await new Promise((r) => setTimeout(r, f.delayMs));
+      if (f.delayMs !== undefined) {
+        await new Promise((r) => setTimeout(r, f.delayMs));
+        if (res.destroyed) return; // the client gave up, or the double went down meanwhile
+      }
       if (f.status !== undefined) {
         return this.sendError(res, new ApiError(f.status, reasonFor(f.status), f.message ?? `injected fault (${f.status})`));
       }
