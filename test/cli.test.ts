@@ -211,7 +211,7 @@ describe('podvpn serve as a process', () => {
     child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
     const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)));
 
-    await waitFor(async () => ((await httpGet(adminPort, '/readyz')).status === 200 ? true : undefined), 10_000);
+    await waitFor(async () => ((await httpGet(adminPort, '/readyz')).status === 200 ? true : undefined), 30_000);
     expect(existsSync(join(certs, 'ca.key'))).toBe(true);
     const ca = readFileSync(join(certs, 'ca.crt'), 'utf8');
     const reply = await post(webhookPort, ca, readFileSync(join(ROOT, 'examples', 'review.json')));
