@@ -231,5 +231,5 @@ describe('podvpn serve as a process', () => {
     expect(review).toMatchObject({ uid: '705ab4f5-6393-11e8-b7cc-42010a800002', namespace: 'downloads', pod: 'qbittorrent-7d9c6b8f5-', outcome: 'injected' });
     expect(logs.join('\n')).not.toMatch(/PRIVATE KEY/);
     expect(logs.join('\n')).not.toMatch(/Deprecation/);
-  });
+  }, 60_000);
 });

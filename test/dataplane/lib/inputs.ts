@@ -85,6 +85,9 @@ export function productInputs(): ProductInputs {
 
 /** The gateway's settings: `kubectl kustomize manifests/` when kubectl is there, else the fixture. */
 export async function gatewayInputs(): Promise<GatewayManifestSettings> {
+  // LAB_GATEWAY_MANIFEST=FILE runs the lab against another rendered manifest (mutation checks).
+  const other = process.env.LAB_GATEWAY_MANIFEST;
+  if (other) return readGatewayManifest(readFileSync(other, 'utf8'), `LAB_GATEWAY_MANIFEST ${other}`);
   // LAB_GATEWAY_FIXTURE=1 forces the fixture (to exercise the fallback).
   const rendered = process.env.LAB_GATEWAY_FIXTURE === '1' ? undefined : await renderManifests();
   if (rendered !== undefined) return readGatewayManifest(rendered, 'kubectl kustomize manifests/');
