@@ -118,7 +118,7 @@ describe.sequential('1 normal operation', () => {
 const ownDefaultRoute = (ns: 'client' | 'nogw') => lab.tryIn(ns, `ip route replace default via ${ADDR.podGateway} dev eth0`);
 /**
  * For the checks that traffic DOES get through (controls): up to n tries, each failure logged with
- * the neighbour tables (a first IPv6 exchange occasionally stalled in this lab).
+ * the neighbour tables, so a control that needs a retry on a loaded machine says why.
  */
 async function leaksWithin(n: number, attempt: () => Promise<string>): Promise<string> {
   let body = '';

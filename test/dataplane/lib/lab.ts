@@ -215,7 +215,7 @@ export class Lab {
     await this.addPod('nogw', ADDR.nogw, ADDR.nogw6);
     await this.startInternet();
     await this.startClusterDns();
-    this.bgStart('app-http', 'app', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+    this.bgStart('app-http', 'app', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:bash ${this.work}/http-echo.sh`)}`);
     await waitFor('the app pod', async () => (await this.tryIn('app', 'ss -ltnH')).stdout.includes(':8080'), 15_000);
 
     // The kill-switch policy goes in before any routed pod runs (podvpn creates it first).
@@ -282,10 +282,10 @@ export class Lab {
     writeFileSync(join(this.work, 'http-echo.sh'), HTTP_ECHO);
     writeFileSync(
       join(this.work, 'https-body.sh'),
-      `printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n'; head -c ${TLS_BODY_BYTES} /dev/zero | tr '\\0' x\n`,
+      `${READ_REQUEST}printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n'; head -c ${TLS_BODY_BYTES} /dev/zero | tr '\\0' x\n`,
     );
-    this.bgStart('inet-http4', 'inet', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
-    this.bgStart('inet-http6', 'inet', `socat TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/http-echo.sh`)}`);
+    this.bgStart('inet-http4', 'inet', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:bash ${this.work}/http-echo.sh`)}`);
+    this.bgStart('inet-http6', 'inet', `socat TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr ${q(`SYSTEM:bash ${this.work}/http-echo.sh`)}`);
     // A certificate padded with names: a TLS server flight of several full-size segments.
     const names = Array.from({ length: 120 }, (_, i) => `DNS:host${i}.${INTERNET_NAME}`).join(',');
     const pem = join(this.work, 'inet.pem');
@@ -296,7 +296,7 @@ export class Lab {
     this.bgStart(
       'inet-https',
       'inet',
-      `socat OPENSSL-LISTEN:8443,cert=${pem},verify=0,fork,reuseaddr ${q(`SYSTEM:sh ${this.work}/https-body.sh`)}`,
+      `socat OPENSSL-LISTEN:8443,cert=${pem},verify=0,fork,reuseaddr ${q(`SYSTEM:bash ${this.work}/https-body.sh`)}`,
     );
     this.bgStart('inet-iperf', 'inet', 'iperf3 -s -p 5201');
     // The internet's resolver: the only place that knows internet names.
@@ -652,8 +652,12 @@ export class Lab {
 
 export const TLS_BODY_BYTES = 16 * 1024;
 
-/** Replies with the source address the server saw. */
-const HTTP_ECHO = `printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$SOCAT_PEERADDR"\n`;
+/**
+ * Reads the request head first (a server that closes with unread request bytes sends a reset, and
+ * the client may lose the reply), then replies with the source address the server saw.
+ */
+const READ_REQUEST = `while IFS= read -r -t 2 line; do line=\${line%$'\\r'}; [[ -z $line ]] && break; done\n`;
+const HTTP_ECHO = `${READ_REQUEST}printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$SOCAT_PEERADDR"\n`;
 
 /** pod-gateway's /default_config/settings.sh values the client scripts read. */
 const CLIENT_DEFAULTS: Record<string, string> = {
