@@ -756,9 +756,13 @@ export class KubeApiDouble {
       if (!ownedByOther) deleteAt(next, unkey(p));
     }
     for (const p of appliedPaths) {
-      // An applied leaf replaces whatever was there (a map leaf replaces a deeper structure).
+      const value = getAt(applied, unkey(p));
+      const current = getAt(next, unkey(p));
+      const isMap = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+      // An empty map claims the field but leaves what others set inside it; any other leaf replaces.
+      if (isMap(value) && Object.keys(value as object).length === 0 && isMap(current)) continue;
       deleteAt(next, unkey(p));
-      setAt(next, unkey(p), getAt(applied, unkey(p)));
+      setAt(next, unkey(p), value);
     }
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     if (mine === undefined) managed.push({ manager: opts.manager, operation: 'Apply', apiVersion, paths: appliedPaths, time: now });
