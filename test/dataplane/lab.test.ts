@@ -210,13 +210,17 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
     const flow = `${lab.work}/flow4.out`;
     lab.bgStart('flow4', 'client', `bash -c ${q(`while :; do curl -s -m 1 http://${ADDR.inet}:8080/ >> ${flow}; echo >> ${flow}; sleep 0.2; done`)}`);
     await sleep(600);
+    let outageMs = -1;
     const d = await measured('gateway-replaced', async () => {
+      const tDelete = Date.now();
       await lab.replaceGateway(ADDR.gwReplaced);
       const t0 = Date.now();
       await waitFor('the tunnel through the new gateway', tunnelWorks, 30_000, 100);
       recoveryMs = Date.now() - t0;
+      outageMs = Date.now() - tDelete;
       await sleep(400);
     });
+    figure(`scenario 4 outage: ${(outageMs / 1000).toFixed(2)} s from deleting the old gateway pod to traffic through the new one`);
     await lab.bgStop('flow4');
     await lab.bgStop('client-sidecar');
     flowLog = (await tryRun(`cat ${flow}`)).stdout;
