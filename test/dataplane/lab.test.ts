@@ -37,10 +37,11 @@ async function measured(name: string, action: () => Promise<void>): Promise<Snap
 
 const noLeak = (d: Snapshot | undefined) => {
   expect(d, 'scenario did not run').toBeDefined();
-  expect({ inetLeak: d?.inetLeak, inetLeak6: d?.inetLeak6, uplinkClear: d?.uplinkClear }).toEqual({
+  expect({ inetLeak: d?.inetLeak, inetLeak6: d?.inetLeak6, uplinkClear: d?.uplinkClear, gatewayClear: d?.gatewayClear }).toEqual({
     inetLeak: 0,
     inetLeak6: 0,
     uplinkClear: 0,
+    gatewayClear: 0,
   });
 };
 
@@ -391,6 +392,7 @@ describe.sequential('9 negative controls: with a layer removed, the lab sees the
     }
     log(`negative control (no gateway firewall): the internet saw ${reply.body || 'nothing'} (a leak, as it must be)`);
     expect(reply.body).toBe(ADDR.nodeWan);
+    expect(d.gatewayClear).toBeGreaterThan(0);
     expect(d.inetLeak).toBeGreaterThan(0);
     expect(d.uplinkClear).toBeGreaterThan(0);
   });

@@ -89,6 +89,8 @@ export interface Snapshot {
   inetLeak6: number;
   uplinkTunnel: number;
   uplinkClear: number;
+  /** Sent by the gateway pod to neither the cluster nor its VPN endpoint (counted as it enters the node). */
+  gatewayClear: number;
   netpolDropped: number;
   gwForwardDropped: number;
 }
@@ -353,12 +355,17 @@ export class Lab {
     return translatePolicies(this.inputs.policies, this.inventory(), 'podvpn_netpol');
   }
 
+  /** Drops counted by policy tables since replaced (the CNI re-renders when pods come and go). */
+  private netpolDroppedBefore = 0;
+
   async applyPolicy(): Promise<void> {
+    this.netpolDroppedBefore += await this.counter('node', 'podvpn_netpol', 'dropped');
     await this.nft('node', `table inet podvpn_netpol\ndelete table inet podvpn_netpol\n${this.policyNft()}`);
     this.policyApplied = true;
   }
 
   async removePolicy(): Promise<void> {
+    this.netpolDroppedBefore += await this.counter('node', 'podvpn_netpol', 'dropped');
     await this.tryIn('node', 'nft delete table inet podvpn_netpol');
     this.policyApplied = false;
   }
@@ -614,7 +621,8 @@ export class Lab {
       inetLeak6: await this.counter('inet', 'lab_inet', 'leak6'),
       uplinkTunnel: await this.counter('node', 'lab_uplink', 'tunnel'),
       uplinkClear: await this.counter('node', 'lab_uplink', 'clear'),
-      netpolDropped: await this.counter('node', 'podvpn_netpol', 'dropped'),
+      gatewayClear: await this.counter('node', 'lab_uplink', 'gw_clear'),
+      netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
       gwForwardDropped: await this.gwForwardDropped(),
     };
   }
@@ -719,10 +727,22 @@ table inet lab_uplink {
   }
   counter clear {
   }
+  counter gw_clear {
+  }
   chain count_forward {
     type filter hook forward priority 100; policy accept;
     oifname "wan0" ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} counter name tunnel accept
     oifname "wan0" counter name clear accept
+  }
+  # What the gateway pod sends towards anything but the cluster and its VPN endpoint (the clear
+  # text that layer 2 must stop), counted where it enters the node, before any node policy.
+  chain count_gateway {
+    type filter hook forward priority -10; policy accept;
+    iifname != "v-gw" accept
+    ip daddr { ${ADDR.podCIDR}, ${ADDR.serviceCIDR} } accept
+    ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} accept
+    ip6 daddr fd00:10:244::/48 accept
+    counter name gw_clear accept
   }
 }
 `;
