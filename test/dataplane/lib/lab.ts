@@ -152,7 +152,7 @@ export class Lab {
     try {
       await lab.build();
     } catch (err) {
-      // LAB_KEEP=1 leaves a failed lab standing for debugging (then: LAB_PREFIX=... and Lab.downPrefix).
+      // LAB_KEEP=1 leaves a failed lab standing for debugging (remove it with down.sh PREFIX).
       if (process.env.LAB_KEEP !== '1') await lab.down();
       throw err;
     }
@@ -162,6 +162,12 @@ export class Lab {
 
   private async build(): Promise<void> {
     const { log } = this.inputs;
+    const steps: string[] = [];
+    let last = Date.now();
+    const mark = (step: string) => {
+      steps.push(`${step} ${((Date.now() - last) / 1000).toFixed(2)}`);
+      last = Date.now();
+    };
     if (this.gluetun.vpnType !== 'wireguard') {
       throw new Error(`the lab runs WireGuard; the manifest's gluetun has VPN_TYPE=${this.gluetun.vpnType}`);
     }
@@ -209,6 +215,9 @@ export class Lab {
     await this.nft('node', NODE_NFT);
     await this.nft('vpn', VPN_NFT);
     await this.nft('inet', INET_NFT);
+    // The kill-switch policy is in force before any routed pod exists (podvpn creates it first).
+    await this.applyPolicy();
+    mark('namespaces+uplinks+nft');
 
     // Pods on the routed pod network.
     await this.addPod('dns', ADDR.dns);
@@ -219,13 +228,12 @@ export class Lab {
     await this.startClusterDns();
     this.bgStart('app-http', 'app', `socat TCP4-LISTEN:8080,fork,reuseaddr ${q(`SYSTEM:bash ${this.work}/http-echo.sh`)}`);
     await waitFor('the app pod', async () => (await this.tryIn('app', 'ss -ltnH')).stdout.includes(':8080'), 15_000);
-
-    // The kill-switch policy goes in before any routed pod runs (podvpn creates it first).
-    await this.applyPolicy();
+    mark('pods+servers');
 
     await this.genKeys();
     await this.startVpnServer();
     await this.bootGateway(ADDR.gw);
+    mark('vpn+gateway');
 
     // The routed pod: its resolv.conf from the webhook's dnsConfig, then pod-gateway's client init.
     for (const p of ['client', 'nogw'] as const) {
@@ -236,7 +244,8 @@ export class Lab {
     writeFileSync(join(this.work, 'client-defaults.sh'), shellAssignments(CLIENT_DEFAULTS));
     await this.clientInit();
     await waitFor('a first reply through the tunnel', async () => (await this.curlInet('client', 2)).body === ADDR.vpnExit, 20_000, 100);
-    log(`lab up: prefix ${this.inputs.prefix}, gateway settings from ${this.inputs.gateway.source}`);
+    mark('client-init');
+    log(`lab up: prefix ${this.inputs.prefix}, gateway settings from ${this.inputs.gateway.source}; build steps (s): ${steps.join(', ')}`);
   }
 
   /** Runs lines in one bash inside a namespace, stopping at the first failure. */

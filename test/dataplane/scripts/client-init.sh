@@ -4,6 +4,7 @@
 # LAB: the "nothing reachable" probe pings the lab's internet host instead of 8.8.8.8; busybox
 # udhcpc stands in for dhclient (same requested options: subnet mask, broadcast, routers; no DNS);
 # bounded timeouts on every probe.
+PS4='+ ${EPOCHREALTIME} '  # LAB: timestamps in the trace (client-init.log)
 set -ex
 
 # Load main settings
