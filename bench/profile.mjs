@@ -4,7 +4,7 @@
 //    (c=10), so whatever else runs on the machine hits both alike. Samples outside the bursts
 //    (start-up, shutdown) are dropped; the rest is divided by the requests answered: CPU µs per
 //    request, by function and by component.
-// 2. Start-up: each runtime dependency imported alone in a fresh node, time and RSS.
+// 2. Start-up: the runtime dependencies imported in turn in a fresh node, time and RSS after each.
 // Profiles stay in bench/results/profile/ (open them in Chrome DevTools for the flame chart).
 
 import { spawnSync } from 'node:child_process';
@@ -84,28 +84,29 @@ function perRequestReport(name, a, requests) {
   return { text: lines.join('\n'), components: Object.fromEntries(COMPONENTS.map(([label, re]) => [label.trim(), us([...a.inclusive].find(([k]) => re.test(k))?.[1] ?? 0)])) };
 }
 
+/**
+ * Start-up: the runtime dependencies imported one after another in one fresh node (as podvpn loads
+ * them, each paying only for what the previous ones did not load), then podvpn's own modules; the
+ * median of 3 processes per step.
+ */
 function importCosts() {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-  const script = (dep) =>
-    `const t=performance.now(); ${dep ? `await import(${JSON.stringify(dep)});` : ''} ` +
-    'process.stdout.write(JSON.stringify({ms: performance.now()-t, rssMiB: process.memoryUsage().rss/1048576}))';
-  const run = (dep) => {
-    const samples = [];
-    for (let i = 0; i < 3; i++) {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script(dep)], { cwd: root, encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`import ${dep}: ${r.stderr}`);
-      samples.push(JSON.parse(r.stdout));
-    }
-    samples.sort((x, y) => x.ms - y.ms);
-    return samples[1];
-  };
-  const empty = run(undefined);
-  const rows = [{ dep: '(node, nothing imported)', ms: empty.ms, rssMiB: empty.rssMiB }];
-  for (const dep of [...Object.keys(pkg.dependencies), './dist/cli.js']) {
-    const m = run(dep === './dist/cli.js' ? join(root, 'dist/cli.js') : dep);
-    rows.push({ dep: dep === './dist/cli.js' ? 'dist/cli.js (everything podvpn serve loads)' : dep, ms: m.ms, rssMiB: m.rssMiB });
+  const deps = Object.keys(pkg.dependencies).sort((a, b) => (a === '@kubernetes/client-node' ? -1 : b === '@kubernetes/client-node' ? 1 : a.localeCompare(b)));
+  const steps = [...deps, join(root, 'dist/cli.js')];
+  const script =
+    `const out = []; for (const d of ${JSON.stringify(steps)}) { const t = performance.now(); await import(d); ` +
+    'out.push({ dep: d, ms: performance.now() - t, rssMiB: process.memoryUsage().rss / 1048576 }); } process.stdout.write(JSON.stringify(out))';
+  const runs = [];
+  for (let i = 0; i < 3; i++) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`imports: ${r.stderr}`);
+    runs.push(JSON.parse(r.stdout));
   }
-  return rows;
+  return steps.map((dep, i) => {
+    const ms = runs.map((run) => run[i].ms).sort((a, b) => a - b)[1];
+    const rssMiB = runs.map((run) => run[i].rssMiB).sort((a, b) => a - b)[1];
+    return { dep: dep.endsWith('dist/cli.js') ? "podvpn's own modules (dist/)" : dep, ms, rssMiB };
+  });
 }
 
 async function main() {
@@ -163,8 +164,9 @@ async function main() {
   json.imports = imports;
   out.push(
     [
-      'start-up: each runtime dependency imported alone in a fresh node (median of 3)',
-      ...imports.map((r) => `  ${r.dep.padEnd(48)} ${r.ms.toFixed(0).padStart(5)} ms  RSS ${r.rssMiB.toFixed(1).padStart(6)} MiB`),
+      'start-up: runtime dependencies imported in turn in one fresh node (median of 3): time, RSS after',
+      ...imports.map((r) => `  ${r.dep.padEnd(32)} ${r.ms.toFixed(0).padStart(5)} ms  RSS ${r.rssMiB.toFixed(1).padStart(6)} MiB`),
+      `  ${'total'.padEnd(32)} ${imports.reduce((a, r) => a + r.ms, 0).toFixed(0).padStart(5)} ms`,
     ].join('\n'),
   );
   writeFileSync(join(profDir, 'summary.json'), `${JSON.stringify(json, null, 2)}\n`);
