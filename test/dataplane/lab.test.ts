@@ -32,6 +32,7 @@ async function measured(name: string, action: () => Promise<void>): Promise<Snap
   const d = Lab.delta(before, await lab.snapshot());
   deltas.set(name, d);
   log(`${name}: ${JSON.stringify(d)}`);
+  if (d.uplinkClear > 0 || d.gatewayClear > 0) log(`${name}: clear-text flows seen so far: ${await lab.clearSeen()}`);
   return d;
 }
 

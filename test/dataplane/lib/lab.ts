@@ -88,6 +88,8 @@ export interface Snapshot {
   inetLeak: number;
   inetLeak6: number;
   uplinkTunnel: number;
+  /** ICMP errors to the VPN endpoint about the tunnel's own flow (not client data). */
+  uplinkTunnelIcmp: number;
   uplinkClear: number;
   /** Sent by the gateway pod to neither the cluster nor its VPN endpoint (counted as it enters the node). */
   gatewayClear: number;
@@ -616,6 +618,13 @@ export class Lab {
     return j.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
   }
 
+  /** The clear-text flows counted on the uplink or at the gateway's edge (source . destination . proto . port). */
+  async clearSeen(): Promise<string> {
+    const r = await this.tryIn('node', 'nft list set inet lab_uplink clear_seen');
+    const m = /elements = \{([^}]*)\}/s.exec(r.stdout);
+    return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
+  }
+
   /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
   async gwForwardDropped(): Promise<number> {
     const r = await this.tryIn('gw', 'iptables -L FORWARD -v -x -n');
@@ -629,6 +638,7 @@ export class Lab {
       inetLeak: await this.counter('inet', 'lab_inet', 'leak'),
       inetLeak6: await this.counter('inet', 'lab_inet', 'leak6'),
       uplinkTunnel: await this.counter('node', 'lab_uplink', 'tunnel'),
+      uplinkTunnelIcmp: await this.counter('node', 'lab_uplink', 'tunnel_icmp'),
       uplinkClear: await this.counter('node', 'lab_uplink', 'clear'),
       gatewayClear: await this.counter('node', 'lab_uplink', 'gw_clear'),
       netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
@@ -738,9 +748,21 @@ table inet lab_uplink {
   }
   counter gw_clear {
   }
+  # ICMP errors to the VPN endpoint about the tunnel's own UDP flow (wireguard-go gone while the
+  # server still sends): tunnel control, no client data; counted apart so they are visible.
+  counter tunnel_icmp {
+  }
+  # What was counted as clear, for the report when a check fails.
+  set clear_seen {
+    type ipv4_addr . ipv4_addr . inet_proto . inet_service
+    flags dynamic
+    size 256
+  }
   chain count_forward {
     type filter hook forward priority 100; policy accept;
     oifname "wan0" ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} counter name tunnel accept
+    oifname "wan0" ip daddr ${ADDR.vpnWan} icmp type destination-unreachable @th,224,16 ${ADDR.wgPort} counter name tunnel_icmp accept
+    oifname "wan0" meta nfproto ipv4 add @clear_seen { ip saddr . ip daddr . meta l4proto . th dport } counter name clear accept
     oifname "wan0" counter name clear accept
   }
   # What the gateway pod sends towards anything but the cluster and its VPN endpoint (the clear
@@ -750,7 +772,9 @@ table inet lab_uplink {
     iifname != "v-gw" accept
     ip daddr { ${ADDR.podCIDR}, ${ADDR.serviceCIDR} } accept
     ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} accept
+    ip daddr ${ADDR.vpnWan} icmp type destination-unreachable @th,224,16 ${ADDR.wgPort} accept
     ip6 daddr fd00:10:244::/48 accept
+    meta nfproto ipv4 add @clear_seen { ip saddr . ip daddr . meta l4proto . th dport } counter name gw_clear accept
     counter name gw_clear accept
   }
 }
