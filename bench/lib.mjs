@@ -87,7 +87,8 @@ export async function startServer(kind, { stdoutFd, nodeArgs = [] } = {}) {
   const out = stdoutFd ?? 'ignore';
   const t0 = performance.now();
   const spawnedAt = Date.now();
-  const child = spawn(process.execPath, [...nodeArgs, ...argv], { cwd: root, stdio: ['ignore', out, out === 'ignore' ? 'inherit' : out] });
+  // NODE_ENV as the image sets it (Dockerfile), for both servers.
+  const child = spawn(process.execPath, [...nodeArgs, ...argv], { cwd: root, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', out, out === 'ignore' ? 'inherit' : out] });
   children.add(child);
   let exited = null;
   child.once('exit', (code, signal) => {

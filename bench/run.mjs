@@ -365,7 +365,7 @@ async function main() {
       '',
       `Run ${result.date} with \`npm run bench\` at commit ${m.commit}. Machine: ${m.nproc} CPUs (${m.cpu}), ${m.totalMemMiB.toLocaleString('en-US')} MiB, ${m.platform}; Node ${m.node}, fastify ${m.fastify}, autocannon ${m.autocannon}. The load generator runs on the same machine, so each side gets about one core.`,
       '',
-      'Baseline: a bare fastify HTTPS server (`bench/baseline-server.mjs`) on the same Node, certificate and TLS settings, parsing the same body and returning podvpn\'s own reply, precomputed. podvpn: `node dist/cli.js serve --config bench/results/config.yaml --no-kube`, logging at info to a file.',
+      'Baseline: a bare fastify HTTPS server (`bench/baseline-server.mjs`) on the same Node, certificate and TLS settings, parsing the same body and returning podvpn\'s own reply, precomputed. podvpn: `node dist/cli.js serve --config bench/results/config.yaml --no-kube` with NODE_ENV=production as in the image, logging at info (one line per review) to a file.',
       '',
       table,
       '',
