@@ -245,7 +245,7 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
 });
 
 describe.sequential('5 the tunnel down while the gateway pod lives', () => {
-  it(`${'wg0'} down: nothing leaves the gateway in the clear`, async () => {
+  it('the VPN interface (wg0) down: nothing leaves the gateway in the clear', async () => {
     let reply = { ok: true, body: '' };
     const d = await measured('wg-link-down', async () => {
       await lab.in('gw', `ip link set ${lab.vpnIf} down`);
