@@ -19,7 +19,7 @@ const runtime = {
     { iface: 'eth0', ip: '10.244.1.20', cidr: '169.254.1.1/32' },
     { iface: 'vxlan0', ip: '172.16.0.1', cidr: '172.16.0.0/24' },
   ],
-  endpoint: { ip: '192.0.2.1', port: 51820, protocol: 'udp' as const },
+  endpoint: { ip: '203.0.113.1', port: 51820, protocol: 'udp' as const },
 };
 
 describe('settings.sh', () => {
@@ -96,7 +96,7 @@ describe('the gluetun-like firewall', () => {
     expect(cmds).toContain('iptables --append OUTPUT -o eth0 -s 10.244.1.20 -d 10.0.0.0/8 -j ACCEPT');
     expect(cmds).toContain('iptables --append INPUT -i vxlan0 -d 172.16.0.0/24 -j ACCEPT');
     expect(cmds).toContain('iptables --append INPUT -i eth0 -p udp --dport 4789 -j ACCEPT');
-    expect(cmds).toContain('iptables --append OUTPUT -d 192.0.2.1 -o eth0 -p udp -m udp --dport 51820 -j ACCEPT');
+    expect(cmds).toContain('iptables --append OUTPUT -d 203.0.113.1 -o eth0 -p udp -m udp --dport 51820 -j ACCEPT');
     expect(cmds).toContain('iptables --append OUTPUT -o wg0 -j ACCEPT');
   });
   it('runs the post-rules verbatim after its own input rules, before the VPN connection rules', () => {

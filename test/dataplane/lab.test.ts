@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { q, sleep, tryRun, waitFor } from './lib/exec.js';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type Background, fileHas, q, sleep, startBackground, stopBackground, tryRun, waitFor } from './lib/exec.js';
 import { gatewayInputs, productInputs } from './lib/inputs.js';
 import { ADDR, APP_NAME, INTERNET_NAME, Lab, type Snapshot, TLS_BODY_BYTES } from './lib/lab.js';
 
@@ -61,14 +62,37 @@ if (process.env.LAB_KEEP !== '1') {
   }
 }
 
+/**
+ * A capture in the machine's own (root) network namespace for every range and port the lab uses:
+ * the lab's packets must never appear there (nothing of the lab is attached to it).
+ */
+const ROOT_CAPTURE_FILTER =
+  'net 10.244.0.0/16 or net 10.96.0.0/12 or net 203.0.113.0/24 or net 198.51.100.0/24 or net 10.64.0.0/24 or net 172.16.0.0/24 or udp port 4789 or udp port 51820 or net 2001:db8::/32 or net fd00:10:244::/48';
+const rootCaptureLog = `/run/podvpn-lab/${prefix}.rootcap`;
+let rootCapture: Background | undefined;
+async function startRootCapture(): Promise<void> {
+  mkdirSync('/run/podvpn-lab', { recursive: true });
+  writeFileSync(rootCaptureLog, '');
+  rootCapture = startBackground('root-capture', `tcpdump -Z root -l -nn -q -i any ${q(ROOT_CAPTURE_FILTER)}`, rootCaptureLog);
+  writeFileSync(`${rootCaptureLog}.pid`, `${rootCapture.pid}\n`);
+  await waitFor('the root-namespace capture', () => fileHas(rootCaptureLog, 'listening on'), 10_000);
+}
+async function stopRootCapture(): Promise<string[]> {
+  if (rootCapture) await stopBackground(rootCapture);
+  rootCapture = undefined;
+  const lines = existsSync(rootCaptureLog) ? readFileSync(rootCaptureLog, 'utf8').split('\n') : [];
+  return lines.filter((l) => / IP6? /.test(l));
+}
+
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the data-plane lab needs root: it creates network namespaces');
-  const tools = ['ip', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl'];
+  const tools = ['ip', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl', 'tcpdump'];
   const missing = (await Promise.all(tools.map(async (t) => ((await tryRun(`command -v ${t}`)).code === 0 ? '' : t)))).filter(Boolean);
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: run .ci/dataplane-deps.sh (as root) first`);
   if ((await tryRun('test -c /dev/net/tun')).code !== 0) throw new Error('no /dev/net/tun: wireguard-go needs it');
   const product = productInputs();
   const gateway = await gatewayInputs();
+  await startRootCapture();
   log(`gateway settings from: ${gateway.source}`);
   lab = await Lab.up({
     prefix,
@@ -86,6 +110,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await stopRootCapture();
+  rmSync(rootCaptureLog, { force: true });
+  rmSync(`${rootCaptureLog}.pid`, { force: true });
   if (process.env.LAB_KEEP !== '1') await lab?.down();
   if (figures.length > 0) process.stdout.write(`\nFigures (not assertions):\n${figures.map((f) => `  ${f}`).join('\n')}\n`);
 }, 60_000);
@@ -424,5 +451,14 @@ describe.sequential('throughput (figures)', () => {
     figure(`throughput (iperf3, 3 s, one TCP stream): routed pod via VXLAN + WireGuard ${tunnel.toFixed(0)} Mbit/s; unrouted pod direct ${direct.toFixed(0)} Mbit/s`);
     expect(tunnel).toBeGreaterThan(0);
     expect(direct).toBeGreaterThan(0);
+  });
+});
+
+describe.sequential('hygiene', () => {
+  it("the machine's own network namespace saw none of the lab's packets", async () => {
+    await sleep(300);
+    const seen = await stopRootCapture();
+    if (seen.length > 0) log(`root namespace saw: ${seen.slice(0, 5).join(' | ')}`);
+    expect(seen).toEqual([]);
   });
 });
