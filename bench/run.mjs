@@ -373,6 +373,7 @@ async function main() {
       '',
       'How to read it:',
       '',
+      '- Both servers are single-threaded, so at 10 and 50 connections each is CPU-bound: its throughput is about 1 / (CPU per request), and the ratio of CPU per request (baseline ÷ podvpn) predicts the throughput ratio with less noise than req/s does.',
       `- The machine may be shared: "other load" is the CPU other processes used during the cells (${f(otherLoad, 2)} cores on average in this run, out of ${m.nproc}). It depresses req/s and inflates latency for both servers alike (cells alternate which server goes first); server CPU µs per request is the steadier comparison.`,
       `- With N connections the load generator keeps N requests in flight, so latency ≈ N / throughput (Little's law): at 50 connections a p99 under 10 ms needs well over 5,000 req/s. The bare baseline's own p99 at 50 is ${f(at(50)?.baseline.p99Ms, 1)} ms here.`,
       '- Cost growth is measured in a separate process (`bench/growth.mjs`). "decide + patch" is the webhook\'s own work (it does not depend on the pod\'s size); the whole review is dominated by JSON.parse, which fastify pays for the baseline too.',
