@@ -200,15 +200,19 @@ describe.sequential('2 the client init never ran (the pod keeps its own default 
 describe.sequential('3 vxlan0 deleted, or its routes removed, mid-flow', () => {
   it('vxlan0 deleted during a flow, the pod default route back: nothing reaches the internet', async () => {
     lab.bgStart('flow3', 'client', `ping -i 0.2 -W 1 ${ADDR.inet}`);
-    await sleep(500);
     let reply = { ok: true, body: '' };
-    const d = await measured('vxlan0-deleted', async () => {
-      await lab.in('client', 'ip link del vxlan0');
-      await ownDefaultRoute('client');
-      await sleep(600);
-      reply = await lab.curlInet('client', 2);
-    });
-    await lab.bgStop('flow3');
+    let d: Snapshot;
+    try {
+      await sleep(500);
+      d = await measured('vxlan0-deleted', async () => {
+        await lab.in('client', 'ip link del vxlan0');
+        await ownDefaultRoute('client');
+        await sleep(600);
+        reply = await lab.curlInet('client', 2);
+      });
+    } finally {
+      await lab.bgStop('flow3');
+    }
     expect(reply.ok).toBe(false);
     expect(d.netpolDropped).toBeGreaterThan(0);
     noLeak(d);
@@ -223,15 +227,19 @@ describe.sequential('3 vxlan0 deleted, or its routes removed, mid-flow', () => {
   });
   it('the default route through vxlan0 removed (vxlan0 still up), the pod route back: nothing reaches the internet', async () => {
     let reply = { ok: true, body: '' };
-    const d = await measured('routes-removed', async () => {
-      await lab.in('client', 'ip route del default');
-      await ownDefaultRoute('client');
-      reply = await lab.curlInet('client', 2);
-    });
+    let d: Snapshot;
+    try {
+      d = await measured('routes-removed', async () => {
+        await lab.in('client', 'ip route del default');
+        await ownDefaultRoute('client');
+        reply = await lab.curlInet('client', 2);
+      });
+    } finally {
+      await lab.in('client', `ip route replace default via ${lab.pg.VXLAN_IP_NETWORK}.1 dev vxlan0`);
+    }
     expect(reply.ok).toBe(false);
     expect(d.netpolDropped).toBeGreaterThan(0);
     noLeak(d);
-    await lab.in('client', `ip route replace default via ${lab.pg.VXLAN_IP_NETWORK}.1 dev vxlan0`);
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
 });
@@ -243,20 +251,24 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
     lab.startClientSidecar();
     const flow = `${lab.work}/flow4.out`;
     lab.bgStart('flow4', 'client', `bash -c ${q(`while :; do curl -s -m 1 http://${ADDR.inet}:8080/ >> ${flow}; echo >> ${flow}; sleep 0.2; done`)}`);
-    await sleep(600);
     let outageMs = -1;
-    const d = await measured('gateway-replaced', async () => {
-      const tDelete = Date.now();
-      await lab.replaceGateway(ADDR.gwReplaced);
-      const t0 = Date.now();
-      await waitFor('the tunnel through the new gateway', tunnelWorks, 30_000, 100);
-      recoveryMs = Date.now() - t0;
-      outageMs = Date.now() - tDelete;
-      await sleep(400);
-    });
+    let d: Snapshot;
+    try {
+      await sleep(600);
+      d = await measured('gateway-replaced', async () => {
+        const tDelete = Date.now();
+        await lab.replaceGateway(ADDR.gwReplaced);
+        const t0 = Date.now();
+        await waitFor('the tunnel through the new gateway', tunnelWorks, 30_000, 100);
+        recoveryMs = Date.now() - t0;
+        outageMs = Date.now() - tDelete;
+        await sleep(400);
+      });
+    } finally {
+      await lab.bgStop('flow4');
+      await lab.bgStop('client-sidecar');
+    }
     figure(`scenario 4 outage: ${(outageMs / 1000).toFixed(2)} s from deleting the old gateway pod to traffic through the new one`);
-    await lab.bgStop('flow4');
-    await lab.bgStop('client-sidecar');
     flowLog = (await tryRun(`cat ${flow}`)).stdout;
     figure(`scenario 4 recovery: ${(recoveryMs / 1000).toFixed(2)} s from the new gateway pod being ready to traffic through it (sidecar ping interval 1 s; upstream pod-gateway sleeps 10 s between pings)`);
     noLeak(d);
@@ -274,37 +286,46 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
 describe.sequential('5 the tunnel down while the gateway pod lives', () => {
   it('the VPN interface (wg0) down: nothing leaves the gateway in the clear', async () => {
     let reply = { ok: true, body: '' };
-    const d = await measured('wg-link-down', async () => {
-      await lab.in('gw', `ip link set ${lab.vpnIf} down`);
-      reply = await lab.curlInet('client', 2);
-      await lab.tryIn('client', `ping -c 2 -i 0.2 -W 1 ${ADDR.inet}`);
-    });
+    let d: Snapshot;
+    try {
+      d = await measured('wg-link-down', async () => {
+        await lab.in('gw', `ip link set ${lab.vpnIf} down`);
+        reply = await lab.curlInet('client', 2);
+        await lab.tryIn('client', `ping -c 2 -i 0.2 -W 1 ${ADDR.inet}`);
+      });
+    } finally {
+      await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
+    }
     expect(reply.ok).toBe(false);
     expect(d.gwForwardDropped).toBeGreaterThan(0);
     noLeak(d);
-    await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
   it('the WireGuard process killed during a flow: nothing leaves in the clear; a restart restores the tunnel', async () => {
     lab.bgStart('flow5', 'client', `ping -i 0.2 -W 1 ${ADDR.inet}`);
-    await sleep(500);
     let reply = { ok: true, body: '' };
-    const d = await measured('wg-process-killed', async () => {
-      const wg = lab.bg.get('wg-gw');
-      if (wg) process.kill(wg.pid, 'SIGKILL');
-      await waitFor('wg0 to vanish', async () => (await lab.tryIn('gw', `ip link show ${lab.vpnIf}`)).code !== 0, 3_000);
-      await sleep(600);
-      reply = await lab.curlInet('client', 2);
-    });
-    await lab.bgStop('flow5');
+    let d: Snapshot;
+    try {
+      await sleep(500);
+      d = await measured('wg-process-killed', async () => {
+        const wg = lab.bg.get('wg-gw');
+        if (wg) process.kill(wg.pid, 'SIGKILL');
+        await waitFor('wg0 to vanish', async () => (await lab.tryIn('gw', `ip link show ${lab.vpnIf}`)).code !== 0, 3_000);
+        await sleep(600);
+        reply = await lab.curlInet('client', 2);
+      });
+    } finally {
+      await lab.bgStop('flow5');
+      // gluetun restarts its tunnel: wireguard-go again (stale UAPI socket removed), same keys.
+      await lab.bgStop('wg-gw');
+      const t0 = Date.now();
+      await lab.startGatewayTunnel(true);
+      await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+      figure(`scenario 5 tunnel restart (wireguard-go restarted and configured, first reply): ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+    }
     expect(reply.ok).toBe(false);
     expect(d.gwForwardDropped).toBeGreaterThan(0);
     noLeak(d);
-    await lab.bgStop('wg-gw');
-    const t0 = Date.now();
-    await lab.startGatewayTunnel(true);
-    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
-    figure(`scenario 5 tunnel restart (wireguard-go restarted and configured, first reply): ${((Date.now() - t0) / 1000).toFixed(2)} s`);
   });
 });
 
