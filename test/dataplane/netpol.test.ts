@@ -10,6 +10,8 @@ import {
   selectorMatches,
   translatePolicies,
 } from './lib/netpol.js';
+import { CLIENT_NAMESPACE, productInputs } from './lib/inputs.js';
+import { ADDR, labInventory } from './lib/lab.js';
 
 const inv: Inventory = {
   namespaces: [{ name: 'downloads', labels: { team: 'media' } }, { name: 'kube-system' }, { name: 'other' }],
@@ -111,5 +113,24 @@ describe('translation', () => {
   it('an egress policy with no rules denies all egress (only the drop remains)', () => {
     const nft = translatePolicies([policy([])], inv, 'netpol');
     expect(nft).not.toMatch(/ accept comment/);
+  });
+});
+
+describe("the product's kill-switch policy, as the lab enforces it", () => {
+  const product = productInputs();
+  const labInv = labInventory(CLIENT_NAMESPACE, product.clientLabels);
+  const nft = translatePolicies(product.policies, labInv, 'podvpn_netpol');
+  it('isolates exactly the routed pods (the webhook label), not the app, DNS or gateway pods', () => {
+    expect(isolatedPods(product.policies, labInv).map((p) => p.name)).toEqual(['client', 'nogw']);
+  });
+  it('allows the cluster ranges, every cluster pod and DNS; nothing else', () => {
+    expect(nft).toContain(`ip daddr ${ADDR.podCIDR} accept`);
+    expect(nft).toContain(`ip daddr ${ADDR.serviceCIDR} accept`);
+    expect(nft).toMatch(new RegExp(`ip daddr \\{ [^}]*${ADDR.gw.replaceAll('.', '\\.')}[^}]* \\} accept`));
+    expect(nft).toContain(`ip daddr { ${ADDR.dns} } udp dport 53 accept`);
+    expect(nft).toContain(`ip daddr { ${ADDR.dns} } tcp dport 53 accept`);
+    expect(nft).not.toMatch(/0\.0\.0\.0\/0|::\/0/);
+    // Every accept names a destination: no rule opens all destinations.
+    for (const line of nft.split('\n').filter((l) => l.includes(' accept comment'))) expect(line).toMatch(/daddr/);
   });
 });

@@ -349,17 +349,7 @@ export class Lab {
 
   /** The lab's cluster inventory, as the CNI sees it (namespaces, pods, labels, addresses). */
   inventory(): Inventory {
-    const ns = this.inputs.clientNamespace;
-    return {
-      namespaces: [{ name: ns }, { name: 'kube-system' }, { name: 'podvpn-system' }],
-      pods: [
-        { name: 'client', namespace: ns, labels: this.inputs.clientLabels, ips: [ADDR.client, ADDR.client6], hostIf: 'v-client' },
-        { name: 'nogw', namespace: ns, labels: this.inputs.clientLabels, ips: [ADDR.nogw, ADDR.nogw6], hostIf: 'v-nogw' },
-        { name: 'app', namespace: ns, labels: { app: 'web' }, ips: [ADDR.app], hostIf: 'v-app' },
-        { name: 'coredns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [ADDR.dns], hostIf: 'v-dns' },
-        { name: 'gateway', namespace: 'podvpn-system', labels: { 'app.kubernetes.io/name': 'podvpn-gateway' }, ips: [this.gwIP, ADDR.gw6], hostIf: 'v-gw' },
-      ],
-    };
+    return labInventory(this.inputs.clientNamespace, this.inputs.clientLabels, this.gwIP);
   }
 
   policyNft(): string {
@@ -675,6 +665,21 @@ export class Lab {
     for (const side of ['g', 's']) rmSync(`/var/run/wireguard/${prefix.slice(0, 10)}${side}.sock`, { force: true });
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The lab's pods as the CNI (and the policy translation) sees them. */
+export function labInventory(clientNamespace: string, clientLabels: Record<string, string>, gwIP: string = ADDR.gw): Inventory {
+  const ns = clientNamespace;
+  return {
+    namespaces: [{ name: ns }, { name: 'kube-system' }, { name: 'podvpn-system' }],
+    pods: [
+      { name: 'client', namespace: ns, labels: clientLabels, ips: [ADDR.client, ADDR.client6], hostIf: 'v-client' },
+      { name: 'nogw', namespace: ns, labels: clientLabels, ips: [ADDR.nogw, ADDR.nogw6], hostIf: 'v-nogw' },
+      { name: 'app', namespace: ns, labels: { app: 'web' }, ips: [ADDR.app], hostIf: 'v-app' },
+      { name: 'coredns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [ADDR.dns], hostIf: 'v-dns' },
+      { name: 'gateway', namespace: 'podvpn-system', labels: { 'app.kubernetes.io/name': 'podvpn-gateway' }, ips: [gwIP, ADDR.gw6], hostIf: 'v-gw' },
+    ],
+  };
 }
 
 export const TLS_BODY_BYTES = 16 * 1024;
