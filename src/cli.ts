@@ -3,15 +3,9 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseAllDocuments, stringify } from 'yaml';
-import { loadConfig } from './config/load.js';
-import { ConfigError } from './config/schema.js';
-import { VERSION } from './constants.js';
-import { injectDocuments, OfflineInjectionError } from './inject/offline.js';
-import { standaloneRanges } from './cluster/ranges.js';
-import { policiesForNamespaces } from './policy/killswitch.js';
-import { DEFAULT_SERVE_OPTIONS, serve } from './serve.js';
-import { ensureLocalCerts, webhookDnsNames } from './tls/certs.js';
+import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION, WEBHOOK_SERVICE_NAME } from './constants.js';
+
+// Each command loads only what it needs: `serve` starts faster without the YAML and offline paths.
 
 const USAGE = `podvpn ${VERSION}: route chosen pods through a VPN gateway, behind a kill switch
 
@@ -24,15 +18,15 @@ Usage:
   podvpn certs [--out DIR] [--dns-name NAME]... [--force]
   podvpn version
 
-serve    HTTPS admission webhook on --listen (default ${DEFAULT_SERVE_OPTIONS.listen}), health and
-         metrics on --admin-listen (default ${DEFAULT_SERVE_OPTIONS.adminListen}). Without --tls-cert and
+serve    HTTPS admission webhook on --listen (default ${DEFAULT_LISTEN}), health and
+         metrics on --admin-listen (default ${DEFAULT_ADMIN_LISTEN}). Without --tls-cert and
          --tls-key it keeps a CA and serving certificate in a Secret when it runs in a cluster (or
          with --self-managed-certs), else it generates them under --certs-dir (default certs/).
 inject   Inject Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
          Jobs and CronJobs in multi-document YAML; other documents pass through unchanged. Appends
          the kill-switch NetworkPolicy of every namespace it routed pods in (--no-policies: don't).
 certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
-         ${webhookDnsNames().join(', ')}).
+         ${WEBHOOK_SERVICE_NAME}.${SYSTEM_NAMESPACE}.svc and its shorter and longer forms).
 `;
 
 class UsageError extends Error {}
@@ -44,9 +38,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await runServe(rest);
       case 'inject':
-        return runInject(rest);
+        return await runInject(rest);
       case 'certs':
-        return runCerts(rest);
+        return await runCerts(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);
@@ -65,16 +59,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`podvpn: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof ConfigError || err instanceof OfflineInjectionError) {
-      process.stderr.write(`podvpn: ${err.message}\n`);
-      return 1;
-    }
     process.stderr.write(`podvpn: ${(err as Error).message}\n`);
     return 1;
   }
 }
 
 async function runServe(args: string[]): Promise<number> {
+  const { DEFAULT_SERVE_OPTIONS, serve } = await import('./serve.js');
   const { values } = parseArgs({
     args,
     strict: true,
@@ -125,7 +116,15 @@ function seconds(value: string | undefined, flag: string): number | undefined {
   return n;
 }
 
-function runInject(args: string[]): number {
+async function runInject(args: string[]): Promise<number> {
+  const [{ parseAllDocuments, stringify }, { loadConfig }, { standaloneRanges }, { policiesForNamespaces }, { injectDocuments }] =
+    await Promise.all([
+      import('yaml'),
+      import('./config/load.js'),
+      import('./cluster/ranges.js'),
+      import('./policy/killswitch.js'),
+      import('./inject/offline.js'),
+    ]);
   const { values } = parseArgs({
     args,
     strict: true,
@@ -159,7 +158,8 @@ function runInject(args: string[]): number {
   return 0;
 }
 
-function runCerts(args: string[]): number {
+async function runCerts(args: string[]): Promise<number> {
+  const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
   const { values } = parseArgs({
     args,
     strict: true,

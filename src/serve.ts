@@ -7,15 +7,15 @@ import type { AdmissionPorts } from './admission/review.js';
 import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
 import { loadConfig } from './config/load.js';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from './constants.js';
-import { resolveKubeConfig } from './kube/client.js';
-import { type NamespaceCache, startNamespaceCache } from './kube/namespace-cache.js';
+import { findKubeSource, loadKubeConfig } from './kube/client.js';
+import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
 import { createMetrics } from './server/metrics.js';
 import { readTls, TLS_OPTIONS, type TlsFiles, watchTls } from './server/tls-reload.js';
 import { buildWebhookApp } from './server/webhook.js';
-import { type KillSwitch, type KillSwitchGuard, StandaloneKillSwitchGuard, startKillSwitch } from './policy/guard.js';
-import { ensureLocalCerts, webhookDnsNames } from './tls/certs.js';
-import { type SelfManagedCerts, startSelfManagedCerts } from './tls/self-managed.js';
+import type { KillSwitch, KillSwitchGuard } from './policy/guard.js';
+import { StandaloneKillSwitchGuard } from './policy/standalone-guard.js';
+import type { SelfManagedCerts } from './tls/self-managed.js';
 
 export interface ServeOptions {
   listen: string;
@@ -65,7 +65,9 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   log.info({ gateways: Object.keys(config.gateways), defaultGateway: config.defaultGateway, sidecarMode: config.sidecarMode }, 'config loaded');
 
   const metrics = createMetrics();
-  const kube = resolveKubeConfig({ noKube: options.noKube, kubeconfig: options.kubeconfig });
+  // The cluster side (client-node and everything on it) is loaded only when there is a cluster.
+  const kubeSource = findKubeSource({ noKube: options.noKube, kubeconfig: options.kubeconfig });
+  const kube = kubeSource === undefined ? undefined : await loadKubeConfig(kubeSource);
   let namespaces: NamespaceCache | undefined;
   let killSwitch: KillSwitch | undefined;
   let guard: KillSwitchGuard;
@@ -82,6 +84,10 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     guard = new StandaloneKillSwitchGuard(config);
   } else {
     log.info({ source: kube.source, server: kube.kubeConfig.getCurrentCluster()?.server }, 'connected to a cluster');
+    const [{ startNamespaceCache }, { startKillSwitch }] = await Promise.all([
+      import('./kube/namespace-cache.js'),
+      import('./policy/guard.js'),
+    ]);
     namespaces = await startNamespaceCache(kube.kubeConfig, log);
     killSwitch = await startKillSwitch(kube.kubeConfig, config, log);
     guard = killSwitch.guard;
@@ -105,6 +111,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   let selfManaged: SelfManagedCerts | undefined;
   if (kube !== undefined && options.tlsCert === undefined && options.tlsKey === undefined && (kube.inCluster || options.selfManagedCerts)) {
     let first: { cert: string; key: string } | undefined;
+    const { startSelfManagedCerts } = await import('./tls/self-managed.js');
     selfManaged = await startSelfManagedCerts({
       kubeConfig: kube.kubeConfig,
       logger: log,
@@ -117,7 +124,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     initial = first!;
     stopCertificates = () => selfManaged!.stop();
   } else {
-    const tlsFiles = tlsFilesFor(options, log);
+    const tlsFiles = await tlsFilesFor(options, log);
     const material = readTls(tlsFiles);
     initial = material;
     const reloader = watchTls(
@@ -178,13 +185,14 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   return { webhookPort, adminPort, shutdown };
 }
 
-function tlsFilesFor(options: ServeOptions, log: Logger): TlsFiles {
+async function tlsFilesFor(options: ServeOptions, log: Logger): Promise<TlsFiles> {
   if (options.tlsCert !== undefined || options.tlsKey !== undefined) {
     if (options.tlsCert === undefined || options.tlsKey === undefined) {
       throw new Error('--tls-cert and --tls-key go together: give both, or neither to use a generated certificate');
     }
     return { certPath: options.tlsCert, keyPath: options.tlsKey };
   }
+  const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
   const dir = resolve(options.certsDir);
   const names = [...webhookDnsNames(), 'localhost', '127.0.0.1'];
   const paths = ensureLocalCerts(dir, names);

@@ -7,9 +7,23 @@ import type { ClusterRanges } from '../cluster/ranges.js';
 import { notRoutedCIDRs } from '../cluster/ranges.js';
 import type { Gateway } from '../config/schema.js';
 
-export type ClientSettings = Record<string, string>;
+export type ClientSettings = Readonly<Record<string, string>>;
+
+// The settings depend only on the gateway and the ranges in force, which change rarely and are
+// replaced (never mutated) when they do: remember them per object pair, so the hot path does not
+// merge CIDRs on every review (it was most of a review's cost).
+const memo = new WeakMap<ClusterRanges, WeakMap<Gateway, ClientSettings>>();
+const scripts = new WeakMap<ClientSettings, string>();
 
 export function clientSettings(gateway: Gateway, ranges: ClusterRanges): ClientSettings {
+  let byGateway = memo.get(ranges);
+  if (byGateway === undefined) memo.set(ranges, (byGateway = new WeakMap()));
+  let settings = byGateway.get(gateway);
+  if (settings === undefined) byGateway.set(gateway, (settings = Object.freeze(computeSettings(gateway, ranges))));
+  return settings;
+}
+
+function computeSettings(gateway: Gateway, ranges: ClusterRanges): Record<string, string> {
   const overlay = gateway.overlayNetwork.slice(0, gateway.overlayNetwork.lastIndexOf('.'));
   return {
     // The gateway's headless Service: cluster DNS answers with the gateway pod's IP.
@@ -28,6 +42,14 @@ export function clientSettings(gateway: Gateway, ranges: ClusterRanges): ClientS
 
 /** settings.sh: one `KEY='value'` per line, quoted so a value is never parsed as shell. */
 export function renderSettingsScript(settings: ClientSettings): string {
+  const cached = scripts.get(settings);
+  if (cached !== undefined) return cached;
+  const script = renderScript(settings);
+  scripts.set(settings, script);
+  return script;
+}
+
+function renderScript(settings: ClientSettings): string {
   const lines = Object.entries(settings).map(([k, v]) => `${k}='${v.replaceAll("'", `'\\''`)}'`);
   return `# Written by podvpn; sourced by pod-gateway's client scripts.\n${lines.join('\n')}\n`;
 }

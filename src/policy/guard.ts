@@ -195,19 +195,8 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   }
 }
 
-/** No cluster: ranges from config, else kubeadm's defaults; ensure() succeeds and writes nothing. */
-export class StandaloneKillSwitchGuard implements KillSwitchGuard {
-  private readonly value: ClusterRanges;
-  constructor(config: Config) {
-    this.value = standaloneRanges(config.cluster);
-  }
-  ranges(): ClusterRanges {
-    return this.value;
-  }
-  async ensure(): Promise<EnsureResult> {
-    return { ok: true };
-  }
-}
+// The standalone guard lives apart so a standalone webhook never loads the Kubernetes client.
+export { StandaloneKillSwitchGuard } from './standalone-guard.js';
 
 export interface KillSwitch {
   guard: ClusterKillSwitchGuard;
