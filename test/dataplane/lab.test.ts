@@ -460,6 +460,54 @@ describe.sequential('9 negative controls: with a layer removed, the lab sees the
   });
 });
 
+describe.sequential("10 Cilium's reading of ipBlock (pod addresses match no ipBlock)", () => {
+  it('the product policy still carries the tunnel, DNS and cluster traffic, and still blocks the internet', async () => {
+    lab.cni = 'cilium';
+    await lab.applyPolicy();
+    try {
+      let reply = '';
+      let dns = '';
+      let svc = '';
+      let nogw = { ok: true, body: '' };
+      const d = await measured('cilium', async () => {
+        reply = (await lab.curlInet('client', 5)).body;
+        dns = (await lab.tryIn('client', `dig +short +time=2 +tries=3 ${INTERNET_NAME}`)).stdout.trim();
+        svc = (await lab.tryIn('client', `curl -s --max-time 5 http://${ADDR.appService}/`)).stdout.trim();
+        nogw = await lab.curlInet('nogw', 2);
+      });
+      expect({ reply, dns, svc, nogwReached: nogw.ok }).toEqual({ reply: ADDR.vpnExit, dns: ADDR.inet, svc: ADDR.client, nogwReached: false });
+      noLeak(d);
+    } finally {
+      lab.cni = 'calico';
+      await lab.applyPolicy();
+    }
+  });
+  it('without its peer-selector rule the policy would cut the tunnel on Cilium (fails closed: no leak)', async () => {
+    const product = lab.policies;
+    lab.policies = product.map((p) => ({
+      ...p,
+      spec: { ...p.spec, egress: (p.spec.egress ?? []).filter((r) => !(r.to ?? []).some((peer) => peer.namespaceSelector !== undefined && peer.podSelector === undefined)) },
+    }));
+    lab.cni = 'cilium';
+    let reply = { ok: true, body: '' };
+    let d: Snapshot;
+    try {
+      await lab.applyPolicy();
+      d = await measured('cilium-no-selector-rule', async () => {
+        reply = await lab.curlInet('client', 2);
+      });
+    } finally {
+      lab.policies = product;
+      lab.cni = 'calico';
+      await lab.applyPolicy();
+    }
+    expect(reply.ok).toBe(false);
+    expect(d.netpolDropped).toBeGreaterThan(0);
+    noLeak(d);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+  });
+});
+
 describe.sequential('throughput (figures)', () => {
   const iperf = async (from: 'client' | 'app') => {
     const r = await lab.tryIn(from, `iperf3 -c ${ADDR.inet} -t 3 -J`, 15_000);

@@ -134,3 +134,28 @@ describe("the product's kill-switch policy, as the lab enforces it", () => {
     for (const line of nft.split('\n').filter((l) => l.includes(' accept comment'))) expect(line).toMatch(/daddr/);
   });
 });
+
+describe('Cilium: ipBlock does not match pod addresses', () => {
+  const product = productInputs();
+  const labInv = labInventory(CLIENT_NAMESPACE, product.clientLabels);
+  it('ipBlocks exclude every pod address; pods are reached only through selectors', () => {
+    const m = egressAllowMatches(
+      { ...policy([{ to: [{ ipBlock: { cidr: '10.244.0.0/16' } }] }]) },
+      labInv,
+      { ipBlockMatchesPods: false },
+    );
+    expect(m).toHaveLength(1);
+    expect(m[0]).toContain(`ip daddr != {`);
+    expect(m[0]).toContain(ADDR.gw);
+  });
+  it("the product's policy reaches the gateway pod on Cilium only through its peer-selector rule", () => {
+    const allows = (policies: NetworkPolicy[]) =>
+      policies.flatMap((p) => egressAllowMatches(p, labInv, { ipBlockMatchesPods: false })).filter((m) => /^ip daddr \{/.test(m) && m.includes(ADDR.gw));
+    expect(allows(product.policies).length).toBeGreaterThan(0);
+    const withoutSelector = product.policies.map((p) => ({
+      ...p,
+      spec: { ...p.spec, egress: (p.spec.egress ?? []).filter((r) => !(r.to ?? []).some((peer) => peer.namespaceSelector !== undefined && peer.podSelector === undefined)) },
+    }));
+    expect(allows(withoutSelector)).toEqual([]);
+  });
+});

@@ -113,6 +113,7 @@ export class Lab {
   private constructor(readonly inputs: LabInputs) {
     this.work = `/run/podvpn-lab/${inputs.prefix}`;
     this.gluetun = gluetunSettings(inputs.gateway);
+    this.policies = inputs.policies;
   }
 
   ns(name: NsName): string {
@@ -352,8 +353,13 @@ export class Lab {
     return labInventory(this.inputs.clientNamespace, this.inputs.clientLabels, this.gwIP);
   }
 
+  /** How the lab's CNI reads ipBlock: Calico (matches pod IPs) or Cilium (does not). */
+  cni: 'calico' | 'cilium' = 'calico';
+  /** The policies in force (the product's, unless a scenario swaps them). */
+  policies: NetworkPolicy[] = [];
+
   policyNft(): string {
-    return translatePolicies(this.inputs.policies, this.inventory(), 'podvpn_netpol');
+    return translatePolicies(this.policies, this.inventory(), 'podvpn_netpol', { ipBlockMatchesPods: this.cni === 'calico' });
   }
 
   /** Drops counted by policy tables since replaced (the CNI re-renders when pods come and go). */

@@ -14,7 +14,8 @@
 // an isolated pod gets no IPv6 egress unless an ipBlock allows it (IPv6 neighbour discovery is exempt,
 // as ARP is: link plumbing, not policy traffic).
 // Not covered: ingress rules, named ports (rejected, never silently widened), host-network pods,
-// ipBlock matching of pod IPs disabled by some CNIs (the lab's CNI matches them, as Calico does).
+// CNI differences beyond ipBlock matching of pod IPs (Calico matches them, the default; Cilium does
+// not: option ipBlockMatchesPods false).
 
 export interface LabelSelectorRequirement {
   key: string;
@@ -120,7 +121,7 @@ function portMatch(p: NetworkPolicyPort): string {
 }
 
 /** Destination matches of one peer, one per address family present (empty: matches nothing). */
-function peerMatches(peer: NetworkPolicyPeer, policyNamespace: string, inv: Inventory): string[] {
+function peerMatches(peer: NetworkPolicyPeer, policyNamespace: string, inv: Inventory, opts: TranslateOptions): string[] {
   if (peer.ipBlock !== undefined) {
     if (peer.podSelector !== undefined || peer.namespaceSelector !== undefined) {
       throw new UnsupportedPolicyError('a peer with ipBlock and a selector is invalid');
@@ -128,7 +129,10 @@ function peerMatches(peer: NetworkPolicyPeer, policyNamespace: string, inv: Inve
     const fam = isV6(peer.ipBlock.cidr) ? 'ip6' : 'ip';
     const except = (peer.ipBlock.except ?? []).filter((e) => isV6(e) === (fam === 'ip6'));
     const exceptMatch = except.length > 0 ? ` ${fam} daddr != { ${except.join(', ')} }` : '';
-    return [`${fam} daddr ${peer.ipBlock.cidr}${exceptMatch}`];
+    // Cilium: an ipBlock selects only endpoints outside the cluster; pods are matched by identity.
+    const pods = [...new Set(inv.pods.flatMap((p) => p.ips).filter((a) => isV6(a) === (fam === 'ip6')))];
+    const podMatch = opts.ipBlockMatchesPods === false && pods.length > 0 ? ` ${fam} daddr != { ${pods.join(', ')} }` : '';
+    return [`${fam} daddr ${peer.ipBlock.cidr}${exceptMatch}${podMatch}`];
   }
   const ips = peerPods(peer, policyNamespace, inv).flatMap((p) => p.ips);
   const v4 = ips.filter((a) => !isV6(a));
@@ -146,11 +150,19 @@ export function isEgressPolicy(policy: NetworkPolicy): boolean {
 }
 
 /** The nft rule bodies (without the verdict) that allow traffic under one policy. */
-export function egressAllowMatches(policy: NetworkPolicy, inv: Inventory): string[] {
+export interface TranslateOptions {
+  /**
+   * Whether an ipBlock matches pod addresses. Calico: yes (the default). Cilium: no, an ipBlock
+   * selects only endpoints outside the cluster, so pods must be allowed by selector.
+   */
+  ipBlockMatchesPods?: boolean;
+}
+
+export function egressAllowMatches(policy: NetworkPolicy, inv: Inventory, opts: TranslateOptions = {}): string[] {
   const ns = policy.metadata.namespace ?? 'default';
   const rules: string[] = [];
   for (const rule of policy.spec.egress ?? []) {
-    const to = rule.to !== undefined && rule.to.length > 0 ? rule.to.flatMap((p) => peerMatches(p, ns, inv)) : [''];
+    const to = rule.to !== undefined && rule.to.length > 0 ? rule.to.flatMap((p) => peerMatches(p, ns, inv, opts)) : [''];
     const ports = rule.ports !== undefined && rule.ports.length > 0 ? rule.ports.map(portMatch) : [''];
     for (const dst of to) for (const port of ports) rules.push([dst, port].filter((s) => s !== '').join(' '));
   }
@@ -177,7 +189,7 @@ const chainName = (pod: { namespace: string; name: string }) =>
  * on its node-side veth that accepts what any selecting policy allows and counts and drops the rest.
  * Counters: `<table>` named counter `dropped` (all pods) plus one per pod.
  */
-export function translatePolicies(policies: NetworkPolicy[], inv: Inventory, table: string): string {
+export function translatePolicies(policies: NetworkPolicy[], inv: Inventory, table: string, opts: TranslateOptions = {}): string {
   for (const p of policies) {
     if (p.apiVersion !== 'networking.k8s.io/v1' || p.kind !== 'NetworkPolicy') {
       throw new UnsupportedPolicyError(`not a networking.k8s.io/v1 NetworkPolicy: ${p.apiVersion}/${p.kind}`);
@@ -193,7 +205,7 @@ export function translatePolicies(policies: NetworkPolicy[], inv: Inventory, tab
     for (const p of policies) {
       if (!isEgressPolicy(p) || (p.metadata.namespace ?? 'default') !== pod.namespace) continue;
       if (!selectorMatches(p.spec.podSelector, pod.labels)) continue;
-      for (const m of egressAllowMatches(p, inv)) lines.push(`    ${m === '' ? '' : `${m} `}accept comment "${p.metadata.name}"`);
+      for (const m of egressAllowMatches(p, inv, opts)) lines.push(`    ${m === '' ? '' : `${m} `}accept comment "${p.metadata.name}"`);
     }
     lines.push(`    counter name ${chain}_dropped counter name dropped drop`);
     lines.push('  }');
