@@ -111,11 +111,11 @@ describe('MutatingWebhookConfiguration', () => {
     }
   });
 
-  it('pre-filters mirror and hostNetwork pods in CEL', () => {
+  it('pre-filters mirror pods in CEL, but never hostNetwork pods (the webhook must see them to deny them)', () => {
     for (const w of webhooks) {
       const exprs = (w.matchConditions as Array<{ expression: string }>).map((m) => m.expression).join('\n');
       expect(exprs).toContain('kubernetes.io/config.mirror');
-      expect(exprs).toContain('hostNetwork');
+      expect(exprs).not.toContain('hostNetwork');
     }
   });
 });
