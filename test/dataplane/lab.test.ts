@@ -329,6 +329,30 @@ describe.sequential('5 the tunnel down while the gateway pod lives', () => {
   });
 });
 
+describe.sequential('5b the VPN provider blocks us (wg0 up, the endpoint drops everything)', () => {
+  it('only encrypted packets to the endpoint leave; nothing reaches the internet; unblocked, the tunnel resumes', async () => {
+    // The provider's side: drop every WireGuard packet arriving from us.
+    await lab.in('vpn', `nft add table inet lab_block`);
+    let reply = { ok: true, body: '' };
+    let d: Snapshot;
+    try {
+      await lab.in('vpn', `nft add chain inet lab_block in '{ type filter hook input priority -200; policy accept; }'`);
+      await lab.in('vpn', `nft add rule inet lab_block in udp dport ${ADDR.wgPort} drop`);
+      d = await measured('provider-blocks', async () => {
+        reply = await lab.curlInet('client', 2);
+        await lab.tryIn('client', `ping -c 3 -i 0.2 -W 1 ${ADDR.inet}`);
+      });
+    } finally {
+      await lab.tryIn('vpn', 'nft delete table inet lab_block');
+    }
+    expect(reply.ok).toBe(false);
+    expect(d.uplinkTunnel).toBeGreaterThan(0);
+    expect(d.inetViaVpn).toBe(0);
+    noLeak(d);
+    await waitFor('the tunnel', tunnelWorks, 20_000, 200);
+  });
+});
+
 describe.sequential('6 DNS', () => {
   // The exact name: with ndots:5 the resolver first tries the pod's search domains
   // (inet.example.downloads.svc.cluster.local, ...), cluster names that rightly go to cluster DNS.
