@@ -24,7 +24,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { describeError, resolveClusterRanges } from '../cluster/discovery.js';
 import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
-import { type ClusterRanges, standaloneRanges } from '../cluster/ranges.js';
+import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { FIELD_MANAGER } from '../constants.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
