@@ -19,6 +19,7 @@ export const DENY_REASONS = {
   'name-conflict': "pod already uses one of podvpn's container or volume names",
   'cluster-ranges-unknown': 'cluster ranges unknown',
   'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
+  'incomplete-injection': 'injected pod lost the routed label',
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 

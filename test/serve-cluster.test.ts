@@ -94,6 +94,18 @@ describe('serve against a cluster', () => {
     expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'photos', POLICY)).toBeDefined();
   });
 
+  it('ensures the policy for a pod injected beforehand (podvpn inject, reinvocation) too', async () => {
+    // A namespace that did not opt in: only the admission path, not the reconciler, can have made the policy.
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'gitops' } });
+    const injected = {
+      ...pod('radarr'),
+      metadata: { generateName: 'radarr-', labels: { 'podvpn.io/routed': 'default' }, annotations: { 'podvpn.io/status': '{"version":"0.1.0","gateway":"default"}' } },
+    };
+    const reply = (await post(server.webhookPort, ca, JSON.stringify(reviewOf(injected, { namespace: 'gitops' })), SERVICE)).json();
+    expect(reply.response).toEqual({ uid: expect.any(String), allowed: true });
+    expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'gitops', POLICY)).toBeDefined();
+  });
+
   it('denies a routed pod, with the reason, when the policy cannot be written (fail closed)', async () => {
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'refused', labels: { 'podvpn.io/inject': 'enabled' } } });
     const clear = api.fault({ resource: 'networkpolicies', namespace: 'refused', status: 403, message: 'networkpolicies is forbidden' });

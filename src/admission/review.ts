@@ -3,7 +3,7 @@
 
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
-import { ADMISSION_API_VERSION } from '../constants.js';
+import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
 import { decide } from '../inject/decision.js';
 import { injectionPatch } from '../inject/patch.js';
@@ -108,8 +108,17 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   let decision = decideWith(cached);
   const mayLag = cached === undefined || (decision.action === 'skip' && decision.reason === 'not-opted-in');
   if (mayLag && ports.fetchNamespaceFacts !== undefined && isPodCreate(request)) {
-    const fresh = await ports.fetchNamespaceFacts(request.namespace);
-    if (fresh !== undefined) decision = decideWith(fresh);
+    // The API server's selectors are authoritative: it sent the pod because it saw the namespace (or
+    // the pod) opted in. If the namespace cannot be read, decide as if opted in, never skip: the
+    // kill-switch step then fails closed when the API is unreachable.
+    decision = decideWith(await ports.fetchNamespaceFacts(request.namespace));
+  }
+  if (decision.action === 'skip' && decision.reason === 'already-injected') {
+    // Already injected (reinvocation, or a manifest injected offline): its policy must exist too.
+    const gateway = (request.object as Pod).metadata!.labels![LABEL_ROUTED]!;
+    const ensured = await ports.ensureKillSwitch(request.namespace, gateway, { dryRun: request.dryRun });
+    if (!ensured.ok) return killSwitchDenial(ensured.message, []);
+    return { outcome: 'skipped', reason: decision.reason, warnings: ensured.warning === undefined ? [] : [ensured.warning] };
   }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
   if (decision.action === 'deny') {
@@ -126,16 +135,18 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   });
   const warnings = [...decision.warnings, ...injection.warnings];
   const ensured = await ports.ensureKillSwitch(request.namespace, decision.gateway.name, { dryRun: request.dryRun });
-  if (!ensured.ok) {
-    return {
-      outcome: 'denied',
-      reason: 'killswitch-failed',
-      message: `podvpn could not put the kill-switch NetworkPolicy in place, so the pod is not admitted: ${ensured.message}`,
-      warnings,
-    };
-  }
+  if (!ensured.ok) return killSwitchDenial(ensured.message, warnings);
   if (ensured.warning !== undefined) warnings.push(ensured.warning);
   return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings };
+}
+
+function killSwitchDenial(message: string, warnings: string[]): Outcome {
+  return {
+    outcome: 'denied',
+    reason: 'killswitch-failed',
+    message: `podvpn could not put the kill-switch NetworkPolicy in place, so the pod is not admitted: ${message}`,
+    warnings,
+  };
 }
 
 function isPodCreate(request: AdmissionRequest): boolean {

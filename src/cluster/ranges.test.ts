@@ -40,3 +40,12 @@ describe('ranges', () => {
     expect(() => assertRangesSafe(r, { allowPublicRanges: true })).not.toThrow();
   });
 });
+
+describe('not-routed ranges and the policy agree on DNS', () => {
+  it('keeps a cluster DNS IP outside the ranges (NodeLocal DNSCache) off the tunnel, as a /32', () => {
+    const notRouted = notRoutedCIDRs;
+    const base = { podCIDRs: ['10.42.0.0/16'], serviceCIDRs: ['10.43.0.0/16'], extraCIDRs: [], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } };
+    expect(notRouted({ ...base, dnsIPs: ['169.254.20.10', '10.43.0.10'] })).toEqual(['10.42.0.0/15', '169.254.20.10/32']);
+    expect(notRouted({ ...base, dnsIPs: ['10.43.0.10'] })).toEqual(['10.42.0.0/15']);
+  });
+});

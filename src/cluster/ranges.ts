@@ -2,7 +2,7 @@
 // policy's allowed ranges, so routes and policy can never disagree. Both are derived here from the
 // same merged set (`allowedCIDRs`).
 
-import { assertNoPublicRanges, mergeCidrStringsStable, parseCidr } from '../cidr/cidr.js';
+import { assertNoPublicRanges, containsCidr, formatCidr, mergeCidrStringsStable, parseAddress, parseCidr } from '../cidr/cidr.js';
 import { STANDALONE_CLUSTER_DEFAULTS } from '../config/schema.js';
 
 export interface ClusterRanges {
@@ -30,7 +30,16 @@ export function allowedCIDRs(ranges: ClusterRanges): string[] {
  * gateway, under `set -e`), so an IPv6 range here would fail its init container.
  */
 export function notRoutedCIDRs(ranges: ClusterRanges): string[] {
-  return allowedCIDRs(ranges).filter((c) => parseCidr(c).family === 4);
+  const allowed = allowedCIDRs(ranges).filter((c) => parseCidr(c).family === 4);
+  // A cluster DNS IP outside the ranges (NodeLocal DNSCache's 169.254.20.10) must stay reachable
+  // off the tunnel too: client_init.sh resolves the gateway through it after it removed the default
+  // route. The kill-switch policy allows it as the same /32 (port 53 only).
+  const parsed = allowed.map((c) => parseCidr(c));
+  const dns = ranges.dnsIPs
+    .map((ip) => parseAddress(ip))
+    .filter((a) => a.family === 4 && !parsed.some((r) => containsCidr(r, a)))
+    .map((a) => formatCidr(a));
+  return [...allowed, ...new Set(dns)];
 }
 
 /** The ranges are usable only when both the pod and service ranges and a DNS IP are known. */

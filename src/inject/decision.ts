@@ -15,6 +15,7 @@ import {
   LABEL_INJECT,
   LABEL_PSA_ENFORCE,
   LABEL_PSA_WARN,
+  LABEL_ROUTED,
   NAMESPACE_INJECT_VALUE,
 } from '../constants.js';
 import type { DenyReason, SkipReason } from '../errors.js';
@@ -53,7 +54,18 @@ export function decide(input: DecisionInput): Decision {
   const labels = objectOrEmpty(pod.metadata?.labels);
   const annotations = objectOrEmpty(pod.metadata?.annotations);
   if (ANNOTATION_MIRROR in annotations) return skip('mirror-pod');
-  if (ANNOTATION_STATUS in annotations) return skip('already-injected');
+  if (ANNOTATION_STATUS in annotations) {
+    // Re-admission (reinvocation, a pod injected offline): nothing to add, but the kill switch selects
+    // the routed label, so a pod that lost it would run outside the kill switch.
+    if (typeof labels[LABEL_ROUTED] !== 'string' || labels[LABEL_ROUTED] === '') {
+      return deny(
+        'incomplete-injection',
+        `the pod carries ${ANNOTATION_STATUS} but not the ${LABEL_ROUTED} label the kill switch selects; ` +
+          `remove the ${ANNOTATION_STATUS} annotation so podvpn injects the pod again`,
+      );
+    }
+    return skip('already-injected');
+  }
   if (EXCLUDED_NAMESPACES.includes(input.namespace)) return skip('excluded-namespace');
 
   const podChoice = labels[LABEL_INJECT];

@@ -89,6 +89,9 @@ describe('a cache that lags behind the API server', () => {
       // Negative control: without the re-read, the stale cache would have let the pod through unrouted.
       const { fetchNamespaceFacts: _, ...blind } = ports;
       expect((await admit(request, blind)).outcome).toBe('skipped');
+      // A re-read that fails never turns into a skip: the API server's selectors are authoritative.
+      await api.down();
+      expect((await admit(request, ports)).outcome).toBe('injected');
       await cache.stop();
     } finally {
       await api.close();

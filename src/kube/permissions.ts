@@ -33,15 +33,15 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
   {
     apiGroup: '',
     resource: 'namespaces',
-    verbs: ['list', 'watch'],
+    verbs: ['get', 'list', 'watch'],
     scope: 'cluster',
     feature: 'core',
-    usedBy: 'src/kube/namespace-cache.ts: opt-in labels, gateway annotation, Pod Security level',
+    usedBy: 'src/kube/namespace-cache.ts: opt-in labels, gateway annotation, Pod Security level (watch; get when the watch may lag)',
   },
   {
     apiGroup: '',
     resource: 'nodes',
-    verbs: ['get', 'list'],
+    verbs: ['list'],
     scope: 'cluster',
     feature: 'core',
     usedBy: 'cluster range discovery: nodes spec.podCIDRs',
@@ -57,7 +57,8 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
   {
     apiGroup: 'networking.k8s.io',
     resource: 'networkpolicies',
-    verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+    // create: a server-side apply that creates the policy needs it besides patch.
+    verbs: ['list', 'watch', 'create', 'patch', 'delete'],
     scope: 'cluster',
     feature: 'core',
     usedBy: 'kill-switch reconciler: the egress policy in every routed namespace',

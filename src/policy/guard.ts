@@ -62,7 +62,11 @@ export interface ClusterGuardOptions {
   client: PolicyClient;
   log: Logger;
   cache?: PolicyCache;
-  /** An apply slower than this fails the ensure: the webhook's own deadline is 5 s. Default 3 s. */
+  /**
+   * An apply slower than this fails the ensure with a clear denial. Default 2 s: it must end before
+   * the review's own deadline (2.5 s, REVIEW_DEADLINE_MS), which must end before the API server's
+   * 5 s timeout, so the user sees "kill-switch policy could not be written" and not a timeout.
+   */
   timeoutMs?: number;
 }
 
@@ -83,7 +87,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     this.client = opts.client;
     this.log = opts.log;
     this.cache = opts.cache ?? new PolicyCache();
-    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.timeoutMs = opts.timeoutMs ?? 2000;
   }
 
   ranges(): ClusterRanges | undefined {

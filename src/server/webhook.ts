@@ -19,6 +19,9 @@ export interface WebhookOptions {
   reviewDeadlineMs?: number;
 }
 
+/** Our own deadline for a review: inside the webhook's 5 s timeout, beyond the kill-switch apply's 2 s. */
+export const REVIEW_DEADLINE_MS = 2500;
+
 const FASTIFY_TO_CODE: Record<string, HttpErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'PODVPN_ERR_BODY_NOT_JSON',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'PODVPN_ERR_BODY_NOT_JSON',
@@ -29,7 +32,7 @@ const FASTIFY_TO_CODE: Record<string, HttpErrorCode> = {
 
 export function buildWebhookApp(opts: WebhookOptions) {
   const { logger, metrics, ports } = opts;
-  const deadlineMs = opts.reviewDeadlineMs ?? 2500;
+  const deadlineMs = opts.reviewDeadlineMs ?? REVIEW_DEADLINE_MS;
   const app = Fastify({
     ...(opts.tls ? { https: { ...TLS_OPTIONS, cert: opts.tls.cert, key: opts.tls.key } } : {}),
     loggerInstance: logger,
