@@ -106,6 +106,26 @@ describe('serve against a cluster', () => {
     expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'gitops', POLICY)).toBeDefined();
   });
 
+  it('warns when another egress policy in the namespace would void the kill switch', async () => {
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'leaky' } });
+    api.put({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'allow-all-egress', namespace: 'leaky' }, spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{}] } }, 'helm');
+    // Opting the namespace in makes the reconciler look at it.
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'leaky', labels: { 'podvpn.io/inject': 'enabled' } } });
+    const deadline = Date.now() + 10_000;
+    let warnings: string[] = [];
+    while (Date.now() < deadline) {
+      const reply = (await post(server.webhookPort, ca, JSON.stringify(reviewOf(pod('nzbget'), { namespace: 'leaky' })), SERVICE)).json();
+      expect(reply.response.allowed).toBe(true);
+      warnings = reply.response.warnings ?? [];
+      if (warnings.length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(warnings.join(' ')).toMatch(/NetworkPolicy allow-all-egress allows internet egress/);
+    // Negative control: a namespace without such a policy gets no warning.
+    const clean = (await post(server.webhookPort, ca, JSON.stringify(reviewOf(pod('q'), { namespace: 'downloads' })), SERVICE)).json();
+    expect(clean.response.warnings).toBeUndefined();
+  });
+
   it('denies a routed pod, with the reason, when the policy cannot be written (fail closed)', async () => {
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'refused', labels: { 'podvpn.io/inject': 'enabled' } } });
     const clear = api.fault({ resource: 'networkpolicies', namespace: 'refused', status: 403, message: 'networkpolicies is forbidden' });

@@ -25,6 +25,7 @@ import { ANNOTATION_GATEWAY, EXCLUDED_NAMESPACES, LABEL_INJECT, LABEL_MANAGED_BY
 import type { PolicyClient } from '../policy/client.js';
 import type { ClusterKillSwitchGuard } from '../policy/guard.js';
 import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../policy/killswitch.js';
+import { type EgressBypass, findEgressBypasses } from '../policy/bypass.js';
 import { describeError, type RangesOutcome } from './discovery.js';
 
 export interface ReconcilerOptions {
@@ -77,6 +78,7 @@ export class KillSwitchReconciler {
   private lastDiscovery = 0;
   private readonly peerApplied = new Map<string, number>();
   private readonly unneededSince = new Map<string, number>();
+  private reportedBypasses = new Set<string>();
 
   constructor(opts: ReconcilerOptions) {
     this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, ...opts };
@@ -253,6 +255,8 @@ export class KillSwitchReconciler {
       wanted.set(`${namespace}/${gateway}`, { namespace, gateway });
     }
 
+    await this.checkBypasses(new Set([...wanted.values()].map((w) => w.namespace)));
+
     let rediscovered = false;
     for (const { namespace, gateway } of wanted.values()) {
       const desired = guard.desired(namespace, gateway)!;
@@ -309,5 +313,28 @@ export class KillSwitchReconciler {
       log.info({ applied: report.applied, removed: report.removed, failed: report.failed }, 'kill-switch reconcile');
     }
     return report;
+  }
+
+  /** Find other egress policies that void the kill switch; say so once each, and tell the guard. */
+  private async checkBypasses(namespaces: ReadonlySet<string>): Promise<void> {
+    const { guard, client, log } = this.o;
+    if (client.listAllPolicies === undefined) return;
+    let bypasses: EgressBypass[];
+    try {
+      bypasses = findEgressBypasses(await client.listAllPolicies(), namespaces);
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'could not check for NetworkPolicies that void the kill switch');
+      return;
+    }
+    guard.setBypasses(bypasses);
+    const now = new Set(bypasses.map((b) => `${b.namespace}/${b.name}`));
+    for (const b of bypasses) {
+      if (this.reportedBypasses.has(`${b.namespace}/${b.name}`)) continue;
+      log.warn(
+        { namespace: b.namespace, policy: b.name, allows: b.allows },
+        `NetworkPolicy ${b.namespace}/${b.name} allows ${b.allows}; NetworkPolicies only add allowances, so if it selects routed pods the kill switch cannot stop their traffic leaving outside the VPN`,
+      );
+    }
+    this.reportedBypasses = now;
   }
 }

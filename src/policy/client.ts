@@ -3,6 +3,7 @@
 
 import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy } from '@kubernetes/client-node';
 import { FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
+import type { PolicyLike } from './bypass.js';
 import type { KillSwitchPolicy } from './killswitch.js';
 
 /** A NetworkPolicy as read back from the API (only what the kill switch looks at). */
@@ -30,6 +31,8 @@ export interface PolicyClient {
   delete(namespace: string, name: string): Promise<void>;
   /** Routed pods (label `podvpn.io/routed`), fresh from the API: namespace and gateway of each. */
   listRoutedPods(): Promise<Array<{ namespace: string; gateway: string }>>;
+  /** Every NetworkPolicy, to find other egress policies that would void the kill switch. */
+  listAllPolicies?(): Promise<PolicyLike[]>;
 }
 
 export function kubePolicyClient(kc: KubeConfig): PolicyClient {
@@ -54,6 +57,9 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
         if (err instanceof ApiException && err.code === 404) return;
         throw err;
       }
+    },
+    async listAllPolicies() {
+      return (await net.listNetworkPolicyForAllNamespaces()).items as PolicyLike[];
     },
     async listRoutedPods() {
       const pods = await core.listPodForAllNamespaces({ labelSelector: LABEL_ROUTED });

@@ -27,6 +27,7 @@ import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconci
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { FIELD_MANAGER } from '../constants.js';
+import type { EgressBypass } from './bypass.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
 import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
 
@@ -75,6 +76,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   private current: ClusterRanges | undefined;
   private why: string | undefined = 'cluster ranges not discovered yet';
   private readonly inFlight = new Map<string, Promise<EnsureResult>>();
+  private bypasses = new Map<string, EgressBypass[]>();
   private readonly ensuredAt = new Map<string, number>();
   private readonly built = new Map<string, KillSwitchPolicy>();
   /** The spec this process last applied to each policy (namespace/name → canonical JSON). */
@@ -126,7 +128,20 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     return at !== undefined && now - at < ms;
   }
 
+  /** Other egress policies that void the kill switch, by namespace (from the reconciler). */
+  setBypasses(bypasses: readonly EgressBypass[]): void {
+    this.bypasses = new Map();
+    for (const b of bypasses) this.bypasses.set(b.namespace, [...(this.bypasses.get(b.namespace) ?? []), b]);
+  }
+
   async ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult> {
+    const result = await this.ensurePolicy(namespace, gateway, opts);
+    const bypass = this.bypasses.get(namespace)?.[0];
+    if (!result.ok || bypass === undefined || result.warning !== undefined) return result;
+    return { ok: true, warning: `podvpn: NetworkPolicy ${bypass.name} allows internet egress here and may void the kill switch` };
+  }
+
+  private async ensurePolicy(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult> {
     const desired = this.desired(namespace, gateway);
     if (desired === undefined) return { ok: false, message: this.why ?? 'cluster ranges unknown' };
     const name = desired.metadata.name;
