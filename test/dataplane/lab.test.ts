@@ -533,18 +533,33 @@ describe.sequential("10 Cilium's reading of ipBlock (pod addresses match no ipBl
 });
 
 describe.sequential('throughput (figures)', () => {
-  const iperf = async (from: 'client' | 'app') => {
-    const r = await lab.tryIn(from, `iperf3 -c ${ADDR.inet} -t 3 -J`, 15_000);
-    const j = JSON.parse(r.stdout || '{}') as { end?: { sum_received?: { bits_per_second?: number } } };
-    return (j.end?.sum_received?.bits_per_second ?? 0) / 1e6;
+  // The figure is printed, not judged; the check is only that a sustained TCP stream gets through.
+  // iperf3's server takes one test at a time and a loaded 2-core machine can stall a run, so each
+  // side gets three tries, and the last error is shown if all fail.
+  const iperf = async (from: 'client' | 'app'): Promise<{ mbits: number; error: string }> => {
+    let error = '';
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const r = await lab.tryIn(from, `iperf3 -c ${ADDR.inet} -t 3 --connect-timeout 3000 -J`, 12_000);
+      let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string } = {};
+      try {
+        j = JSON.parse(r.stdout || '{}');
+      } catch {
+        // a run killed mid-output
+      }
+      const mbits = (j.end?.sum_received?.bits_per_second ?? 0) / 1e6;
+      if (mbits > 0) return { mbits, error: '' };
+      error = j.error ?? (r.stderr.trim() || `exit ${r.code}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    return { mbits: 0, error };
   };
   it('iperf3 through the overlay and the tunnel, and direct from an unrouted pod', async () => {
     const tunnel = await iperf('client');
     const direct = await iperf('app');
-    figure(`throughput (iperf3, 3 s, one TCP stream): routed pod via VXLAN + WireGuard ${tunnel.toFixed(0)} Mbit/s; unrouted pod direct ${direct.toFixed(0)} Mbit/s`);
-    expect(tunnel).toBeGreaterThan(0);
-    expect(direct).toBeGreaterThan(0);
-  });
+    figure(`throughput (iperf3, 3 s, one TCP stream): routed pod via VXLAN + WireGuard ${tunnel.mbits.toFixed(0)} Mbit/s; unrouted pod direct ${direct.mbits.toFixed(0)} Mbit/s`);
+    expect(tunnel.mbits, `iperf3 through the tunnel: ${tunnel.error}`).toBeGreaterThan(0);
+    expect(direct.mbits, `iperf3 direct: ${direct.error}`).toBeGreaterThan(0);
+  }, 90_000);
 });
 
 describe.sequential('hygiene', () => {
