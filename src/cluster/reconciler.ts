@@ -28,6 +28,9 @@ import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../po
 import { type EgressBypass, findEgressBypasses } from '../policy/bypass.js';
 import { describeError, type RangesOutcome } from './discovery.js';
 
+/** Namespace label values that plainly mean "not opted in" (no warning for those). */
+const NAMESPACE_OFF_VALUES = ['disabled', 'false'];
+
 export interface ReconcilerOptions {
   kc: KubeConfig;
   guard: ClusterKillSwitchGuard;
@@ -79,6 +82,7 @@ export class KillSwitchReconciler {
   private readonly peerApplied = new Map<string, number>();
   private readonly unneededSince = new Map<string, number>();
   private reportedBypasses = new Set<string>();
+  private readonly warnedLabels = new Map<string, string>();
 
   constructor(opts: ReconcilerOptions) {
     this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, ...opts };
@@ -107,11 +111,26 @@ export class KillSwitchReconciler {
       this.trigger();
     });
 
-    const optIn = `${LABEL_INJECT}=${NAMESPACE_INJECT_VALUE}`;
-    const namespaces = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace({ labelSelector: optIn }), optIn);
+    // Every namespace carrying the label, whatever its value: only "enabled" opts in, and a value that
+    // looks meant to (say "true", the pod label's value) would otherwise leave its pods unrouted in
+    // silence, since the webhook's selector never sends them.
+    const namespaces = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace({ labelSelector: LABEL_INJECT }), LABEL_INJECT);
     const putNs = (ns: V1Namespace) => {
-      if (ns.metadata?.name === undefined) return;
-      this.optedIn.set(ns.metadata.name, ns.metadata.annotations?.[ANNOTATION_GATEWAY]);
+      const name = ns.metadata?.name;
+      if (name === undefined) return;
+      const value = ns.metadata?.labels?.[LABEL_INJECT];
+      if (value === NAMESPACE_INJECT_VALUE) {
+        this.optedIn.set(name, ns.metadata?.annotations?.[ANNOTATION_GATEWAY]);
+      } else {
+        this.optedIn.delete(name);
+        if (value !== undefined && !NAMESPACE_OFF_VALUES.includes(value) && this.warnedLabels.get(name) !== value) {
+          this.warnedLabels.set(name, value);
+          log.warn(
+            { namespace: name, label: `${LABEL_INJECT}=${value}` },
+            `namespace ${name} has ${LABEL_INJECT}=${value}, which opts nothing in: its pods are NOT routed through the VPN; use ${LABEL_INJECT}=${NAMESPACE_INJECT_VALUE}`,
+          );
+        }
+      }
       this.trigger();
     };
     namespaces.on('add', putNs);

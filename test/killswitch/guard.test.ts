@@ -180,6 +180,20 @@ describe('reconciler', () => {
     expect(policyIn(a, 'media')).toBeUndefined();
   });
 
+  it('says loudly when a namespace label value opts nothing in (e.g. "true", the pod label value)', async () => {
+    const a = await cluster();
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'meant-to', labels: { 'podvpn.io/inject': 'true' } } });
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'switched-off', labels: { 'podvpn.io/inject': 'disabled' } } });
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'opted', labels: { 'podvpn.io/inject': 'enabled' } } });
+    const log = captureLogger();
+    const ks = await startKillSwitch(a.kubeConfig(), config, log.logger, { resyncMs: 200, debounceMs: 20 });
+    started.push(ks);
+    await eventually(() => policyIn(a, 'opted') !== undefined);
+    const warnings = log.lines.filter((l) => l.level === 40 && /opts nothing in/.test(l.msg)).map((l) => l.namespace);
+    expect(warnings).toEqual(['meant-to']);
+    expect(policyIn(a, 'meant-to')).toBeUndefined();
+  });
+
   it('a deleted policy is back within seconds', async () => {
     const a = await cluster();
     a.put(routedPod('downloads', 'qbittorrent-0'));
