@@ -19,6 +19,7 @@ import { CidrError, containsCidr, mergeCidrStrings, parseAddress, parseCidr } fr
 import type { Config } from '../config/schema.js';
 import { SYSTEM_NAMESPACE } from '../constants.js';
 import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';
+import { withDeadline } from '../util/deadline.js';
 
 export interface Discovered {
   podCIDRs?: Found;
@@ -43,13 +44,7 @@ export interface DiscoveryOptions {
 type Timed = <T>(p: Promise<T>) => Promise<T>;
 
 function timed(ms: number): Timed {
-  return <T>(p: Promise<T>) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    });
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-  };
+  return <T>(p: Promise<T>) => withDeadline(p, ms);
 }
 
 export async function discover(

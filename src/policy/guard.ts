@@ -27,6 +27,7 @@ import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconci
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { FIELD_MANAGER } from '../constants.js';
+import { withDeadline } from '../util/deadline.js';
 import type { EgressBypass } from './bypass.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
 import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
@@ -151,7 +152,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     const verb = live === undefined ? 'create' : 'update';
     if (opts.dryRun) {
       try {
-        await this.withTimeout(this.client.apply(desired, { dryRun: true }));
+        await this.timed(this.client.apply(desired, { dryRun: true }));
       } catch (err) {
         return { ok: false, message: this.failure(namespace, name, err) };
       }
@@ -165,7 +166,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     if (pending !== undefined) return pending;
     const run = (async (): Promise<EnsureResult> => {
       try {
-        const applied = await this.withTimeout(this.client.apply(desired, { dryRun: false }));
+        const applied = await this.timed(this.client.apply(desired, { dryRun: false }));
         this.cache.set(applied);
         this.lastApplied.set(`${namespace}/${name}`, canonicalSpec(desired.spec));
         this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
@@ -201,16 +202,12 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     return owners.length > 0 && owners.every((m) => m === FIELD_MANAGER);
   }
 
-  private failure(namespace: string, name: string, err: unknown): string {
-    return `the kill-switch NetworkPolicy ${namespace}/${name} could not be applied (${describeError(err)}); a routed pod is never admitted without it`;
+  private timed<T>(p: Promise<T>): Promise<T> {
+    return withDeadline(p, this.timeoutMs, `timed out after ${this.timeoutMs} ms`);
   }
 
-  private withTimeout<T>(p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  private failure(namespace: string, name: string, err: unknown): string {
+    return `the kill-switch NetworkPolicy ${namespace}/${name} could not be applied (${describeError(err)}); a routed pod is never admitted without it`;
   }
 }
 

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { type AdmissionPorts, admit, buildResponse, errorResponse, type Outcome, parseReview } from '../admission/review.js';
 import { MAX_REVIEW_BYTES, MUTATE_PATH } from '../constants.js';
 import { HTTP_ERRORS, HttpError, type HttpErrorCode } from '../errors.js';
+import { withDeadline } from '../util/deadline.js';
 import type { Metrics } from './metrics.js';
 import { TLS_OPTIONS } from './tls-reload.js';
 
@@ -67,7 +68,7 @@ export function buildWebhookApp(opts: WebhookOptions) {
     let body: object;
     let outcome: Outcome | undefined;
     try {
-      outcome = await withDeadline(admit(req, ports), deadlineMs);
+      outcome = await withDeadline(admit(req, ports), deadlineMs, `no decision within ${deadlineMs} ms`);
       body = buildResponse(review, req.uid, outcome);
     } catch (err) {
       // Fail closed with the uid echoed: the API server applies our answer, not its failurePolicy.
@@ -97,12 +98,4 @@ export function buildWebhookApp(opts: WebhookOptions) {
     return reply.code(200).send(body);
   });
   return app;
-}
-
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no decision within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
