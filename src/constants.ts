@@ -57,3 +57,13 @@ export const MAX_REVIEW_BYTES = 6 * 1024 * 1024;
 export const WEBHOOK_SERVICE_NAME = 'podvpn-webhook';
 export const WEBHOOK_CONFIGURATION_NAME = 'podvpn';
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+
+/**
+ * The ServiceAccount admission plugin mounts the pod's API token into every container that has no
+ * mount at this path, and the API server re-runs it after a webhook mutates. podvpn's client
+ * containers mount an empty, read-only volume here instead: the plugin skips them, so the root,
+ * NET_ADMIN client never carries the app's token and the re-run changes nothing (no second review).
+ * The name must not start with "kube-api-access-": the plugin would take it for the token volume.
+ */
+export const SERVICE_ACCOUNT_TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+export const CLIENT_NO_TOKEN_VOLUME_NAME = 'podvpn-no-api-token';

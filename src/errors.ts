@@ -20,6 +20,8 @@ export const DENY_REASONS = {
   'cluster-ranges-unknown': 'cluster ranges unknown',
   'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
   'incomplete-injection': 'injected pod lost the routed label',
+  'unsupported-os': 'pod cannot run on Linux nodes, where the VPN client runs',
+  'namespace-unverified': 'namespace could not be read within the live-read budget',
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 

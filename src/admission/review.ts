@@ -7,6 +7,7 @@ import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
 import { decide } from '../inject/decision.js';
 import { injectionPatch } from '../inject/patch.js';
+import { clientsFirstPatch } from '../inject/reorder.js';
 import { clientSettings } from '../inject/settings.js';
 import type { NamespaceFacts, PatchOperation, Pod } from '../inject/types.js';
 
@@ -89,6 +90,8 @@ export interface AdmissionPorts {
 
 export type Outcome =
   | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[] }
+  /** Already injected, but another webhook put init containers in front of the client: moved back. */
+  | { outcome: 'reordered'; gateway: string; patch: PatchOperation[]; warnings: string[] }
   | { outcome: 'skipped'; reason: SkipReason; warnings: string[] }
   | { outcome: 'denied'; reason: DenyReason; message: string; warnings: string[] };
 
@@ -118,7 +121,10 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     const gateway = (request.object as Pod).metadata!.labels![LABEL_ROUTED]!;
     const ensured = await ports.ensureKillSwitch(request.namespace, gateway, { dryRun: request.dryRun });
     if (!ensured.ok) return killSwitchDenial(ensured.message, []);
-    return { outcome: 'skipped', reason: decision.reason, warnings: ensured.warning === undefined ? [] : [ensured.warning] };
+    const warnings = ensured.warning === undefined ? [] : [ensured.warning];
+    const reorder = clientsFirstPatch(request.object as Pod);
+    if (reorder.length > 0) return { outcome: 'reordered', gateway, patch: reorder, warnings };
+    return { outcome: 'skipped', reason: decision.reason, warnings };
   }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
   if (decision.action === 'deny') {
@@ -153,12 +159,33 @@ function isPodCreate(request: AdmissionRequest): boolean {
   return request.operation === 'CREATE' && request.resource.resource === 'pods' && (request.subResource ?? '') === '';
 }
 
-/** Warnings reach users as HTTP Warning headers: keep each short and unprefixed. */
-const MAX_WARNING = 120;
+/**
+ * Warnings reach users as HTTP Warning headers. The API server passes them whole while their total is
+ * under 4,096 runes; beyond that it cuts each to 256 runes and drops what still does not fit
+ * (k8s.io/apiserver/pkg/endpoints/filters/warning.go). Fit them the same way here, so what a user
+ * sees is what podvpn logged.
+ */
+export const WARNINGS_TOTAL_RUNES = 4096;
+export const WARNING_ITEM_RUNES = 256;
+
+export function fitWarnings(warnings: string[]): string[] {
+  const runes = (s: string) => [...s].length;
+  if (warnings.reduce((n, w) => n + runes(w), 0) < WARNINGS_TOTAL_RUNES) return warnings;
+  const out: string[] = [];
+  let written = 0;
+  for (const w of warnings) {
+    const chars = [...w];
+    const cut = chars.length > WARNING_ITEM_RUNES ? `${chars.slice(0, WARNING_ITEM_RUNES - 3).join('')}...` : w;
+    if (written + runes(cut) >= WARNINGS_TOTAL_RUNES) break;
+    out.push(cut);
+    written += runes(cut);
+  }
+  return out;
+}
 
 export function buildResponse(review: Pick<AdmissionReview, 'apiVersion' | 'kind'>, uid: string, outcome: Outcome): object {
   const response: Record<string, unknown> = { uid, allowed: outcome.outcome !== 'denied' };
-  if (outcome.outcome === 'injected') {
+  if (outcome.outcome === 'injected' || outcome.outcome === 'reordered') {
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(outcome.patch)).toString('base64');
   }
@@ -166,7 +193,7 @@ export function buildResponse(review: Pick<AdmissionReview, 'apiVersion' | 'kind
     response.status = { code: 403, reason: 'Forbidden', message: outcome.message };
   }
   if (outcome.warnings.length > 0) {
-    response.warnings = outcome.warnings.map((w) => (w.length > MAX_WARNING ? `${w.slice(0, MAX_WARNING - 3)}...` : w));
+    response.warnings = fitWarnings(outcome.warnings);
   }
   return { apiVersion: review.apiVersion, kind: review.kind, response };
 }

@@ -8,6 +8,7 @@ import {
   ANNOTATION_MIRROR,
   ANNOTATION_STATUS,
   CLIENT_INIT_NAME,
+  CLIENT_NO_TOKEN_VOLUME_NAME,
   CLIENT_SIDECAR_NAME,
   CLIENT_VOLUME_NAME,
   EXCLUDED_NAMESPACES,
@@ -51,6 +52,9 @@ export function decide(input: DecisionInput): Decision {
   if (!isObject(pod) || (pod.spec !== undefined && pod.spec !== null && !isObject(pod.spec))) {
     return deny('invalid-pod', 'the pod in the AdmissionReview is not an object; podvpn cannot route it');
   }
+  // System namespaces first: nothing a review claims (a status annotation, a routed label) may make
+  // podvpn write a policy there. The webhook has no caller authentication.
+  if (EXCLUDED_NAMESPACES.includes(input.namespace)) return skip('excluded-namespace');
   const labels = objectOrEmpty(pod.metadata?.labels);
   const annotations = objectOrEmpty(pod.metadata?.annotations);
   if (ANNOTATION_MIRROR in annotations) return skip('mirror-pod');
@@ -64,9 +68,17 @@ export function decide(input: DecisionInput): Decision {
           `remove the ${ANNOTATION_STATUS} annotation so podvpn injects the pod again`,
       );
     }
+    // The routed label names the policy podvpn ensures next: only a configured gateway, checked as an
+    // own property ("constructor" or "__proto__" are not gateways).
+    if (!Object.hasOwn(config.gateways, labels[LABEL_ROUTED])) {
+      return deny(
+        'unknown-gateway',
+        `the pod label ${LABEL_ROUTED}="${labels[LABEL_ROUTED]}" names no configured gateway ` +
+          `(configured: ${Object.keys(config.gateways).join(', ')}); podvpn ensures a kill switch only for its own gateways`,
+      );
+    }
     return skip('already-injected');
   }
-  if (EXCLUDED_NAMESPACES.includes(input.namespace)) return skip('excluded-namespace');
 
   const podChoice = labels[LABEL_INJECT];
   if (podChoice !== undefined && podChoice !== 'true' && podChoice !== 'false') {
@@ -92,8 +104,17 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
-  const gatewayName = annotations[ANNOTATION_GATEWAY] ?? nsFacts?.annotations[ANNOTATION_GATEWAY] ?? config.defaultGateway;
-  const gateway = config.gateways[gatewayName];
+  const notLinux = linuxExcluded(spec);
+  if (notLinux !== undefined) {
+    return deny(
+      'unsupported-os',
+      `the pod can only run on ${notLinux}, but the VPN client is a Linux container; ` +
+        `run the pod on Linux nodes, or label it ${LABEL_INJECT}=false to run it unrouted`,
+    );
+  }
+
+  const gatewayName = String(annotations[ANNOTATION_GATEWAY] ?? nsFacts?.annotations[ANNOTATION_GATEWAY] ?? config.defaultGateway);
+  const gateway = Object.hasOwn(config.gateways, gatewayName) ? config.gateways[gatewayName] : undefined;
   if (gateway === undefined) {
     const source = ANNOTATION_GATEWAY in annotations ? 'pod' : 'namespace';
     return deny(
@@ -124,7 +145,7 @@ export function decide(input: DecisionInput): Decision {
   const taken = [...(spec.initContainers ?? []), ...spec.containers].map((c) => c?.name);
   const volumes = (spec.volumes ?? []).map((v) => v?.name);
   const clash = [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME].find((n) => taken.includes(n)) ??
-    (volumes.includes(CLIENT_VOLUME_NAME) ? CLIENT_VOLUME_NAME : undefined);
+    [CLIENT_VOLUME_NAME, CLIENT_NO_TOKEN_VOLUME_NAME].find((n) => volumes.includes(n));
   if (clash !== undefined) {
     return deny(
       'name-conflict',
@@ -155,6 +176,43 @@ function warningsFor(
     warnings.push('podvpn: sidecarMode "container" keeps this Job\'s pod running; use "native" so Jobs complete');
   }
   return warnings;
+}
+
+const OS_LABELS = ['kubernetes.io/os', 'beta.kubernetes.io/os'];
+
+/**
+ * Where the pod says it cannot run on Linux: spec.os.name, a node selector on the OS label, or a
+ * required node affinity whose every term excludes Linux nodes (terms are ORed, expressions ANDed).
+ * Returns what it can run on, for the denial; undefined when a Linux node may take it.
+ */
+export function linuxExcluded(spec: Record<string, unknown>): string | undefined {
+  const os = spec.os;
+  if (isObject(os) && typeof os.name === 'string' && os.name !== '' && os.name !== 'linux') {
+    return `${os.name} (spec.os.name)`;
+  }
+  const selector = spec.nodeSelector;
+  if (isObject(selector)) {
+    for (const key of OS_LABELS) {
+      const value = selector[key];
+      if (typeof value === 'string' && value !== 'linux') return `${value} nodes (nodeSelector ${key}=${value})`;
+    }
+  }
+  const affinity = isObject(spec.affinity) ? spec.affinity : undefined;
+  const nodeAffinity = isObject(affinity?.nodeAffinity) ? affinity.nodeAffinity : undefined;
+  const required = nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  const terms = isObject(required) ? required.nodeSelectorTerms : undefined;
+  if (!Array.isArray(terms) || terms.length === 0) return undefined;
+  const termExcludesLinux = (term: unknown): boolean => {
+    const expressions = isObject(term) && Array.isArray(term.matchExpressions) ? term.matchExpressions : [];
+    return expressions.some((e: unknown) => {
+      if (!isObject(e) || typeof e.key !== 'string' || !OS_LABELS.includes(e.key)) return false;
+      const values = Array.isArray(e.values) ? e.values : [];
+      if (e.operator === 'In') return !values.includes('linux');
+      if (e.operator === 'NotIn') return values.includes('linux');
+      return e.operator === 'DoesNotExist'; // every node carries the OS label
+    });
+  };
+  return terms.every(termExcludesLinux) ? 'non-Linux nodes (required node affinity on kubernetes.io/os)' : undefined;
 }
 
 function skip(reason: SkipReason): Decision {

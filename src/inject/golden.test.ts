@@ -92,6 +92,14 @@ describe('injection golden files', () => {
         status.version = '<version>'; // keep goldens stable across releases
         patched.metadata!.annotations![ANNOTATION_STATUS] = JSON.stringify(status);
         result = { outcome: 'injected', gateway: outcome.gateway, warnings: outcome.warnings, pod: patched };
+      } else if (outcome.outcome === 'reordered') {
+        // Another webhook moved podvpn's clients back: the moves apply, and the next review is a no-op.
+        const patched = jsonpatch.applyPatch(structuredClone(c.pod), outcome.patch as jsonpatch.Operation[], true, false)
+          .newDocument as Pod;
+        new PodModel(patched as never).validate();
+        expect(await review(c, patched)).toEqual({ outcome: 'skipped', reason: 'already-injected', warnings: [] });
+        const initContainers = (patched.spec?.initContainers ?? []).map((x) => x.name);
+        result = { outcome: 'reordered', gateway: outcome.gateway, patch: outcome.patch, initContainers };
       } else if (outcome.outcome === 'skipped') {
         result = { outcome: 'skipped', reason: outcome.reason };
       } else {

@@ -12,8 +12,10 @@ import {
   CLIENT_SETTINGS_FILE,
   CLIENT_SIDECAR_COMMAND,
   CLIENT_SIDECAR_NAME,
+  CLIENT_NO_TOKEN_VOLUME_NAME,
   CLIENT_VOLUME_NAME,
   LABEL_ROUTED,
+  SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
 } from '../constants.js';
 import { type ClientSettings, renderSettingsScript } from './settings.js';
@@ -46,7 +48,7 @@ export function injectionPatch(input: InjectionInput): Injection {
     gateway: gateway.name,
     initContainers: native ? [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME] : [CLIENT_INIT_NAME],
     containers: native ? [] : [CLIENT_SIDECAR_NAME],
-    volumes: [CLIENT_VOLUME_NAME],
+    volumes: [CLIENT_VOLUME_NAME, CLIENT_NO_TOKEN_VOLUME_NAME],
   };
   const dns = dnsConfig(input);
 
@@ -69,7 +71,7 @@ export function injectionPatch(input: InjectionInput): Injection {
     patch.push({ op: 'add', path: '/spec/initContainers', value: leading });
   }
   if (!native) patch.push(...listAppend('/spec/containers', spec.containers, sidecar));
-  patch.push(...listAppend('/spec/volumes', spec.volumes, clientVolume()));
+  patch.push(...listAppend('/spec/volumes', spec.volumes, clientVolume(), noTokenVolume()));
 
   patch.push({ op: 'add', path: '/spec/dnsPolicy', value: 'None' });
   patch.push({ op: 'add', path: '/spec/dnsConfig', value: dns.config });
@@ -94,8 +96,18 @@ function clientContainer(name: string, command: string[], config: Config): V1Con
       runAsNonRoot: false,
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    volumeMounts: [{ name: CLIENT_VOLUME_NAME, mountPath: CLIENT_CONFIG_MOUNT, readOnly: true }],
+    volumeMounts: [
+      { name: CLIENT_VOLUME_NAME, mountPath: CLIENT_CONFIG_MOUNT, readOnly: true },
+      // Hides the app's API token from the client (see SERVICE_ACCOUNT_TOKEN_PATH): the client never
+      // calls the API, and the ServiceAccount plugin skips a container with a mount here.
+      { name: CLIENT_NO_TOKEN_VOLUME_NAME, mountPath: SERVICE_ACCOUNT_TOKEN_PATH, readOnly: true },
+    ],
   };
+}
+
+/** An empty directory: what the client sees where the app's API token would be. */
+function noTokenVolume(): V1Volume {
+  return { name: CLIENT_NO_TOKEN_VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } };
 }
 
 function clientVolume(): V1Volume {
@@ -143,8 +155,10 @@ function mapEntries(path: string, current: unknown, entries: Record<string, stri
   return Object.entries(entries).map(([key, value]) => ({ op: 'add', path: `${path}/${escapePointer(key)}`, value }));
 }
 
-function listAppend(path: string, current: unknown, value: unknown): PatchOperation[] {
-  return Array.isArray(current) ? [{ op: 'add', path: `${path}/-`, value }] : [{ op: 'add', path, value: [value] }];
+function listAppend(path: string, current: unknown, ...values: unknown[]): PatchOperation[] {
+  return Array.isArray(current)
+    ? values.map((value) => ({ op: 'add', path: `${path}/-`, value }))
+    : [{ op: 'add', path, value: values }];
 }
 
 /** RFC 6901: "~" is "~0" and "/" is "~1" in a JSON pointer. */

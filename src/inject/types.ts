@@ -40,7 +40,9 @@ export interface NamespaceFacts {
 /** An RFC 6902 operation, as the API server applies it. */
 export type PatchOperation =
   | { op: 'add' | 'replace'; path: string; value: unknown }
-  | { op: 'remove'; path: string };
+  | { op: 'remove'; path: string }
+  | { op: 'test'; path: string; value: unknown }
+  | { op: 'move'; from: string; path: string };
 
 /** podvpn.io/status: what the webhook injected, so a re-admitted pod is recognised. */
 export interface InjectionStatus {

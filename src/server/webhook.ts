@@ -77,7 +77,7 @@ export function buildWebhookApp(opts: WebhookOptions) {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const label = outcome?.outcome ?? 'error';
-    const reason = outcome === undefined ? 'internal' : outcome.outcome === 'injected' ? outcome.gateway : outcome.reason;
+    const reason = outcome === undefined ? 'internal' : 'gateway' in outcome ? outcome.gateway : outcome.reason;
     metrics.reviews.inc({ outcome: label, reason });
     metrics.duration.observe({ outcome: label }, seconds);
     logger.info(

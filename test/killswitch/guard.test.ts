@@ -2,6 +2,7 @@
 
 import { NetworkingV1Api } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildResponse } from '../../src/admission/review.js';
 import { resolveRanges } from '../../src/cluster/ranges.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { kubePolicyClient } from '../../src/policy/client.js';
@@ -128,6 +129,12 @@ describe('ensure before admit', () => {
     const rv = a.resourceVersion;
     const r = await guard.ensure('downloads', 'default', { dryRun: true });
     expect(r).toEqual({ ok: true, warning: expect.stringMatching(/would create NetworkPolicy downloads\/podvpn-killswitch-default.*nothing was written/) });
+    // ...and reaches the user whole through the AdmissionReview reply (it was cut at 120 characters).
+    const reply = buildResponse({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, 'u', {
+      outcome: 'injected', gateway: 'default', patch: [], warnings: [r.ok ? r.warning! : ''],
+    }) as { response: { warnings: string[] } };
+    expect(reply.response.warnings[0]).toBe(r.ok ? r.warning : '');
+    expect(reply.response.warnings[0]).toMatch(/; nothing was written$/);
     expect(policyIn(a, 'downloads')).toBeUndefined();
     expect(a.resourceVersion).toBe(rv);
     expect(a.writes().every((w) => w.dryRun)).toBe(true);

@@ -1,0 +1,55 @@
+import jsonpatch from 'fast-json-patch';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME } from '../constants.js';
+import { clientsFirstPatch } from './reorder.js';
+import type { Pod } from './types.js';
+
+const podWith = (names: string[]): Pod => ({ spec: { containers: [{ name: 'app' }], initContainers: names.map((name) => ({ name })) } });
+const namesAfter = (pod: Pod) => {
+  const out = jsonpatch.applyPatch(structuredClone(pod), clientsFirstPatch(pod) as jsonpatch.Operation[], true, false).newDocument as Pod;
+  return (out.spec?.initContainers ?? []).map((c) => c.name);
+};
+
+describe('clientsFirstPatch', () => {
+  it('is empty when the clients are in front, absent, or there are no init containers', () => {
+    expect(clientsFirstPatch(podWith([CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME, 'migrate']))).toEqual([]);
+    expect(clientsFirstPatch(podWith([CLIENT_INIT_NAME, 'migrate']))).toEqual([]);
+    expect(clientsFirstPatch(podWith(['migrate']))).toEqual([]);
+    expect(clientsFirstPatch({ spec: { containers: [] } })).toEqual([]);
+    expect(clientsFirstPatch({ spec: { initContainers: null } })).toEqual([]);
+  });
+
+  it('moves the clients back in front of a foreign init container', () => {
+    expect(namesAfter(podWith(['vault-agent-init', CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME, 'migrate']))).toEqual([
+      CLIENT_INIT_NAME,
+      CLIENT_SIDECAR_NAME,
+      'vault-agent-init',
+      'migrate',
+    ]);
+  });
+
+  it('tests each moved name, so the patch fails rather than moving the wrong container', () => {
+    const pod = podWith(['mesh-init', CLIENT_INIT_NAME]);
+    const ops = clientsFirstPatch(pod);
+    const other = podWith(['mesh-init', 'something-else']);
+    expect(() => jsonpatch.applyPatch(other, ops as jsonpatch.Operation[], true, false)).toThrow();
+  });
+
+  it('for any order: clients at 0 and 1, every other init container in its relative order', () => {
+    const others = fc.uniqueArray(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), { maxLength: 6 }).map((a) =>
+      a.filter((n) => n !== CLIENT_INIT_NAME && n !== CLIENT_SIDECAR_NAME),
+    );
+    fc.assert(
+      fc.property(others, fc.boolean(), fc.nat(), fc.nat(), (rest, withSidecar, i, j) => {
+        const names = [...rest];
+        names.splice(i % (names.length + 1), 0, CLIENT_INIT_NAME);
+        if (withSidecar) names.splice(j % (names.length + 1), 0, CLIENT_SIDECAR_NAME);
+        const after = namesAfter(podWith(names));
+        const clients = withSidecar ? [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME] : [CLIENT_INIT_NAME];
+        expect(after.slice(0, clients.length)).toEqual(clients);
+        expect(after.slice(clients.length)).toEqual(names.filter((n) => !clients.includes(n)));
+      }),
+    );
+  });
+});
