@@ -254,10 +254,49 @@ describe('registry and services', () => {
     const core = api.kubeConfig().makeApiClient(CoreV1Api);
     const body = { metadata: { name: 'probe' }, spec: { clusterIP: '1.1.1.1', ports: [{ port: 443 }] } };
     const err = await core.createNamespacedService({ namespace: 'downloads', body, dryRun: 'All' }).catch((e: unknown) => e);
-    expect(String(apiError(err).body.message)).toMatch(/The range of valid IPs is 10\.96\.0\.0\/12$/);
+    // The text a real kube-apiserver v1.34 returned (shared/research/real-apiserver.md, D4).
+    expect(apiError(err).body.message).toBe(
+      'Service "probe" is invalid: spec.clusterIPs: Invalid value: ["1.1.1.1"]: failed to allocate IP 1.1.1.1: the provided IP (1.1.1.1) is not in the valid range. The range of valid IPs is 10.96.0.0/12',
+    );
     const ok = await core.createNamespacedService({ namespace: 'downloads', body: { ...body, spec: { ports: [{ port: 443 }] } }, dryRun: 'All' });
     expect(ok.spec?.clusterIP).toMatch(/^10\.96\./);
     expect(api.list('v1', 'Service')).toHaveLength(0);
+  });
+
+  it('a terminating namespace refuses creates (apply included) with the real 403; updates still work', async () => {
+    const net = api.kubeConfig().makeApiClient(NetworkingV1Api);
+    await net.createNamespacedNetworkPolicy({ namespace: 'downloads', body: policy('kept') });
+    api.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cm', namespace: 'downloads' } });
+    api.terminateNamespace('downloads', { deleteContent: false });
+    const ns = api.get('v1', 'Namespace', undefined, 'downloads') as { status: { phase: string }; metadata: { deletionTimestamp?: string } };
+    expect(ns.status.phase).toBe('Terminating');
+    expect(ns.metadata.deletionTimestamp).toBeDefined();
+    const err = await KubernetesObjectApi.makeApiClient(api.kubeConfig())
+      .patch(policy('podvpn-killswitch-default'), undefined, undefined, 'podvpn', true, PatchStrategy.ServerSideApply)
+      .catch((e: unknown) => e);
+    expect(apiError(err)).toEqual({
+      code: 403,
+      body: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: 'networkpolicies.networking.k8s.io "podvpn-killswitch-default" is forbidden: unable to create new content in namespace downloads because it is being terminated',
+        reason: 'Forbidden',
+        details: {
+          name: 'podvpn-killswitch-default',
+          group: 'networking.k8s.io',
+          kind: 'networkpolicies',
+          causes: [{ reason: 'NamespaceTerminating', message: 'namespace downloads is being terminated', field: 'metadata.namespace' }],
+        },
+        code: 403,
+      },
+    });
+    // an existing object can still be changed; the content goes when the namespace controller is done
+    await net.replaceNamespacedNetworkPolicy({ namespace: 'downloads', name: 'kept', body: policy('kept', '10.1.0.0/16') });
+    api.finishTermination('downloads');
+    expect(api.list('networking.k8s.io/v1', 'NetworkPolicy', 'downloads')).toEqual([]);
+    expect(api.get('v1', 'Namespace', undefined, 'downloads')).toBeUndefined();
   });
 
   it('label selectors: equality, inequality, existence, set', () => {
@@ -299,3 +338,28 @@ async function readWatch(url: string): Promise<Array<{ type: string; object: { m
   out.push(...buf.split('\n').filter((l) => l.trim() !== ''));
   return out.map((l) => JSON.parse(l) as never);
 }
+
+describe('the modelled ServiceAccount admission plugin', () => {
+  it('mounts one kube-api-access volume into every container without a mount at the token path', async () => {
+    const { serviceAccountPlugin, TOKEN_PATH } = await import('./admission.js');
+    const pod = {
+      spec: {
+        initContainers: [{ name: 'masked', volumeMounts: [{ name: 'empty', mountPath: TOKEN_PATH }] }, { name: 'i' }],
+        containers: [{ name: 'c' }],
+        volumes: [{ name: 'empty', emptyDir: {} }],
+      },
+    };
+    const out = serviceAccountPlugin(pod);
+    expect(out.spec.serviceAccountName).toBe('default');
+    expect(out.spec.initContainers[0].volumeMounts).toEqual([{ name: 'empty', mountPath: TOKEN_PATH }]);
+    const vol = out.spec.volumes[1].name as string;
+    expect(vol).toMatch(/^kube-api-access-[0-9a-f]{5}$/);
+    expect(out.spec.initContainers[1].volumeMounts).toEqual([{ name: vol, readOnly: true, mountPath: TOKEN_PATH }]);
+    expect(out.spec.containers[0].volumeMounts).toEqual([{ name: vol, readOnly: true, mountPath: TOKEN_PATH }]);
+    expect(serviceAccountPlugin(out), 'a re-run changes nothing').toEqual(out);
+    const noAuto = { spec: { automountServiceAccountToken: false, containers: [{ name: 'c' }] } };
+    expect(serviceAccountPlugin(noAuto).spec.containers[0].volumeMounts).toBeUndefined();
+    const mirror = { metadata: { annotations: { 'kubernetes.io/config.mirror': 'x' } }, spec: { containers: [{ name: 'c' }] } };
+    expect(serviceAccountPlugin(mirror)).toEqual(mirror);
+  });
+});

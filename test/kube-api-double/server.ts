@@ -9,6 +9,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import jsonPatch from 'fast-json-patch';
 import { parse as parseYaml } from 'yaml';
 import { parseAddress, parseCidr, containsAddress, type Cidr, formatAddress } from '../../src/cidr/cidr.js';
+import { AdmissionDenied, type AdmissionChainOptions, runMutatingChain, type WebhookCall } from './admission.js';
 import { deleteAt, dotted, fieldsV1, getAt, key, leafPaths, same, setAt, unkey } from './fields.js';
 import { apiVersionOf, DEFAULT_RESOURCES, type ResourceType } from './registry.js';
 
@@ -112,6 +113,9 @@ class ApiError extends Error {
 
 export class KubeApiDouble {
   readonly requests: RecordedRequest[] = [];
+  /** Every mutating webhook call made by the admission chain (see setAdmission). */
+  readonly webhookCalls: WebhookCall[] = [];
+  private admission: AdmissionChainOptions | undefined;
   private readonly store = new Map<string, Stored>();
   private readonly log: LoggedEvent[] = [];
   private rv = 1;
@@ -193,6 +197,40 @@ export class KubeApiDouble {
   /** Forget the event log: watches resuming from an older resourceVersion get 410 Expired. */
   compact(): void {
     this.log.length = 0;
+  }
+
+  /**
+   * Run a mutating admission chain on pod CREATE (over HTTP), as kube-apiserver does: the in-tree
+   * ServiceAccount plugin if asked, the webhooks in order, and one reinvocation pass (see admission.ts).
+   * `undefined` turns it off (the default: pods are stored as sent).
+   */
+  setAdmission(options: AdmissionChainOptions | undefined): void {
+    this.admission = options;
+  }
+
+  /**
+   * Start deleting a namespace as a real cluster does: deletionTimestamp and status.phase Terminating,
+   * and (as the namespace controller would) its objects deleted. Until finishTermination(), creates in
+   * it are refused by NamespaceLifecycle with 403 "... because it is being terminated".
+   */
+  terminateNamespace(name: string, opts: { deleteContent?: boolean } = {}): void {
+    const rt = this.typeOf({ apiVersion: 'v1', kind: 'Namespace' });
+    const s = this.mustGet(rt, undefined, name);
+    const next = structuredClone(s.object);
+    next.metadata = { ...next.metadata, deletionTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), resourceVersion: undefined };
+    next.spec = { finalizers: ['kubernetes'] };
+    next.status = { phase: 'Terminating' };
+    this.commitChange(s, next, s.managed, false);
+    if (opts.deleteContent !== false) {
+      for (const o of [...this.store.values()]) {
+        if (o.rt.namespaced && o.object.metadata?.namespace === name) this.delete(o.rt, name, o.object.metadata.name!, { dryRun: false });
+      }
+    }
+  }
+
+  /** The namespace controller is done: the namespace and anything left in it are gone. */
+  finishTermination(name: string): void {
+    this.delete(this.typeOf({ apiVersion: 'v1', kind: 'Namespace' }), undefined, name, { dryRun: false });
   }
 
   setServiceCIDRs(cidrs: string[]): void {
@@ -332,9 +370,22 @@ export class KubeApiDouble {
         case 'watch':
           return this.startWatch(res, rt, namespace, query);
         case 'create': {
-          const obj = parseJson(body);
+          let obj = parseJson(body);
+          let warnings: string[] = [];
+          if (rt.kind === 'Pod' && this.admission !== undefined) {
+            // NamespaceLifecycle runs before the webhooks.
+            this.checkNamespaceLifecycle(rt, namespace!, obj.metadata?.name ?? '');
+            try {
+              const admitted = await runMutatingChain(obj, { namespace: namespace!, dryRun, options: this.admission, calls: this.webhookCalls });
+              obj = admitted.pod as KubeObject;
+              warnings = admitted.warnings;
+            } catch (err) {
+              if (err instanceof AdmissionDenied) throw new ApiError(err.code, err.reason, err.message);
+              throw err;
+            }
+          }
           const created = this.create(rt, namespace, obj, { manager: manager ?? userAgentManager(req), dryRun });
-          return send(res, 201, created);
+          return send(res, 201, created, warnings);
         }
         case 'update': {
           const obj = parseJson(body);
@@ -523,10 +574,7 @@ export class KubeApiDouble {
         throw new ApiError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
       }
       out.metadata.namespace = namespace;
-      if (existing === undefined && !this.store.has(this.storeKey(this.typeOf({ apiVersion: 'v1', kind: 'Namespace' }), undefined, namespace!))) {
-        // Like the NamespaceLifecycle admission plugin.
-        throw new ApiError(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' });
-      }
+      if (existing === undefined) this.checkNamespaceLifecycle(rt, namespace!, out.metadata.name ?? '');
     } else {
       delete out.metadata.namespace;
     }
@@ -553,6 +601,28 @@ export class KubeApiDouble {
     return out;
   }
 
+  /** The NamespaceLifecycle admission plugin, for a create: the namespace must exist and not be terminating. */
+  private checkNamespaceLifecycle(rt: ResourceType, namespace: string, name: string): void {
+    const ns = this.store.get(this.storeKey(this.typeOf({ apiVersion: 'v1', kind: 'Namespace' }), undefined, namespace));
+    if (ns === undefined) {
+      throw new ApiError(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' });
+    }
+    if ((ns.object.status as { phase?: string } | undefined)?.phase === 'Terminating') {
+      const resource = `${rt.resource}${rt.group === '' ? '' : `.${rt.group}`}`;
+      throw new ApiError(
+        403,
+        'Forbidden',
+        `${resource} "${name}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`,
+        {
+          name,
+          group: rt.group,
+          kind: rt.resource,
+          causes: [{ reason: 'NamespaceTerminating', message: `namespace ${namespace} is being terminated`, field: 'metadata.namespace' }],
+        },
+      );
+    }
+  }
+
   private admitService(svc: KubeObject, existing: Stored | undefined): void {
     const spec = (svc.spec ?? {}) as Record<string, unknown>;
     svc.spec = spec;
@@ -575,7 +645,7 @@ export class KubeApiDouble {
         throw new ApiError(
           422,
           'Invalid',
-          `Service "${name}" is invalid: spec.clusterIPs: Invalid value: []string{"${requested}"}: failed to allocate IP ${requested}: ` +
+          `Service "${name}" is invalid: spec.clusterIPs: Invalid value: ["${requested}"]: failed to allocate IP ${requested}: ` +
             `the provided IP (${requested}) is not in the valid range. The range of valid IPs is ${valid.join(',')}`,
           {
             name,
@@ -583,7 +653,7 @@ export class KubeApiDouble {
             causes: [
               {
                 reason: 'FieldValueInvalid',
-                message: `Invalid value: []string{"${requested}"}: failed to allocate IP ${requested}: the provided IP (${requested}) is not in the valid range. The range of valid IPs is ${valid.join(',')}`,
+                message: `Invalid value: ["${requested}"]: failed to allocate IP ${requested}: the provided IP (${requested}) is not in the valid range. The range of valid IPs is ${valid.join(',')}`,
                 field: 'spec.clusterIPs',
               },
             ],
@@ -930,9 +1000,14 @@ function successStatus(rt?: ResourceType, name?: string, s?: Stored): KubeObject
   };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, status: number, body: unknown, warnings: string[] = []): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(text),
+    // RFC 7234 warn-code 299, agent "-", as the API server sends admission warnings.
+    ...(warnings.length > 0 ? { Warning: warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {}),
+  });
   res.end(text);
 }
 
