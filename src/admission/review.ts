@@ -76,7 +76,7 @@ export interface AdmissionPorts {
    * namespace, or says it did not opt in although the API server sent us the pod: a watch that lags
    * behind a fresh label must not let a pod through unrouted.
    */
-  fetchNamespaceFacts?(namespace: string): Promise<NamespaceFacts | undefined>;
+  fetchNamespaceFacts?(namespace: string): Promise<NamespaceFacts | undefined | 'throttled'>;
   ranges(): ClusterRanges | undefined;
   /** Why ranges() is undefined, with what to configure: the denial says it. */
   rangesProblem?(): string | undefined;
@@ -114,7 +114,18 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     // The API server's selectors are authoritative: it sent the pod because it saw the namespace (or
     // the pod) opted in. If the namespace cannot be read, decide as if opted in, never skip: the
     // kill-switch step then fails closed when the API is unreachable.
-    decision = decideWith(await ports.fetchNamespaceFacts(request.namespace));
+    const live = await ports.fetchNamespaceFacts(request.namespace);
+    if (live === 'throttled') {
+      // Over the live-read budget (a flood of reviews): neither skip (a real lag would let the pod
+      // through unrouted) nor inject on a guess (which writes a policy). The API server retries.
+      return {
+        outcome: 'denied',
+        reason: 'namespace-unverified',
+        message: `podvpn has not seen namespace ${request.namespace} opt in and is over its budget of live namespace reads; retry shortly`,
+        warnings: [],
+      };
+    }
+    decision = decideWith(live);
   }
   if (decision.action === 'skip' && decision.reason === 'already-injected') {
     // Already injected (reinvocation, or a manifest injected offline): its policy must exist too.

@@ -53,6 +53,8 @@ export interface ReconcilerOptions {
   rediscover?: () => Promise<RangesOutcome>;
   /** start() waits this long for the first lists (default 10 s); the watches go on starting after. */
   startTimeoutMs?: number;
+  /** A namespace being deleted (creates refused) is tried again only this often (default 5 min). */
+  terminatingRetryMs?: number;
 }
 
 export interface ReconcileReport {
@@ -85,7 +87,7 @@ export class KillSwitchReconciler {
   private readonly warnedLabels = new Map<string, string>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, terminatingRetryMs: 300_000, ...opts };
   }
 
   async start(): Promise<void> {
@@ -270,7 +272,7 @@ export class KillSwitchReconciler {
     for (const [namespace, annotated] of this.optedIn) {
       if (EXCLUDED_NAMESPACES.includes(namespace)) continue;
       const gateway = annotated ?? config.defaultGateway;
-      if (!(gateway in config.gateways)) continue; // the webhook denies its pods anyway
+      if (!Object.hasOwn(config.gateways, gateway)) continue; // the webhook denies its pods anyway
       wanted.set(`${namespace}/${gateway}`, { namespace, gateway });
     }
 
@@ -282,6 +284,10 @@ export class KillSwitchReconciler {
       const live = guard.cache.get(namespace, desired.metadata.name);
       if (isPolicyCurrent(live, desired)) continue;
       const id = `${namespace}/${desired.metadata.name}`;
+      if (guard.terminatingWithin(namespace, this.o.terminatingRetryMs)) {
+        report.deferred.push(id); // being deleted: creates are refused until it is gone
+        continue;
+      }
       if (guard.writtenByPeer(live)) {
         // Another replica disagrees: never a write loop. Back off, and check our own ranges first.
         const last = this.peerApplied.get(id);

@@ -98,3 +98,64 @@ describe('a cache that lags behind the API server', () => {
     }
   });
 });
+
+describe('bounded live reads and a quiet stop', () => {
+  it('300 reviews for a namespace that did not opt in: live reads stop at the budget, the rest are denied, none injected', async () => {
+    const { admit } = await import('../admission/review.js');
+    const { parseConfig } = await import('../config/schema.js');
+    const api = await KubeApiDouble.start();
+    try {
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'elsewhere' } });
+      let now = 0;
+      const cache = await startNamespaceCache(api.kubeConfig(), silent, { now: () => now });
+      const ports = {
+        config: parseConfig({}),
+        namespaceFacts: (ns: string) => cache.get(ns),
+        fetchNamespaceFacts: (ns: string) => cache.fetch(ns),
+        ranges: () => ({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], extraCIDRs: [], dnsIPs: ['10.96.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } }),
+        ensureKillSwitch: async () => ({ ok: true as const }),
+      };
+      const request = (i: number) => ({
+        uid: `u${i}`,
+        operation: 'CREATE',
+        resource: { resource: 'pods' },
+        namespace: 'elsewhere',
+        name: `p${i}`,
+        dryRun: false,
+        object: { metadata: { name: `p${i}` }, spec: { containers: [{ name: 'a', image: 'b' }] } },
+      });
+      const reads = () => api.requests.filter((r) => r.verb === 'get' && r.resource === 'namespaces').length;
+      const outcomes = new Map<string, number>();
+      for (let i = 0; i < 300; i++) {
+        const o = await admit(request(i), ports);
+        const key = o.outcome === 'injected' ? 'injected' : `${o.outcome}/${o.reason}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      }
+      expect(reads()).toBe(20); // was 300: one live read per review
+      expect(Object.fromEntries(outcomes)).toEqual({ 'skipped/not-opted-in': 20, 'denied/namespace-unverified': 280 });
+      now += 1000; // a second later, 10 more
+      for (let i = 0; i < 15; i++) await admit(request(i), ports);
+      expect(reads()).toBe(30);
+      await cache.stop();
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('stopping the watch logs no warning (no AbortError stack) and restarts nothing', async () => {
+    const { captureLogger } = await import('../../test/killswitch/log.js');
+    const api = await KubeApiDouble.start();
+    try {
+      const log = captureLogger();
+      const cache = await startNamespaceCache(api.kubeConfig(), log.logger);
+      await cache.stop();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(log.lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([]);
+      const watches = api.requests.filter((r) => r.verb === 'watch').length;
+      await new Promise((r) => setTimeout(r, 100));
+      expect(api.requests.filter((r) => r.verb === 'watch').length).toBe(watches);
+    } finally {
+      await api.close();
+    }
+  });
+});

@@ -82,6 +82,8 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   private readonly built = new Map<string, KillSwitchPolicy>();
   /** The spec this process last applied to each policy (namespace/name → canonical JSON). */
   private readonly lastApplied = new Map<string, string>();
+  /** Namespaces whose create was refused because they are being deleted → when that was seen. */
+  private readonly terminating = new Map<string, number>();
   private readonly client: PolicyClient;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -168,10 +170,22 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
       try {
         const applied = await this.timed(this.client.apply(desired, { dryRun: false }));
         this.cache.set(applied);
+        this.terminating.delete(namespace);
         this.lastApplied.set(`${namespace}/${name}`, canonicalSpec(desired.spec));
         this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
         return { ok: true };
       } catch (err) {
+        if (isNamespaceTerminating(err)) {
+          // NamespaceLifecycle refuses every create there until the namespace is gone: say it once.
+          if (!this.terminating.has(namespace)) {
+            this.log.info(
+              { namespace, policy: name, gateway },
+              `namespace ${namespace} is being deleted: the API server refuses to create its kill-switch policy ${name}; routed pods still terminating there run without it until the namespace is gone`,
+            );
+          }
+          this.terminating.set(namespace, Date.now());
+          return { ok: false, message: `namespace ${namespace} is being deleted, so its kill-switch NetworkPolicy ${name} cannot be created` };
+        }
         const message = this.failure(namespace, name, err);
         this.log.warn({ namespace, policy: name, gateway, err: describeError(err) }, message);
         return { ok: false, message };
@@ -181,6 +195,15 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     })();
     this.inFlight.set(key, run);
     return run;
+  }
+
+  /**
+   * Was a create in this namespace refused within `ms` because the namespace is being deleted? The
+   * reconciler leaves such a namespace alone meanwhile instead of retrying on every pass.
+   */
+  terminatingWithin(namespace: string, ms: number, now = Date.now()): boolean {
+    const at = this.terminating.get(namespace);
+    return at !== undefined && now - at < ms;
   }
 
   /**
@@ -254,6 +277,26 @@ export async function startKillSwitch(
   });
   await reconciler.start();
   return { guard, reconciler, stop: () => reconciler.stop() };
+}
+
+/** NamespaceLifecycle's 403 for a create in a namespace being deleted (cause NamespaceTerminating). */
+export function isNamespaceTerminating(err: unknown): boolean {
+  const e = err as { code?: unknown; body?: unknown };
+  if (e === null || typeof e !== 'object' || e.code !== 403) return false;
+  let body = e.body;
+  if (typeof body === 'string') {
+    const text = body;
+    try {
+      body = JSON.parse(text) as unknown;
+    } catch {
+      return text.includes('because it is being terminated');
+    }
+  }
+  const status = body as { message?: unknown; details?: { causes?: Array<{ reason?: unknown }> } } | undefined;
+  return (
+    (status?.details?.causes ?? []).some((c) => c?.reason === 'NamespaceTerminating') ||
+    (typeof status?.message === 'string' && status.message.includes('because it is being terminated'))
+  );
 }
 
 function rangesKey(r: ClusterRanges | undefined): string {

@@ -419,3 +419,44 @@ describe('reconciler', () => {
     expect((await ks.guard.ensure('downloads', 'default', { dryRun: false })).ok).toBe(true);
   });
 });
+
+describe('a namespace being deleted', () => {
+  it('refused creates (403 NamespaceTerminating): one log line and no retry on every pass', async () => {
+    const a = await cluster();
+    a.put(routedPod('downloads', 'qbittorrent-0'));
+    const log = captureLogger();
+    const ks = await startKillSwitch(a.kubeConfig(), config, log.logger, { resyncMs: 50, debounceMs: 10 });
+    started.push(ks);
+    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    // The namespace controller deleted the policy; the pod is still terminating.
+    a.terminateNamespace('downloads', { deleteContent: false });
+    const applies = () => a.requests.filter((r) => r.resource === 'networkpolicies' && r.verb === 'patch' && r.namespace === 'downloads').length;
+    const before = applies();
+    a.remove(NP, 'NetworkPolicy', 'downloads', 'podvpn-killswitch-default');
+    await new Promise((r) => setTimeout(r, 1500)); // about 30 resync passes
+    const tried = applies() - before;
+    expect(tried, 'refused applies in 1.5 s').toBe(1);
+    const lines = log.lines.filter((l) => l.namespace === 'downloads' && l.level >= 30 && /being deleted|could not be applied/.test(l.msg));
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([[30, expect.stringMatching(/^namespace downloads is being deleted/)]]);
+    // The ensure path (a review) says why, without a warn line per call.
+    expect(await ks.guard.ensure('downloads', 'default', { dryRun: false })).toEqual({
+      ok: false,
+      message: 'namespace downloads is being deleted, so its kill-switch NetworkPolicy podvpn-killswitch-default cannot be created',
+    });
+  });
+
+  it('isNamespaceTerminating: only the NamespaceLifecycle 403, not an RBAC 403', async () => {
+    const { isNamespaceTerminating } = await import('../../src/policy/guard.js');
+    const a = await cluster();
+    a.terminateNamespace('media');
+    const err = await kubePolicyClient(a.kubeConfig())
+      .apply(buildKillSwitchPolicy({ namespace: 'media', gateway: 'default', ranges }), { dryRun: false })
+      .catch((e: unknown) => e);
+    expect(isNamespaceTerminating(err)).toBe(true);
+    a.fault({ verb: 'patch', resource: 'networkpolicies', status: 403, message: 'networkpolicies.networking.k8s.io is forbidden: User "x" cannot patch resource' });
+    const rbac = await kubePolicyClient(a.kubeConfig())
+      .apply(buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }), { dryRun: false })
+      .catch((e: unknown) => e);
+    expect(isNamespaceTerminating(rbac)).toBe(false);
+  });
+});
