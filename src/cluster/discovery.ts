@@ -1,8 +1,11 @@
 // Cluster range discovery: the edge that asks the API server for the pod and service ranges and the
 // cluster DNS IP. Config always wins; a kind of range the config gives is never looked up.
 //
-//   pod CIDRs      nodes' spec.podCIDRs (merged); kubeadm-config's podSubnet instead when it covers
-//                  them all (cluster-wide, stable as nodes come and go) or when no node has a range
+//   pod CIDRs      nodes' spec.podCIDRs (merged); instead the first cluster-wide range that covers
+//                  them all (kubeadm-config podSubnet, kube-proxy clusterCIDR, Flannel's Network,
+//                  k3s --cluster-cidr: stable as nodes come and go); plus Calico's IPPools and
+//                  Cilium's cluster pool, where those CNIs really give pods addresses
+//                  (src/cluster/pod-range-sources.ts)
 //   service CIDRs  the ServiceCIDR API (networking.k8s.io/v1, else v1beta1), else the error of a
 //                  dryRun=All Service create with an out-of-range clusterIP, else kubeadm-config's
 //                  serviceSubnet
@@ -12,22 +15,34 @@
 // Each result says where it came from; what failed is kept as notes for the log and the deny message.
 // Calls made here are listed in src/kube/permissions.ts (the RBAC must grant them).
 
-import { ApiException, CoreV1Api, type KubeConfig, NetworkingV1Api, NetworkingV1beta1Api } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, CustomObjectsApi, type KubeConfig, NetworkingV1Api, NetworkingV1beta1Api, type V1Node } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { CidrError, containsCidr, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
 import type { Config } from '../config/schema.js';
 import { SYSTEM_NAMESPACE } from '../constants.js';
 import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';
+import { calicoPools, ciliumClusterPool, combinePodRanges, flannelNetwork, k3sClusterCIDR, kubeProxyClusterCIDR } from './pod-range-sources.js';
 import { withDeadline } from '../util/deadline.js';
 
 export interface Discovered {
   podCIDRs?: Found;
   serviceCIDRs?: Found;
   dnsIPs?: Found;
+  /** Each node's own IPv4 pod ranges (when the nodes were listed): the coverage check reads them. */
+  nodeRanges?: NodeRange[];
   /** What was tried and did not answer, one line each. */
   notes: string[];
 }
+
+export interface NodeRange {
+  node: string;
+  cidrs: string[];
+}
+
+/** The ConfigMaps and API the pod-range sources read (src/kube/permissions.ts grants exactly these). */
+export const POD_RANGE_CONFIGMAPS = { kubeProxy: 'kube-proxy', cilium: 'cilium-config', flannel: 'kube-flannel-cfg' } as const;
+export const FLANNEL_NAMESPACES = ['kube-flannel', 'kube-system'];
 
 /** An address no service range contains: the dry-run probe asks for it and reads the refusal. */
 export const PROBE_CLUSTER_IP = '1.1.1.1';
@@ -63,9 +78,20 @@ export async function discover(
   };
 
   if (want.includes('podCIDRs')) {
-    const nodes = await fromNodes(core, notes, t);
-    const subnet = fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes);
-    out.podCIDRs = preferClusterWide(nodes, subnet);
+    const listed = await fromNodes(core, notes, t);
+    out.nodeRanges = listed?.perNode;
+    const nodes = listed?.found;
+    const wide = [
+      fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes),
+      await fromConfigMap(core, t, notes, 'kube-system', POD_RANGE_CONFIGMAPS.kubeProxy, (d) => kubeProxyClusterCIDR(d['config.conf']), 'config.conf clusterCIDR'),
+      await fromFlannel(core, t, notes),
+      fromK3s(listed?.items ?? [], notes),
+    ].filter((f): f is Found => f !== undefined);
+    const ipam = [
+      await fromCalico(kc, t, notes),
+      await fromConfigMap(core, t, notes, 'kube-system', POD_RANGE_CONFIGMAPS.cilium, (d) => ciliumClusterPool(d), 'cluster-pool-ipv4-cidr'),
+    ].filter((f): f is Found => f !== undefined);
+    out.podCIDRs = combinePodRanges(nodes, wide, ipam);
   }
   if (want.includes('serviceCIDRs')) {
     out.serviceCIDRs =
@@ -77,33 +103,98 @@ export async function discover(
   return out;
 }
 
-/**
- * Nodes' ranges are per node (a /24 each): a node added later brings a new one. kubeadm's podSubnet is
- * the whole cluster's; use it when it covers every node's range (it then agrees with the nodes and
- * does not change when nodes come and go). Otherwise the nodes are the evidence.
- */
-function preferClusterWide(nodes: Found | undefined, subnet: Found | undefined): Found | undefined {
-  if (nodes === undefined) return subnet;
-  if (subnet === undefined) return nodes;
-  const wide = subnet.values.map((c) => parseCidr(c));
-  const covered = nodes.values.every((n) => wide.some((w) => containsCidr(w, parseCidr(n))));
-  return covered ? { values: subnet.values, source: `${subnet.source}, which covers ${nodes.source}` } : nodes;
-}
-
-async function fromNodes(core: CoreV1Api, notes: string[], t: Timed): Promise<Found | undefined> {
+async function fromNodes(
+  core: CoreV1Api,
+  notes: string[],
+  t: Timed,
+): Promise<{ found: Found | undefined; perNode: NodeRange[]; items: Array<{ annotations?: Record<string, string> }> } | undefined> {
   try {
     const nodes = await t(core.listNode());
-    const cidrs = nodes.items.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
+    const own = (n: V1Node) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []);
+    const cidrs = nodes.items.flatMap(own);
     const usable = ipv4Only(cidrs, "nodes' spec.podCIDRs", notes);
+    const perNode = nodes.items.map((n) => ({ node: n.metadata?.name ?? '', cidrs: own(n).filter((c) => usable.includes(c)) }));
+    const items = nodes.items.map((n) => ({ annotations: n.metadata?.annotations }));
     if (usable.length === 0) {
       notes.push(`nodes' spec.podCIDRs: none of ${nodes.items.length} node(s) has an IPv4 pod range (the CNI allocates its own)`);
-      return undefined;
+      return { found: undefined, perNode, items };
     }
-    return { values: mergeCidrStrings(usable), source: `nodes' spec.podCIDRs (${nodes.items.length} node(s))` };
+    return { found: { values: mergeCidrStrings(usable), source: `nodes' spec.podCIDRs (${nodes.items.length} node(s))` }, perNode, items };
   } catch (err) {
     notes.push(`nodes' spec.podCIDRs: ${describeError(err)}`);
     return undefined;
   }
+}
+
+/**
+ * A pod range named in a ConfigMap. A missing ConfigMap (404) is the normal case (one CNI, one proxy)
+ * and is not noted; a refusal or an unreadable value is.
+ */
+async function fromConfigMap(
+  core: CoreV1Api,
+  t: Timed,
+  notes: string[],
+  namespace: string,
+  name: string,
+  read: (data: Record<string, string>) => string[],
+  field: string,
+): Promise<Found | undefined> {
+  const label = `ConfigMap ${namespace}/${name}`;
+  let data: Record<string, string>;
+  try {
+    data = (await t(core.readNamespacedConfigMap({ namespace, name }))).data ?? {};
+  } catch (err) {
+    if (!(err instanceof ApiException && err.code === 404)) notes.push(`${label}: ${describeError(err)}`);
+    return undefined;
+  }
+  let values: string[];
+  try {
+    values = ipv4Only(read(data), `${label} ${field}`, notes);
+  } catch (err) {
+    notes.push(`${label}: ${field} cannot be read (${(err as Error).message})`);
+    return undefined;
+  }
+  if (values.length === 0) {
+    notes.push(`${label}: no IPv4 ${field}`);
+    return undefined;
+  }
+  return { values: mergeCidrStrings(values), source: `${label} (${field})` };
+}
+
+async function fromFlannel(core: CoreV1Api, t: Timed, notes: string[]): Promise<Found | undefined> {
+  for (const ns of FLANNEL_NAMESPACES) {
+    const found = await fromConfigMap(core, t, notes, ns, POD_RANGE_CONFIGMAPS.flannel, (d) => flannelNetwork(d['net-conf.json']), 'net-conf.json Network');
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function fromK3s(nodes: Array<{ annotations?: Record<string, string> }>, notes: string[]): Found | undefined {
+  const k3s = k3sClusterCIDR(nodes);
+  if (k3s === undefined) return undefined;
+  const values = ipv4Only(k3s.values, 'k3s --cluster-cidr', notes);
+  if (values.length === 0) return undefined;
+  return {
+    values: mergeCidrStrings(values),
+    source: k3s.defaulted ? "k3s's default --cluster-cidr (a server's k3s.io/node-args sets none)" : "k3s --cluster-cidr (a server node's k3s.io/node-args)",
+  };
+}
+
+export const CALICO_IPPOOLS = { group: 'crd.projectcalico.org', version: 'v1', plural: 'ippools' } as const;
+
+async function fromCalico(kc: KubeConfig, t: Timed, notes: string[]): Promise<Found | undefined> {
+  let items: Array<{ spec?: { cidr?: unknown; disabled?: unknown } }>;
+  try {
+    const list = (await t(kc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ ...CALICO_IPPOOLS }))) as { items?: typeof items };
+    items = list.items ?? [];
+  } catch (err) {
+    // 404: Calico is not installed.
+    if (!(err instanceof ApiException && err.code === 404)) notes.push(`Calico IPPools: ${describeError(err)}`);
+    return undefined;
+  }
+  const values = ipv4Only(calicoPools(items), 'Calico IPPools', notes);
+  if (values.length === 0) return undefined;
+  return { values: mergeCidrStrings(values), source: `Calico IPPools (${CALICO_IPPOOLS.group}/${CALICO_IPPOOLS.version})` };
 }
 
 async function fromServiceCIDRApi(kc: KubeConfig, notes: string[], t: Timed): Promise<Found | undefined> {
@@ -268,6 +359,8 @@ export interface RangesOutcome {
   ranges: ClusterRanges | undefined;
   problem?: string;
   notes: string[];
+  /** Each node's pod ranges, when discovery listed the nodes (for the coverage check). */
+  nodeRanges?: NodeRange[];
 }
 
 /**
@@ -280,8 +373,9 @@ export async function resolveClusterRanges(kc: KubeConfig, config: Config, log: 
   if (c.podCIDRs.length === 0) want.push('podCIDRs');
   if (c.serviceCIDRs.length === 0) want.push('serviceCIDRs');
   if (c.dnsIPs.length === 0) want.push('dnsIPs');
-  const found = want.length === 0 ? { notes: [] } : await discover(kc, want, opts);
-  return checkRanges(resolveRanges(c, found), config, found.notes, log);
+  const found: Discovered = want.length === 0 ? { notes: [] } : await discover(kc, want, opts);
+  const outcome = checkRanges(resolveRanges(c, found), config, found.notes, log);
+  return found.nodeRanges === undefined ? outcome : { ...outcome, nodeRanges: found.nodeRanges };
 }
 
 /** The pure part of resolveClusterRanges: decide whether these ranges may be used. */

@@ -93,9 +93,28 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
     resource: 'configmaps',
     verbs: ['get'],
     scope: 'kube-system',
-    resourceNames: ['kubeadm-config'],
+    resourceNames: ['kubeadm-config', 'kube-proxy', 'cilium-config'],
     feature: 'core',
-    usedBy: 'cluster range discovery: kubeadm podSubnet/serviceSubnet',
+    usedBy: "cluster range discovery: kubeadm podSubnet/serviceSubnet, kube-proxy's clusterCIDR, Cilium's cluster pool",
+  },
+  {
+    apiGroup: '',
+    resource: 'configmaps',
+    verbs: ['get'],
+    // Flannel's manifest keeps it in namespace kube-flannel (older ones in kube-system); a Role there
+    // would need that namespace to exist at install.
+    scope: 'cluster',
+    resourceNames: ['kube-flannel-cfg'],
+    feature: 'core',
+    usedBy: "cluster range discovery: Flannel's net-conf.json Network",
+  },
+  {
+    apiGroup: 'crd.projectcalico.org',
+    resource: 'ippools',
+    verbs: ['list'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: "cluster range discovery: Calico's IP pools",
   },
   {
     apiGroup: '',

@@ -198,3 +198,81 @@ describe('resolveClusterRanges: config over discovery, checks, log', () => {
     expect(forced.ranges?.extraCIDRs).toEqual(['0.0.0.0/0']);
   });
 });
+
+describe('the whole cluster pod range, where the cluster says it', () => {
+  const ippools: ResourceType = { group: 'crd.projectcalico.org', version: 'v1', resource: 'ippools', kind: 'IPPool', namespaced: false };
+  const configMap = (a: KubeApiDouble, namespace: string, name: string, data: Record<string, string>) => {
+    if (a.get('v1', 'Namespace', undefined, namespace) === undefined) a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
+    a.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data });
+  };
+  const twoNodes = [['10.244.0.0/24'], ['10.244.1.0/24']];
+
+  it("kube-proxy's clusterCIDR, which covers the nodes' /24s: a node added later is already in it", async () => {
+    const a = await cluster({ nodes: twoNodes });
+    configMap(a, 'kube-system', 'kube-proxy', { 'config.conf': 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nclusterCIDR: 10.244.0.0/16\n' });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs).toEqual({ values: ['10.244.0.0/16'], source: "ConfigMap kube-system/kube-proxy (config.conf clusterCIDR), which covers nodes' spec.podCIDRs (2 node(s))" });
+    expect(found.nodeRanges).toEqual([
+      { node: 'node-0', cidrs: ['10.244.0.0/24'] },
+      { node: 'node-1', cidrs: ['10.244.1.0/24'] },
+    ]);
+  });
+
+  it("Flannel's net-conf.json in namespace kube-flannel", async () => {
+    const a = await cluster({ nodes: twoNodes });
+    configMap(a, 'kube-flannel', 'kube-flannel-cfg', { 'net-conf.json': '{\n  "Network": "10.244.0.0/16",\n  "Backend": {\n    "Type": "vxlan"\n  }\n}\n' });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs?.values).toEqual(['10.244.0.0/16']);
+    expect(found.podCIDRs?.source).toMatch(/^ConfigMap kube-flannel\/kube-flannel-cfg \(net-conf.json Network\)/);
+  });
+
+  it("Calico's enabled IPPools are added: Calico gives pods addresses outside the nodes' ranges", async () => {
+    const a = await cluster({ nodes: twoNodes, resources: [...DEFAULT_RESOURCES, ippools] });
+    a.put({ apiVersion: 'crd.projectcalico.org/v1', kind: 'IPPool', metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16', ipipMode: 'Always', natOutgoing: true } });
+    a.put({ apiVersion: 'crd.projectcalico.org/v1', kind: 'IPPool', metadata: { name: 'old' }, spec: { cidr: '172.30.0.0/16', disabled: true } });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs?.values).toEqual(['10.244.0.0/23', '192.168.0.0/16']);
+    expect(found.podCIDRs?.source).toBe("Calico IPPools (crd.projectcalico.org/v1) + nodes' spec.podCIDRs (2 node(s))");
+  });
+
+  it("Cilium's cluster pool (cluster-pool IPAM), with no node ranges at all", async () => {
+    const a = await cluster({ nodes: [[], []] });
+    configMap(a, 'kube-system', 'cilium-config', { ipam: 'cluster-pool', 'cluster-pool-ipv4-cidr': '10.0.0.0/8', 'cluster-pool-ipv4-mask-size': '24' });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs).toEqual({ values: ['10.0.0.0/8'], source: 'ConfigMap kube-system/cilium-config (cluster-pool-ipv4-cidr)' });
+  });
+
+  it("k3s: a server node's --cluster-cidr, or k3s's default when it sets none", async () => {
+    const a = await cluster();
+    const k3sNode = (name: string, cidr: string, args: string[]) =>
+      a.put({ apiVersion: 'v1', kind: 'Node', metadata: { name, annotations: { 'k3s.io/node-args': JSON.stringify(args) } }, spec: { podCIDR: cidr, podCIDRs: [cidr] } });
+    k3sNode('server-0', '10.42.0.0/24', ['server', '--write-kubeconfig-mode', '644']);
+    k3sNode('agent-0', '10.42.1.0/24', ['agent']);
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.podCIDRs?.values).toEqual(['10.42.0.0/16']);
+    expect(found.podCIDRs?.source).toMatch(/^k3s's default --cluster-cidr/);
+    // a k3s configured elsewhere (its config file): the default does not cover the nodes, the nodes win
+    k3sNode('server-0', '10.52.0.0/24', ['server']);
+    k3sNode('agent-0', '10.52.1.0/24', ['agent']);
+    expect((await discover(a.kubeConfig(), ['podCIDRs'])).podCIDRs?.values).toEqual(['10.52.0.0/23']);
+  });
+
+  it('absent sources are quiet (a 404 is the normal case), and every call is one the RBAC grants', async () => {
+    const { API_PERMISSIONS } = await import('../../src/kube/permissions.js');
+    const a = await cluster({ nodes: twoNodes, resources: [...DEFAULT_RESOURCES, ippools] });
+    const found = await discover(a.kubeConfig(), ['podCIDRs']);
+    expect(found.notes.filter((n) => /kube-proxy|flannel|cilium|Calico/i.test(n))).toEqual([]);
+    const configMaps = a.requests.filter((r) => r.resource === 'configmaps').map((r) => `${r.namespace}/${r.name}`);
+    expect(configMaps.sort()).toEqual(['kube-flannel/kube-flannel-cfg', 'kube-system/cilium-config', 'kube-system/kube-flannel-cfg', 'kube-system/kube-proxy', 'kube-system/kubeadm-config']);
+    for (const r of a.requests.filter((x) => x.resource !== undefined)) {
+      const granted = API_PERMISSIONS.some(
+        (p) =>
+          p.resource === r.resource &&
+          p.verbs.includes(r.verb as never) &&
+          (p.scope === 'cluster' || p.scope === r.namespace) &&
+          (p.resourceNames === undefined || p.resourceNames.includes(r.name!)),
+      );
+      expect(granted, `${r.verb} ${r.resource} ${r.namespace ?? ''}/${r.name ?? ''}`).toBe(true);
+    }
+  });
+});
