@@ -89,7 +89,12 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       import('./policy/guard.js'),
     ]);
     namespaces = await startNamespaceCache(kube.kubeConfig, log);
-    killSwitch = await startKillSwitch(kube.kubeConfig, config, log);
+    killSwitch = await startKillSwitch(kube.kubeConfig, config, log, {
+      onCoverage: (r) => {
+        metrics.nodeRangesNotInForce.set(r.notInForce.length);
+        metrics.routedPodsMissingNodeRanges.set(r.podsMissing);
+      },
+    });
     guard = killSwitch.guard;
   }
 

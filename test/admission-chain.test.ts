@@ -126,6 +126,12 @@ describe('podvpn in the admission chain', () => {
     expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'dryrun', 'podvpn-killswitch-default')).toBeUndefined();
   });
 
+  it('/metrics carries the node-range coverage gauges (0 here; their values are tested on the reconciler)', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    expect(text).toMatch(/^podvpn_node_pod_ranges_uncovered 0$/m);
+    expect(text).toMatch(/^podvpn_routed_pods_missing_node_ranges 0$/m);
+  });
+
   it("a webhook's denial comes back as the API server words it", async () => {
     api.setAdmission({ serviceAccount: true, mutatingWebhooks: [podvpn] });
     const hostNet = app('hostnet');

@@ -26,6 +26,7 @@ import type { PolicyClient } from '../policy/client.js';
 import type { ClusterKillSwitchGuard } from '../policy/guard.js';
 import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../policy/killswitch.js';
 import { type EgressBypass, findEgressBypasses } from '../policy/bypass.js';
+import { type CoverageReport, nodeRangeCoverage } from './coverage.js';
 import { describeError, type RangesOutcome } from './discovery.js';
 
 /** Namespace label values that plainly mean "not opted in" (no warning for those). */
@@ -55,6 +56,8 @@ export interface ReconcilerOptions {
   startTimeoutMs?: number;
   /** A namespace being deleted (creates refused) is tried again only this often (default 5 min). */
   terminatingRetryMs?: number;
+  /** After each pass: do the routed pods' not-routed lists cover every node's pod range? (metrics) */
+  onCoverage?: (report: CoverageReport) => void;
 }
 
 export interface ReconcileReport {
@@ -85,9 +88,10 @@ export class KillSwitchReconciler {
   private readonly unneededSince = new Map<string, number>();
   private reportedBypasses = new Set<string>();
   private readonly warnedLabels = new Map<string, string>();
+  private reportedCoverage = new Set<string>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, terminatingRetryMs: 300_000, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, terminatingRetryMs: 300_000, onCoverage: () => undefined, ...opts };
   }
 
   async start(): Promise<void> {
@@ -263,6 +267,7 @@ export class KillSwitchReconciler {
       log.warn({ err: describeError(err) }, 'kill-switch reconcile skipped: cannot list routed pods');
       return report;
     }
+    this.checkCoverage(routed);
     const wanted = new Map<string, { namespace: string; gateway: string }>();
     const withPods = new Set<string>();
     for (const r of routed) {
@@ -338,6 +343,36 @@ export class KillSwitchReconciler {
       log.info({ applied: report.applied, removed: report.removed, failed: report.failed }, 'kill-switch reconcile');
     }
     return report;
+  }
+
+  /** Say (once per node range and kind) when routed pods were not given a node's pod range. */
+  private checkCoverage(routed: Array<{ namespace: string; name?: string; notRouted?: string[] }>): void {
+    const { guard, log } = this.o;
+    const nodes = guard.nodeRanges();
+    const ranges = guard.ranges();
+    if (nodes === undefined || ranges === undefined) return;
+    const report = nodeRangeCoverage(nodes, ranges.podCIDRs, routed);
+    const now = new Set<string>();
+    for (const r of report.notInForce) {
+      const key = `force/${r.node}/${r.cidr}`;
+      now.add(key);
+      if (this.reportedCoverage.has(key)) continue;
+      log.warn(
+        { node: r.node, podCIDR: r.cidr, podCIDRs: ranges.podCIDRs, source: ranges.sources.podCIDRs },
+        `node ${r.node}'s pod range ${r.cidr} is not in the cluster pod ranges in force (${ranges.podCIDRs.join(' ')}, from ${ranges.sources.podCIDRs}): routed pods will send traffic for its pods into the tunnel; set cluster.podCIDRs to the whole cluster range`,
+      );
+    }
+    for (const r of report.missingFromPods) {
+      const key = `pods/${r.node}/${r.cidr}`;
+      now.add(key);
+      if (this.reportedCoverage.has(key)) continue;
+      log.warn(
+        { node: r.node, podCIDR: r.cidr, pods: r.pods, example: r.example },
+        `node ${r.node}'s pod range ${r.cidr} is missing from the not-routed list of ${r.pods} routed pod(s) (e.g. ${r.example}), given at their admission: they send traffic for pods on ${r.node} into the tunnel (cluster traffic breaks, nothing leaks); restart them to give them the current ranges`,
+      );
+    }
+    this.reportedCoverage = now;
+    this.o.onCoverage(report);
   }
 
   /** Find other egress policies that void the kill switch; say so once each, and tell the guard. */

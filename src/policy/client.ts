@@ -2,7 +2,8 @@
 // Every call is one listed in src/kube/permissions.ts.
 
 import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy } from '@kubernetes/client-node';
-import { FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
+import { notRoutedFromSettings } from '../cluster/coverage.js';
+import { ANNOTATION_CLIENT_SETTINGS, FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
 import type { PolicyLike } from './bypass.js';
 import type { KillSwitchPolicy } from './killswitch.js';
 
@@ -29,8 +30,11 @@ export interface PolicyClient {
   apply(policy: KillSwitchPolicy, opts: { dryRun: boolean }): Promise<LivePolicy>;
   /** Delete; an already missing policy is not an error. */
   delete(namespace: string, name: string): Promise<void>;
-  /** Routed pods (label `podvpn.io/routed`), fresh from the API: namespace and gateway of each. */
-  listRoutedPods(): Promise<Array<{ namespace: string; gateway: string }>>;
+  /**
+   * Routed pods (label `podvpn.io/routed`), fresh from the API: namespace and gateway of each, and
+   * (when the pod has podvpn's settings) its name and the not-routed list it was given at admission.
+   */
+  listRoutedPods(): Promise<Array<{ namespace: string; gateway: string; name?: string; notRouted?: string[] }>>;
   /** Every NetworkPolicy, to find other egress policies that would void the kill switch. */
   listAllPolicies?(): Promise<PolicyLike[]>;
 }
@@ -66,7 +70,9 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
       return pods.items.flatMap((p) => {
         const namespace = p.metadata?.namespace;
         const gateway = p.metadata?.labels?.[LABEL_ROUTED];
-        return namespace !== undefined && gateway !== undefined && gateway !== '' ? [{ namespace, gateway }] : [];
+        if (namespace === undefined || gateway === undefined || gateway === '') return [];
+        const notRouted = notRoutedFromSettings(p.metadata?.annotations?.[ANNOTATION_CLIENT_SETTINGS]);
+        return [{ namespace, gateway, name: p.metadata?.name, ...(notRouted === undefined ? {} : { notRouted }) }];
       });
     },
   };

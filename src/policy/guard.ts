@@ -22,7 +22,7 @@
 
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { describeError, resolveClusterRanges } from '../cluster/discovery.js';
+import { describeError, type NodeRange, resolveClusterRanges } from '../cluster/discovery.js';
 import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
@@ -84,6 +84,7 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   private readonly lastApplied = new Map<string, string>();
   /** Namespaces whose create was refused because they are being deleted → when that was seen. */
   private readonly terminating = new Map<string, number>();
+  private nodes: NodeRange[] | undefined;
   private readonly client: PolicyClient;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -104,8 +105,14 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
     return this.current === undefined ? this.why : undefined;
   }
 
+  /** Each node's pod ranges, as last discovered (undefined when the nodes were not listed). */
+  nodeRanges(): NodeRange[] | undefined {
+    return this.nodes;
+  }
+
   /** New ranges (from discovery); returns true when the allowed set changed (policies need rewriting). */
-  setRanges(outcome: { ranges: ClusterRanges | undefined; problem?: string }): boolean {
+  setRanges(outcome: { ranges: ClusterRanges | undefined; problem?: string; nodeRanges?: NodeRange[] }): boolean {
+    if (outcome.nodeRanges !== undefined) this.nodes = outcome.nodeRanges;
     const before = rangesKey(this.current);
     this.current = outcome.ranges;
     this.built.clear();

@@ -1,12 +1,16 @@
 // Prometheus metrics, on a registry of our own (tests build many servers in one process).
 
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   reviews: Counter<'outcome' | 'reason'>;
   duration: Histogram<'outcome'>;
   certReloads: Counter<'result'>;
+  /** Node pod ranges the cluster pod ranges in force do not cover. */
+  nodeRangesNotInForce: Gauge;
+  /** Routed pods whose not-routed list (fixed at admission) misses a node's pod range. */
+  routedPodsMissingNodeRanges: Gauge;
 }
 
 export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics {
@@ -32,6 +36,16 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics 
       name: 'podvpn_tls_reloads_total',
       help: 'Serving certificate reloads from disk, by result',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    nodeRangesNotInForce: new Gauge({
+      name: 'podvpn_node_pod_ranges_uncovered',
+      help: "Nodes' pod ranges (spec.podCIDRs) not covered by the cluster pod ranges podvpn gives routed pods",
+      registers: [registry],
+    }),
+    routedPodsMissingNodeRanges: new Gauge({
+      name: 'podvpn_routed_pods_missing_node_ranges',
+      help: "Routed pods whose not-routed list, fixed at admission, misses a node's pod range (restart them)",
       registers: [registry],
     }),
   };

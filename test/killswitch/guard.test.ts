@@ -460,3 +460,31 @@ describe('a namespace being deleted', () => {
     expect(isNamespaceTerminating(rbac)).toBe(false);
   });
 });
+
+describe('node pod ranges the routed pods were not given', () => {
+  it('a node added later: one warning naming it and the pods, and the report the metrics read', async () => {
+    const a = await cluster();
+    const settings = "NOT_ROUTED_TO_GATEWAY_CIDRS='10.244.0.0/24 10.96.0.0/12'\n";
+    const pod = routedPod('downloads', 'qbittorrent-0') as { metadata: Record<string, unknown> };
+    pod.metadata.annotations = { 'podvpn.io/client-settings': settings };
+    a.put(pod);
+    const log = captureLogger();
+    const reports: Array<{ podsMissing: number; notInForce: number }> = [];
+    const ks = await startKillSwitch(a.kubeConfig(), config, log.logger, {
+      resyncMs: 50,
+      debounceMs: 10,
+      onCoverage: (r) => reports.push({ podsMissing: r.podsMissing, notInForce: r.notInForce.length }),
+    });
+    started.push(ks);
+    await eventually(() => reports.length > 0);
+    expect(reports.at(-1)).toEqual({ podsMissing: 0, notInForce: 0 });
+    a.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] } });
+    expect(await ks.reconciler.rediscover()).toBe(true); // the nodes' union grew
+    await eventually(() => reports.at(-1)!.podsMissing === 1);
+    expect(reports.at(-1)).toEqual({ podsMissing: 1, notInForce: 0 });
+    await new Promise((r) => setTimeout(r, 300)); // several more passes
+    const warned = log.lines.filter((l) => l.level === 40 && /pod range 10\.244\.1\.0\/24 is missing/.test(l.msg));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ node: 'node-1', pods: 1, example: 'downloads/qbittorrent-0' });
+  });
+});
