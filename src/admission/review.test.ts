@@ -40,3 +40,45 @@ describe('fitWarnings', () => {
     expect(body.response.warnings).toEqual([w]);
   });
 });
+
+describe('forged reviews (the webhook has no caller authentication)', () => {
+  it('300 forged "already injected" pods in kube-system or naming an Object.prototype member ensure (write) no policy', async () => {
+    const { admit } = await import('./review.js');
+    const { parseConfig } = await import('../config/schema.js');
+    const ensured: string[] = [];
+    const ports = {
+      config: parseConfig({}),
+      namespaceFacts: () => ({ labels: { 'podvpn.io/inject': 'enabled' }, annotations: {} }),
+      ranges: () => ({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], extraCIDRs: [], dnsIPs: ['10.96.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } }),
+      ensureKillSwitch: async (ns: string, gw: string) => {
+        ensured.push(`${ns}/${gw}`);
+        return { ok: true as const };
+      },
+    };
+    const forged = (i: number, namespace: string, gateway: string) => ({
+      uid: `f${i}`,
+      operation: 'CREATE',
+      resource: { resource: 'pods' },
+      namespace,
+      name: `x${i}`,
+      dryRun: false,
+      object: {
+        metadata: { name: `x${i}`, labels: { 'podvpn.io/routed': gateway }, annotations: { 'podvpn.io/status': '{}' } },
+        spec: { containers: [{ name: 'a', image: 'b' }] },
+      },
+    });
+    const outcomes = new Map<string, number>();
+    const names = ['default', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf'];
+    for (let i = 0; i < 300; i++) {
+      const req = i % 2 === 0 ? forged(i, 'kube-system', 'default') : forged(i, 'downloads', names[1 + (i % 5)]!);
+      const o = await admit(req, ports);
+      const key = 'reason' in o ? `${o.outcome}/${o.reason}` : o.outcome;
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+    }
+    expect(ensured).toEqual([]); // was 300: 150 in kube-system, 150 for "gateways" like constructor
+    expect(Object.fromEntries(outcomes)).toEqual({ 'skipped/excluded-namespace': 150, 'denied/unknown-gateway': 150 });
+    // negative control: a real injected pod of a configured gateway does ensure its policy
+    await admit(forged(999, 'downloads', 'default'), ports);
+    expect(ensured).toEqual(['downloads/default']);
+  });
+});

@@ -20,7 +20,7 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics 
     registry,
     reviews: new Counter({
       name: 'podvpn_admission_reviews_total',
-      help: 'AdmissionReviews answered, by outcome (injected, skipped, denied, error) and reason',
+      help: 'AdmissionReviews answered, by outcome (injected, reordered, skipped, denied, error) and reason (the gateway when injected or reordered)',
       labelNames: ['outcome', 'reason'],
       registers: [registry],
     }),
