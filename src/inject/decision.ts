@@ -73,7 +73,7 @@ export function decide(input: DecisionInput): Decision {
     if (!Object.hasOwn(config.gateways, labels[LABEL_ROUTED])) {
       return deny(
         'unknown-gateway',
-        `the pod label ${LABEL_ROUTED}="${labels[LABEL_ROUTED]}" names no configured gateway ` +
+        `the pod label ${LABEL_ROUTED}="${clip(labels[LABEL_ROUTED])}" names no configured gateway ` +
           `(configured: ${Object.keys(config.gateways).join(', ')}); podvpn ensures a kill switch only for its own gateways`,
       );
     }
@@ -188,13 +188,13 @@ const OS_LABELS = ['kubernetes.io/os', 'beta.kubernetes.io/os'];
 export function linuxExcluded(spec: Record<string, unknown>): string | undefined {
   const os = spec.os;
   if (isObject(os) && typeof os.name === 'string' && os.name !== '' && os.name !== 'linux') {
-    return `${os.name} (spec.os.name)`;
+    return `${clip(os.name)} (spec.os.name)`;
   }
   const selector = spec.nodeSelector;
   if (isObject(selector)) {
     for (const key of OS_LABELS) {
       const value = selector[key];
-      if (typeof value === 'string' && value !== 'linux') return `${value} nodes (nodeSelector ${key}=${value})`;
+      if (typeof value === 'string' && value !== 'linux') return `${clip(value)} nodes (nodeSelector ${key}=${clip(value)})`;
     }
   }
   const affinity = isObject(spec.affinity) ? spec.affinity : undefined;
@@ -213,6 +213,11 @@ export function linuxExcluded(spec: Record<string, unknown>): string | undefined
     });
   };
   return terms.every(termExcludesLinux) ? 'non-Linux nodes (required node affinity on kubernetes.io/os)' : undefined;
+}
+
+/** A label value is at most 63 characters in a valid pod; a forged review may send megabytes. */
+function clip(value: string, max = 63): string {
+  return value.length > max ? `${value.slice(0, max)}...` : value;
 }
 
 function skip(reason: SkipReason): Decision {

@@ -53,3 +53,18 @@ describe('clientsFirstPatch', () => {
     );
   });
 });
+
+describe('denials that echo a forged value stay small', () => {
+  it('a 1 MiB routed label or OS name is clipped in the message', async () => {
+    const { decide } = await import('./decision.js');
+    const { parseConfig } = await import('../config/schema.js');
+    const huge = 'x'.repeat(1 << 20);
+    const base = { operation: 'CREATE', resource: 'pods', namespace: 'downloads', namespaceFacts: undefined, ranges: undefined, config: parseConfig({}) };
+    const routed = decide({ ...base, pod: { metadata: { labels: { 'podvpn.io/routed': huge }, annotations: { 'podvpn.io/status': '{}' } }, spec: { containers: [{ name: 'a' }] } } });
+    const windows = decide({ ...base, pod: { spec: { os: { name: huge }, containers: [{ name: 'a' }] } } });
+    for (const d of [routed, windows]) {
+      expect(d.action).toBe('deny');
+      expect(d.action === 'deny' && d.message.length).toBeLessThan(400);
+    }
+  });
+});
