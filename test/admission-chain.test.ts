@@ -126,6 +126,20 @@ describe('podvpn in the admission chain', () => {
     expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'dryrun', 'podvpn-killswitch-default')).toBeUndefined();
   });
 
+  it('the dry-run warning reaches the client whole, as a Warning header, with "nothing was written"', async () => {
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'dryrun-warning', labels: { 'podvpn.io/inject': 'enabled' } } });
+    api.setAdmission({ serviceAccount: true, mutatingWebhooks: [podvpn] });
+    const res = await fetch(`${api.url}/api/v1/namespaces/dryrun-warning/pods?dryRun=All`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(app('warned')),
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('warning')).toBe(
+      '299 - "dry run: podvpn would create NetworkPolicy dryrun-warning/podvpn-killswitch-default (the kill switch for gateway \\"default\\") before admitting this pod; nothing was written"',
+    );
+  });
+
   it('/metrics carries the node-range coverage gauges (0 here; their values are tested on the reconciler)', async () => {
     const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
     expect(text).toMatch(/^podvpn_node_pod_ranges_uncovered 0$/m);
