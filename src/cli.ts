@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The podvpn command: serve the webhook, inject manifests offline, write certificates.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION, WEBHOOK_SERVICE_NAME } from './constants.js';
 
@@ -179,8 +180,10 @@ async function runCerts(args: string[]): Promise<number> {
   return 0;
 }
 
-// Run only as a program, not when imported by tests.
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+// Run only as a program, not when imported by tests. npm installs the bin as a symlink (npm i -g,
+// npm link, npx: node_modules/.bin/podvpn -> ../podvpn/dist/cli.js), and Node resolves the module's
+// own URL through it while process.argv[1] keeps the link: compare the real paths of both.
+if (isMainModule(process.argv[1], import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
@@ -188,4 +191,13 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
       process.exit(1);
     },
   );
+}
+
+export function isMainModule(argv1: string | undefined, moduleUrl: string): boolean {
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
 }
