@@ -20,6 +20,7 @@ export const DENY_REASONS = {
   'cluster-ranges-unknown': 'cluster ranges unknown',
   'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
   'incomplete-injection': 'injected pod lost the routed label',
+  'existing-vpn': 'pod already runs a VPN of its own',
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 
