@@ -278,6 +278,57 @@ describe('podvpn inject', () => {
   });
 });
 
+describe('podvpn inject against a live cluster (the kubeconfig, like istioctl kube-inject)', () => {
+  function cliAsync(args: string[], input: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (status) => resolve({ status, stdout, stderr }));
+      child.stdin.end(input);
+    });
+  }
+
+  it('reads the ranges, the context namespace and the namespaces\' Pod Security from the cluster', async () => {
+    const { KubeApiDouble } = await import('./kube-api-double/index.js');
+    const api = await KubeApiDouble.start({ serviceCIDRs: ['10.43.0.0/16'] }); // k3s's ranges
+    try {
+      api.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'k3s-1' }, spec: { podCIDR: '10.42.0.0/24', podCIDRs: ['10.42.0.0/24'] } });
+      api.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'k3s-2' }, spec: { podCIDR: '10.42.1.0/24', podCIDRs: ['10.42.1.0/24'] } });
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system' } });
+      api.put({ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.43.0.0/16'] } });
+      api.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'kube-dns', namespace: 'kube-system' }, spec: { clusterIP: '10.43.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } });
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: { 'podvpn.io/inject': 'enabled' } } });
+      api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { 'podvpn.io/inject': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' } } });
+      const kc = api.kubeConfig();
+      const context = kc.getCurrentContext();
+      const kubeconfig = join(tempDir(), 'kubeconfig');
+      writeFileSync(kubeconfig, kc.exportConfig());
+      const env = { ...NO_CLUSTER, KUBECONFIG: kubeconfig };
+      const withContextNs = join(tempDir(), 'kubeconfig-downloads');
+      const exported = JSON.parse(kc.exportConfig()) as { contexts: Array<{ name: string; context: Record<string, string> }> };
+      for (const c of exported.contexts) if (c.name === context) c.context.namespace = 'downloads';
+      writeFileSync(withContextNs, JSON.stringify(exported));
+
+      const ok = await cliAsync(['inject', '-f', '-', '--kubeconfig', withContextNs], fixture('prowlarr-base.yaml'), env);
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/cluster ranges from kubeconfig .*: pods 10\.42\.0\.0\/23 \(nodes' spec\.podCIDRs/);
+      expect(ok.stderr).toMatch(/Deployment\/prowlarr in downloads: injected through gateway default/);
+      const [deployment] = parseAllDocuments(ok.stdout).map((d) => d.toJS());
+      expect(deployment.spec.template.metadata.annotations['podvpn.io/client-settings']).toContain("K8S_DNS_IPS='10.43.0.10'");
+      expect(deployment.spec.template.spec.dnsConfig.searches[0]).toBe('downloads.svc.cluster.local');
+
+      const baseline = await cliAsync(['inject', '-f', '-', '-n', 'media'], fixture('prowlarr-base.yaml'), env);
+      expect(baseline.status).toBe(1);
+      expect(baseline.stderr).toMatch(/Deployment\/prowlarr in media: refused: namespace media enforces Pod Security level "baseline"/);
+    } finally {
+      await api.close();
+    }
+  }, 60_000);
+});
+
 describe('podvpn certs', () => {
   it('writes a CA and serving certificate that openssl verifies, keys 0600, and reuses them', () => {
     const dir = tempDir();
