@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -399,6 +400,14 @@ describe('podvpn serve as a process', () => {
     const ca = readFileSync(join(certs, 'ca.crt'), 'utf8');
     const reply = await post(webhookPort, ca, readFileSync(join(ROOT, 'examples', 'review.json')));
     expect(reply.json().response.allowed).toBe(true);
+
+    const get = await new Promise<{ status: number; allow: unknown }>((resolve, reject) => {
+      httpsGet({ host: '127.0.0.1', port: webhookPort, path: '/mutate', ca, servername: 'localhost' }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, allow: res.headers.allow });
+      }).on('error', reject);
+    });
+    expect(get).toEqual({ status: 405, allow: 'POST' });
 
     const metrics = (await httpGet(adminPort, '/metrics')).body;
     expect(metrics).toMatch(/podvpn_admission_reviews_total\{outcome="injected",reason="default"\} 1/);
