@@ -5,6 +5,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
@@ -73,4 +74,14 @@ describe('the podvpn bin as npm installs it', () => {
     expect(npx.stdout).toBe(`${PKG.version}\n`);
     expect(npx.status).toBe(0);
   }, 90_000);
+
+  it('every locked package accepts this Node (no EBADENGINE on npm ci; CI runs Node 20)', () => {
+    // npm's own range check (semver, which fastify already brings), on what the lock file records.
+    const semver = createRequire(import.meta.url)('semver') as { satisfies(v: string, range: string): boolean };
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string } }> };
+    const demanding = Object.entries(lock.packages)
+      .filter(([, p]) => p.engines?.node !== undefined && !semver.satisfies(process.versions.node, p.engines.node))
+      .map(([path, p]) => `${path} (${p.engines!.node})`);
+    expect(demanding, 'pin or override these (package.json overrides) so Node 20 installs cleanly').toEqual([]);
+  });
 });
