@@ -181,12 +181,12 @@ function flags<T extends NonNullable<ParseArgsConfig['options']>>(command: strin
     const unknown = /Unknown option '([^']+)'/.exec(message)?.[1];
     if (unknown !== undefined) {
       const near = nearest(unknown, known);
-      throw new UsageError(`podvpn ${command} has no flag ${unknown}${near === undefined ? '' : `; did you mean ${near}?`}`);
+      throw new UsageError(`${command} has no flag ${unknown}${near === undefined ? '' : `; did you mean ${near}?`}`);
     }
     const missing = /Option '(?:-(\w), )?--([\w-]+)[^']*' argument missing/.exec(message);
     if (missing !== null) throw new UsageError(`--${missing[2]} needs a value`);
     const positional = /Unexpected argument '([^']+)'/.exec(message)?.[1];
-    if (positional !== undefined) throw new UsageError(`podvpn ${command} takes no argument "${positional}" (flags only; a file goes after -f)`);
+    if (positional !== undefined) throw new UsageError(`${command} takes no argument "${positional}" (flags only; a file goes after -f)`);
     throw new UsageError(message.split('. ')[0]!);
   }
 }

@@ -269,7 +269,7 @@ describe('podvpn inject', () => {
     const noFile = cli(['inject']);
     expect(noFile.status).toBe(2);
     expect(noFile.stderr).toBe('podvpn: inject needs -f FILE, -f DIR or -f - (standard input)\nRun "podvpn help" for usage.\n');
-    expect(cli(['inject', '--namepsace', 'x']).stderr).toMatch(/^podvpn: podvpn inject has no flag --namepsace; did you mean --namespace\?\n/);
+    expect(cli(['inject', '--namepsace', 'x']).stderr).toMatch(/^podvpn: inject has no flag --namepsace; did you mean --namespace\?\n/);
     expect(cli(['injcet']).stderr).toMatch(/unknown command "injcet"; did you mean "inject"\?/);
     expect(cli(['serve', '--bogus']).status).toBe(2);
     expect(cli(['serve', '--bogus']).stderr).not.toMatch(/Usage:/);
