@@ -8,7 +8,7 @@
 
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { type Document, parseAllDocuments } from 'yaml';
+import { type Document, isCollection, parseAllDocuments, visit } from 'yaml';
 import type { ClusterRanges } from './cluster/ranges.js';
 import type { Config } from './config/schema.js';
 import type { OfflinePlan, Report } from './inject/offline.js';
@@ -75,9 +75,10 @@ export interface InputDocument {
 export function parseInputs(inputs: Array<[string, string]>, err: (line: string) => void): InputDocument[] {
   const out: InputDocument[] = [];
   for (const [name, text] of inputs) {
-    // `{{` where a value starts, unquoted, is Helm (or another Go template), not YAML a user meant:
-    // it may even parse, as a flow map. Quoted templates (Argo CD notifications) are left alone.
-    const helm = /(^|[:-]\s)\s*\{\{/m.test(text);
+    // A Helm (Go) template either fails to parse or, where `{{ ... }}` starts a value, parses as a flow
+    // map whose key is itself a map: no manifest means that. `{{` inside strings and block scalars
+    // (Alertmanager templates in a ConfigMap) is text and stays.
+    const helm = /\{\{/.test(text);
     const hint = '; it looks like a Helm template: render it first (helm template RELEASE CHART | podvpn inject -f -)';
     const parsed = parseAllDocuments(text);
     const list = Array.isArray(parsed) ? parsed : [];
@@ -85,8 +86,8 @@ export function parseInputs(inputs: Array<[string, string]>, err: (line: string)
       if (doc.errors.length > 0) {
         throw new InputError(`${name}: document ${i + 1} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}${helm ? hint : ''}`);
       }
+      if (helm && hasCollectionKey(doc)) throw new InputError(`${name}: document ${i + 1} has template syntax ({{ ... }}) where a value starts${hint}`);
     }
-    if (helm) throw new InputError(`${name}: template syntax ({{ ... }}) where a value starts${hint}`);
     if (list.every(isEmptyDocument)) err(`${name}: no Kubernetes objects (empty, or only comments)`);
     for (const [i, doc] of list.entries()) {
       const start = i === 0 ? 0 : doc.range[0];
@@ -95,6 +96,20 @@ export function parseInputs(inputs: Array<[string, string]>, err: (line: string)
     }
   }
   return out;
+}
+
+function hasCollectionKey(doc: Document): boolean {
+  let found = false;
+  visit(doc, {
+    Pair(_, pair) {
+      if (isCollection(pair.key)) {
+        found = true;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 function isEmptyDocument(doc: Document): boolean {

@@ -1,7 +1,7 @@
 // The built CLI as a user runs it: a real process, real files, real signals.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
@@ -251,6 +251,11 @@ describe('podvpn inject', () => {
     const walked = cli(['inject', '-f', dir, '--config', configFile()]);
     expect(walked.status, walked.stderr).toBe(0);
     expect(parseAllDocuments(walked.stdout).map((d) => d.toJS().kind)).toEqual(['StatefulSet', 'Service', 'Deployment', 'NetworkPolicy']);
+    mkdirSync(join(dir, 'apps'));
+    writeFileSync(join(dir, 'apps', 'c.yaml'), fixture('deployments-list.yaml'));
+    expect(parseAllDocuments(cli(['inject', '-f', dir, '-R', '--config', configFile()]).stdout).map((d) => d.toJS().kind)).toEqual([
+      'StatefulSet', 'Service', 'List', 'Deployment', 'NetworkPolicy',
+    ]);
     const missing = cli(['inject', '-f', join(dir, 'nope.yaml'), '--config', configFile()]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toBe(`podvpn: ${join(dir, 'nope.yaml')}: no such file or directory\n`);
@@ -263,6 +268,14 @@ describe('podvpn inject', () => {
     const helm = cli(['inject', '-f', '-', '--config', configFile()], 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ include "app.fullname" . }}\n');
     expect(helm.status).toBe(1);
     expect(helm.stderr).toMatch(/looks like a Helm template: render it first \(helm template/);
+    const unparsable = cli(['inject', '-f', '-', '--config', configFile()], '{{- if .Values.enabled }}\napiVersion: v1\nkind: Pod\n{{- end }}\n');
+    expect(unparsable.status).toBe(1);
+    expect(unparsable.stderr).toMatch(/is not valid YAML: .*looks like a Helm template/);
+    // Negative control: Alertmanager-style templates in a ConfigMap's text are not Helm.
+    const alerts = 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: rules, namespace: downloads }\ndata:\n  rule: |\n    {{ $labels.instance }} is down\n  summary: "{{ $value }}"\n';
+    const text = cli(['inject', '-f', '-', '--config', configFile()], alerts);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toBe(alerts);
   });
 
   it('explains usage errors in one line, with the nearest flag or command', () => {
