@@ -6,6 +6,8 @@ export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**', 'test/dataplane/**'],
+    // Temporary files (CA keys among them) live under one directory removed after the run.
+    globalSetup: ['test/global-tmp.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },

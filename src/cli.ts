@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The podvpn command: serve the webhook, inject manifests offline, write certificates.
 
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION, WEBHOOK_SERVICE_NAME } from './constants.js';
 
 // Each command loads only what it needs: `serve` starts faster without the YAML and offline paths.
@@ -14,7 +15,9 @@ Usage:
                [--tls-cert FILE --tls-key FILE] [--certs-dir DIR] [--no-kube] [--kubeconfig FILE]
                [--log-level LEVEL] [--shutdown-delay SECONDS] [--tls-reload-interval SECONDS]
                [--self-managed-certs]
-  podvpn inject -f FILE|- [--config FILE] [--namespace NS] [--no-policies]
+  podvpn inject -f FILE|DIR|- [-R] [-o FILE] [--config FILE] [-n NS] [--no-policies]
+                [--kubeconfig FILE | --no-kube]
+  podvpn uninject -f FILE|DIR|- [-R] [-o FILE]
   podvpn certs [--out DIR] [--dns-name NAME]... [--force]
   podvpn version
 
@@ -23,13 +26,19 @@ serve    HTTPS admission webhook on --listen (default ${DEFAULT_LISTEN}), health
          --tls-key it keeps a CA and serving certificate in a Secret when it runs in a cluster (or
          with --self-managed-certs), else it generates them under --certs-dir (default certs/).
 inject   Inject Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
-         Jobs and CronJobs in multi-document YAML; other documents pass through unchanged. Appends
-         the kill-switch NetworkPolicy of every namespace it routed pods in (--no-policies: don't).
+         Jobs and CronJobs (and the items of a List) in multi-document YAML; other documents pass
+         through unchanged, comments and key order kept. Re-injecting refreshes an earlier injection.
+         Cluster ranges come from --config, else the kubeconfig's cluster; with neither it refuses.
+         Appends the kill-switch NetworkPolicy of every namespace it routed pods in (--no-policies:
+         don't). One line per document on stderr.
+uninject Remove what inject added, exactly, and podvpn's kill-switch policies.
 certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
          ${WEBHOOK_SERVICE_NAME}.${SYSTEM_NAMESPACE}.svc and its shorter and longer forms).
 `;
 
 class UsageError extends Error {}
+
+const COMMANDS = ['serve', 'inject', 'uninject', 'certs', 'version', 'help'];
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -38,7 +47,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await runServe(rest);
       case 'inject':
-        return await runInject(rest);
+      case 'uninject':
+        return await runOffline(command, rest);
       case 'certs':
         return await runCerts(rest);
       case 'version':
@@ -51,12 +61,14 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
         process.stdout.write(USAGE);
         return command === undefined ? 2 : 0;
-      default:
-        throw new UsageError(`unknown command "${command}"`);
+      default: {
+        const near = nearest(command, COMMANDS);
+        throw new UsageError(`unknown command "${command}"${near === undefined ? '' : `; did you mean "${near}"?`}`);
+      }
     }
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`podvpn: ${(err as Error).message}\n\n${USAGE}`);
+    if (err instanceof UsageError) {
+      process.stderr.write(`podvpn: ${err.message}\nRun "podvpn help" for usage.\n`);
       return 2;
     }
     process.stderr.write(`podvpn: ${(err as Error).message}\n`);
@@ -66,10 +78,7 @@ export async function main(argv: string[]): Promise<number> {
 
 async function runServe(args: string[]): Promise<number> {
   const { DEFAULT_SERVE_OPTIONS, serve } = await import('./serve.js');
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
+  const { values } = flags('serve', args, {
       listen: { type: 'string' },
       'admin-listen': { type: 'string' },
       'tls-cert': { type: 'string' },
@@ -82,9 +91,12 @@ async function runServe(args: string[]): Promise<number> {
       'shutdown-delay': { type: 'string' },
       'tls-reload-interval': { type: 'string' },
       'self-managed-certs': { type: 'boolean' },
-    },
   });
   const d = DEFAULT_SERVE_OPTIONS;
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (values['log-level'] !== undefined && !levels.includes(values['log-level'])) {
+    throw new UsageError(`--log-level must be one of ${levels.join(', ')}; got "${values['log-level']}"`);
+  }
   const server = await serve({
     listen: values.listen ?? d.listen,
     adminListen: values['admin-listen'] ?? d.adminListen,
@@ -116,58 +128,100 @@ function seconds(value: string | undefined, flag: string): number | undefined {
   return n;
 }
 
-async function runInject(args: string[]): Promise<number> {
-  const [{ parseAllDocuments, stringify }, { loadConfig }, { standaloneRanges }, { policiesForNamespaces }, { injectDocuments }] =
-    await Promise.all([
-      import('yaml'),
-      import('./config/load.js'),
-      import('./cluster/ranges.js'),
-      import('./policy/killswitch.js'),
-      import('./inject/offline.js'),
-    ]);
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      filename: { type: 'string', short: 'f' },
-      config: { type: 'string' },
-      namespace: { type: 'string', short: 'n' },
-      'no-policies': { type: 'boolean' },
-    },
-  });
-  if (values.filename === undefined) throw new UsageError('inject needs -f FILE (or -f - for standard input)');
-  const text = readFileSync(values.filename === '-' ? 0 : values.filename, 'utf8');
-  const parsed = parseAllDocuments(text);
-  const docs = (Array.isArray(parsed) ? parsed : [parsed]).map((doc, i) => {
-    if (doc.errors.length > 0) throw new UsageError(`document ${i + 1} is not valid YAML: ${doc.errors[0]!.message}`);
-    return doc.toJS() as unknown;
-  });
-  const config = loadConfig(values.config);
-  const ranges = standaloneRanges(config.cluster);
-  for (const [kind, source] of Object.entries(ranges.sources)) {
-    if (!source.startsWith('config')) process.stderr.write(`podvpn: cluster.${kind} not in config; using ${source}\n`);
+const OFFLINE_OPTIONS = {
+  filename: { type: 'string', short: 'f', multiple: true },
+  recursive: { type: 'boolean', short: 'R' },
+  output: { type: 'string', short: 'o' },
+  config: { type: 'string' },
+  namespace: { type: 'string', short: 'n' },
+  'no-policies': { type: 'boolean' },
+  'no-kube': { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+} as const;
+
+async function runOffline(command: 'inject' | 'uninject', args: string[]): Promise<number> {
+  const v: Partial<ReturnType<typeof flags<typeof OFFLINE_OPTIONS>>['values']> =
+    command === 'inject' ? flags(command, args, OFFLINE_OPTIONS).values : flags(command, args, pick(OFFLINE_OPTIONS, ['filename', 'recursive', 'output'])).values;
+  if (v.filename === undefined) throw new UsageError(`${command} needs -f FILE, -f DIR or -f - (standard input)`);
+  const { runInjectCommand, runUninjectCommand, InputError } = await import('./offline-cli.js');
+  const opts = {
+    files: v.filename,
+    recursive: v.recursive ?? false,
+    output: v.output,
+    config: v.config,
+    namespace: v.namespace,
+    noPolicies: v['no-policies'] ?? false,
+    noKube: v['no-kube'] ?? false,
+    kubeconfig: v.kubeconfig,
+    stdin: () => readFileSync(0, 'utf8'),
+    err: (line: string) => void process.stderr.write(`${line}\n`),
+  };
+  try {
+    return command === 'inject' ? await runInjectCommand(opts) : await runUninjectCommand(opts);
+  } catch (err) {
+    if (err instanceof InputError) {
+      process.stderr.write(`podvpn: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
   }
-  const result = injectDocuments(docs, { config, ranges, defaultNamespace: values.namespace ?? 'default' });
-  for (const note of result.notes) process.stderr.write(`podvpn: ${note}\n`);
-  // Each touched namespace's kill-switch policy, from the same ranges as the injected routes.
-  const policies = values['no-policies'] === true ? [] : policiesForNamespaces(result.routed, ranges, config);
-  const out = [...result.documents, ...policies]
-    .filter((d) => d !== null && d !== undefined)
-    .map((d) => stringify(d, { lineWidth: 0 }));
-  process.stdout.write(out.join('---\n'));
-  return 0;
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
+}
+
+/** parseArgs, with errors that say what was wrong and the nearest flag this command has. */
+function flags<T extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: T) {
+  try {
+    return parseArgs({ args, strict: true, allowPositionals: false, options });
+  } catch (err) {
+    const message = (err as Error).message;
+    const known = Object.entries(options).flatMap(([name, o]) => [`--${name}`, ...(o.short === undefined ? [] : [`-${o.short}`])]);
+    const unknown = /Unknown option '([^']+)'/.exec(message)?.[1];
+    if (unknown !== undefined) {
+      const near = nearest(unknown, known);
+      throw new UsageError(`${command} has no flag ${unknown}${near === undefined ? '' : `; did you mean ${near}?`}`);
+    }
+    const missing = /Option '(?:-(\w), )?--([\w-]+)[^']*' argument missing/.exec(message);
+    if (missing !== null) throw new UsageError(`--${missing[2]} needs a value`);
+    const positional = /Unexpected argument '([^']+)'/.exec(message)?.[1];
+    if (positional !== undefined) throw new UsageError(`${command} takes no argument "${positional}" (flags only; a file goes after -f)`);
+    throw new UsageError(message.split('. ')[0]!);
+  }
+}
+
+/** The closest candidate by edit distance, when it is close enough to be a typo. */
+export function nearest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = row[j]!;
+      row[j] = next;
+    }
+  }
+  return row[b.length]!;
 }
 
 async function runCerts(args: string[]): Promise<number> {
   const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      out: { type: 'string' },
-      'dns-name': { type: 'string', multiple: true },
-      force: { type: 'boolean' },
-    },
+  const { values } = flags('certs', args, {
+    out: { type: 'string' },
+    'dns-name': { type: 'string', multiple: true },
+    force: { type: 'boolean' },
   });
   const dir = values.out ?? 'certs';
   const names = values['dns-name'] ?? webhookDnsNames();
@@ -179,8 +233,10 @@ async function runCerts(args: string[]): Promise<number> {
   return 0;
 }
 
-// Run only as a program, not when imported by tests.
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+// Run only as a program, not when imported by tests. npm installs the bin as a symlink (npm i -g,
+// npm link, npx: node_modules/.bin/podvpn -> ../podvpn/dist/cli.js), and Node resolves the module's
+// own URL through it while process.argv[1] keeps the link: compare the real paths of both.
+if (isMainModule(process.argv[1], import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
@@ -188,4 +244,13 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
       process.exit(1);
     },
   );
+}
+
+export function isMainModule(argv1: string | undefined, moduleUrl: string): boolean {
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
 }

@@ -19,6 +19,8 @@ export const ANNOTATION_GATEWAY = 'podvpn.io/gateway';
 export const ANNOTATION_STATUS = 'podvpn.io/status';
 /** The pod-gateway client's settings.sh, projected into the client's /config by a downward API volume. */
 export const ANNOTATION_CLIENT_SETTINGS = 'podvpn.io/client-settings';
+/** Pod annotation: "true" keeps a VPN the pod already runs (gluetun, WireGuard, ...) instead of refusing. */
+export const ANNOTATION_ALLOW_EXISTING_VPN = 'podvpn.io/allow-existing-vpn';
 
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const ANNOTATION_MIRROR = 'kubernetes.io/config.mirror';

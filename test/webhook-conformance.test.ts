@@ -43,7 +43,7 @@ function checkEnvelope(review: Record<string, any>, reply: Awaited<ReturnType<ty
 
 describe('AdmissionReview conformance over TLS', () => {
   const pods = readdirSync(TESTDATA)
-    .filter((f) => f.endsWith('.yaml'))
+    .filter((f) => f.endsWith('.input.yaml'))
     .map((f) => [f, (parse(readFileSync(join(TESTDATA, f), 'utf8')) as { pod: unknown }).pod] as const);
 
   it.each(pods)('%s: 200, uid echoed, patch applies, result valid, second pass empty', async (_name, pod) => {

@@ -4,6 +4,7 @@ import type { ClusterRanges } from '../cluster/ranges.js';
 import { missingRanges } from '../cluster/ranges.js';
 import type { Config, Gateway } from '../config/schema.js';
 import {
+  ANNOTATION_ALLOW_EXISTING_VPN,
   ANNOTATION_GATEWAY,
   ANNOTATION_MIRROR,
   ANNOTATION_STATUS,
@@ -113,6 +114,18 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
+  const vpn = existingVpn(spec);
+  const keepVpn = annotations[ANNOTATION_ALLOW_EXISTING_VPN] === 'true';
+  if (vpn !== undefined && !keepVpn) {
+    return deny(
+      'existing-vpn',
+      `${vpn.where} already runs a VPN (${vpn.what}); podvpn would put a second tunnel around it and the two ` +
+        `would fight over the pod's routes and DNS. Remove the "${vpn.container}" container (and what only it needs: ` +
+        `its NET_ADMIN capability, /dev/net/tun, its VPN credentials), or annotate the pod ` +
+        `${ANNOTATION_ALLOW_EXISTING_VPN}: "true" to keep it and route through podvpn anyway`,
+    );
+  }
+
   const gatewayName = String(annotations[ANNOTATION_GATEWAY] ?? nsFacts?.annotations[ANNOTATION_GATEWAY] ?? config.defaultGateway);
   const gateway = Object.hasOwn(config.gateways, gatewayName) ? config.gateways[gatewayName] : undefined;
   if (gateway === undefined) {
@@ -153,7 +166,63 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
-  return { action: 'inject', gateway, warnings: warningsFor(input, spec.initContainers ?? [], nsFacts) };
+  const warnings = warningsFor(input, spec.initContainers ?? [], nsFacts);
+  if (vpn !== undefined) {
+    warnings.push(`podvpn: ${vpn.where} runs its own VPN (${vpn.what}); kept because ${ANNOTATION_ALLOW_EXISTING_VPN} is "true"`);
+  }
+  return { action: 'inject', gateway, warnings };
+}
+
+/** A VPN the pod already runs: what the user has to remove before podvpn can route the pod. */
+export interface ExistingVpn {
+  container: string;
+  /** `container "gluetun" (image qmcgaw/gluetun:v3.40.0)` */
+  where: string;
+  what: string;
+}
+
+type Container = { name?: string; image?: string; command?: string[]; args?: string[]; env?: Array<{ name?: string } | null> } | null;
+
+/**
+ * Images and settings of the VPNs home-lab manifests put into download-client pods: gluetun (as a
+ * container or a native sidecar), pod-gateway's client added by hand, WireGuard and OpenVPN clients,
+ * and app images with a VPN built in (haugene/transmission-openvpn, binhex's *vpn images).
+ * podvpn's own containers are not counted: a pod carrying them is handled by the status checks.
+ */
+const VPN_SIGNS: Array<{ what: string; image?: RegExp; name?: RegExp; command?: RegExp; env?: RegExp }> = [
+  { what: 'gluetun', image: /(^|\/)gluetun([:@]|$)/, name: /^gluetun$/, env: /^VPN_SERVICE_PROVIDER$/ },
+  { what: "a pod-gateway client added by hand", image: /(^|\/)pod-gateway([:@]|$)/, command: /client_(init|sidecar)\.sh/ },
+  { what: 'an app image with OpenVPN built in', image: /transmission-openvpn|(^|\/)arch-[a-z0-9]+vpn([:@]|$)/, env: /^OPENVPN_PROVIDER$/ },
+  { what: 'WireGuard', image: /wireguard|(^|\/)wg-easy([:@]|$)|boringtun/, name: /^(wireguard|wg)$/, command: /wg-quick/ },
+  { what: 'OpenVPN', image: /openvpn/, name: /^openvpn$/, command: /(^|\/)openvpn$/ },
+];
+
+export function existingVpn(spec: { containers?: unknown; initContainers?: unknown }): ExistingVpn | undefined {
+  const all = [
+    ...(Array.isArray(spec.initContainers) ? (spec.initContainers as Container[]) : []),
+    ...(Array.isArray(spec.containers) ? (spec.containers as Container[]) : []),
+  ];
+  for (const c of all) {
+    if (c === null || typeof c !== 'object') continue;
+    const name = typeof c.name === 'string' ? c.name : '';
+    if (name === CLIENT_INIT_NAME || name === CLIENT_SIDECAR_NAME) continue;
+    const image = typeof c.image === 'string' ? c.image.toLowerCase() : '';
+    const words = [...(Array.isArray(c.command) ? c.command : []), ...(Array.isArray(c.args) ? c.args : [])].filter(
+      (w): w is string => typeof w === 'string',
+    );
+    const envNames = (Array.isArray(c.env) ? c.env : []).map((e) => (e !== null && typeof e === 'object' ? e.name : undefined));
+    for (const sign of VPN_SIGNS) {
+      const hit =
+        (sign.image?.test(image) ?? false) ||
+        (sign.name?.test(name) ?? false) ||
+        words.some((w) => sign.command?.test(w) ?? false) ||
+        envNames.some((e) => typeof e === 'string' && (sign.env?.test(e) ?? false));
+      if (hit) {
+        return { container: name, where: `container "${name}"${image === '' ? '' : ` (image ${c.image})`}`, what: sign.what };
+      }
+    }
+  }
+  return undefined;
 }
 
 function warningsFor(

@@ -1,6 +1,7 @@
 // Property: for any pod shape the API server may send (lists missing, null or full; maps missing,
 // null or full; keys that need JSON-pointer escaping), the patch applies as RFC 6902, the client init
-// comes first, nothing of the user's is lost, and the result is recognised as injected.
+// comes first, nothing of the user's is lost, the result is recognised as injected, and uninject gives
+// the pod back exactly.
 
 import jsonpatch from 'fast-json-patch';
 import fc from 'fast-check';
@@ -12,6 +13,7 @@ import { decide } from './decision.js';
 import { injectionPatch } from './patch.js';
 import { clientSettings } from './settings.js';
 import type { Pod } from './types.js';
+import { uninjectionPatch } from './uninject.js';
 
 const RANGES: ClusterRanges = {
   podCIDRs: ['10.244.0.0/16'],
@@ -88,6 +90,28 @@ describe('injection patch properties', () => {
           expect(out.metadata!.annotations![ANNOTATION_STATUS]).toBeDefined();
           const again = decide({ operation: 'CREATE', resource: 'pods', namespace: 'ns', pod: out, namespaceFacts: undefined, ranges: RANGES, config });
           expect(again).toEqual({ action: 'skip', reason: 'already-injected' });
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+
+  for (const sidecarMode of ['native', 'container'] as const) {
+    it(`uninject gives any injected pod back exactly, key order too (${sidecarMode})`, () => {
+      const config = parseConfig({ sidecarMode });
+      const gateway = config.gateways.default!;
+      const withDnsPolicy = fc.tuple(pods, fc.constantFrom(undefined, null, 'ClusterFirst', 'Default')).map(([pod, dnsPolicy]) =>
+        dnsPolicy === undefined ? pod : ({ ...pod, spec: { ...pod.spec, dnsPolicy } } as Pod),
+      );
+      fc.assert(
+        fc.property(withDnsPolicy, (pod) => {
+          const { patch } = injectionPatch({ pod, namespace: 'ns', gateway, settings: clientSettings(gateway, RANGES), config });
+          const out = jsonpatch.applyPatch(structuredClone(pod), patch as jsonpatch.Operation[], true, false).newDocument as Pod;
+          const undo = uninjectionPatch(out)!;
+          expect(jsonpatch.validate(undo.patch as jsonpatch.Operation[], structuredClone(out))).toBeUndefined();
+          const back = jsonpatch.applyPatch(structuredClone(out), undo.patch as jsonpatch.Operation[], true, false).newDocument;
+          expect(JSON.stringify(back)).toBe(JSON.stringify(pod));
+          expect(undo.notes).toEqual([]);
         }),
         { numRuns: 300 },
       );

@@ -49,6 +49,7 @@ export function injectionPatch(input: InjectionInput): Injection {
     initContainers: native ? [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME] : [CLIENT_INIT_NAME],
     containers: native ? [] : [CLIENT_SIDECAR_NAME],
     volumes: [CLIENT_VOLUME_NAME, CLIENT_NO_TOKEN_VOLUME_NAME],
+    ...undoRecord(pod, native),
   };
   const dns = dnsConfig(input);
 
@@ -76,6 +77,35 @@ export function injectionPatch(input: InjectionInput): Injection {
   patch.push({ op: 'add', path: '/spec/dnsPolicy', value: 'None' });
   patch.push({ op: 'add', path: '/spec/dnsConfig', value: dns.config });
   return { patch, warnings: dns.warnings };
+}
+
+/**
+ * What `podvpn uninject` needs to give the pod back exactly: the values podvpn replaced (`prior`) and
+ * what it created where nothing was (`created`, JSON pointers). Containers, the volume, the label and
+ * the annotations are removed by name.
+ */
+function undoRecord(pod: Pod, native: boolean): Pick<InjectionStatus, 'prior' | 'created'> {
+  const prior: Record<string, unknown> = {};
+  const created: string[] = [];
+  const note = (path: string, value: unknown): void => {
+    if (value === undefined) created.push(path);
+    else prior[path] = value;
+  };
+  const spec = isMap(pod.spec) ? pod.spec! : undefined;
+  if (!isMap(pod.metadata)) note('/metadata', pod.metadata);
+  if (!isMap(pod.metadata?.labels)) note('/metadata/labels', pod.metadata?.labels);
+  if (!isMap(pod.metadata?.annotations)) note('/metadata/annotations', pod.metadata?.annotations);
+  if (spec === undefined) note('/spec', pod.spec);
+  if (!Array.isArray(spec?.initContainers)) note('/spec/initContainers', spec?.initContainers);
+  if (!native && !Array.isArray(spec?.containers)) note('/spec/containers', spec?.containers);
+  if (!Array.isArray(spec?.volumes)) note('/spec/volumes', spec?.volumes);
+  note('/spec/dnsPolicy', spec?.dnsPolicy);
+  note('/spec/dnsConfig', spec?.dnsConfig);
+  return { ...(Object.keys(prior).length > 0 ? { prior } : {}), ...(created.length > 0 ? { created } : {}) };
+}
+
+function isMap(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function clientContainer(name: string, command: string[], config: Config): V1Container {

@@ -51,4 +51,8 @@ export interface InjectionStatus {
   initContainers: string[];
   containers: string[];
   volumes: string[];
+  /** Values podvpn replaced, by JSON pointer (`/spec/dnsPolicy`), for uninject. */
+  prior?: Record<string, unknown>;
+  /** JSON pointers podvpn created where nothing was, for uninject. */
+  created?: string[];
 }

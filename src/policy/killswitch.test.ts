@@ -1,9 +1,9 @@
-import { readdirSync, readFileSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { expectGolden, goldenCases, orphanGoldens, readInput } from '../../test/golden.js';
 import { containsAddress, parseAddress, parseCidr } from '../cidr/cidr.js';
 import { notRoutedCIDRs, resolveRanges, type ClusterRanges } from '../cluster/ranges.js';
 import { parseConfig } from '../config/schema.js';
@@ -17,7 +17,6 @@ import {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dataDir = join(here, 'testdata');
-const refresh = process.env.REFRESH_GOLDEN === '1';
 
 interface Case {
   namespace: string;
@@ -30,31 +29,21 @@ function rangesOf(cluster: unknown): ClusterRanges {
   return resolveRanges(config.cluster, {});
 }
 
-const inputs = readdirSync(dataDir)
-  .filter((f) => f.endsWith('.input.yaml'))
-  .map((f) => f.slice(0, -'.input.yaml'.length))
-  .sort();
+const inputs = goldenCases(dataDir);
 
 describe('kill-switch policy goldens', () => {
   it('has cases', () => expect(inputs.length).toBeGreaterThanOrEqual(5));
 
   it.each(inputs)('%s', (name) => {
-    const input = parse(readFileSync(join(dataDir, `${name}.input.yaml`), 'utf8')) as Case;
+    const input = parse(readInput(dataDir, name)) as Case;
     const policy = buildKillSwitchPolicy({ namespace: input.namespace, gateway: input.gateway, ranges: rangesOf(input.cluster) });
     // Valid against the Kubernetes schema: the API server would accept it.
     expect(() => new NetworkPolicy(policy as never).validate()).not.toThrow();
-    const text = stringify(policy);
-    const goldenPath = join(dataDir, `${name}.golden.yaml`);
-    if (refresh) writeFileSync(goldenPath, text);
-    expect(existsSync(goldenPath), `missing golden ${goldenPath}: run with REFRESH_GOLDEN=1`).toBe(true);
-    expect(text).toBe(readFileSync(goldenPath, 'utf8'));
+    expectGolden(dataDir, name, undefined, stringify(policy));
   });
 
-  it('no golden without an input (unused goldens fail)', () => {
-    const goldens = readdirSync(dataDir).filter((f) => f.endsWith('.golden.yaml'));
-    const orphans = goldens.filter((g) => !inputs.includes(g.slice(0, -'.golden.yaml'.length)));
-    if (refresh) for (const o of orphans) unlinkSync(join(dataDir, o));
-    else expect(orphans).toEqual([]);
+  it('no golden without an input (orphans fail)', () => {
+    expect(orphanGoldens(dataDir, [undefined])).toEqual([]);
   });
 });
 

@@ -61,6 +61,9 @@ export function buildWebhookApp(opts: WebhookOptions) {
     void reply.code(404).send({ code: 'PODVPN_ERR_NOT_FOUND', message: HTTP_ERRORS.PODVPN_ERR_NOT_FOUND.message });
   });
 
+  // The path exists, the method does not: 405 with Allow, not 404.
+  app.route({ method: ['GET', 'PUT', 'PATCH', 'DELETE'], url: MUTATE_PATH, handler: (_request, reply) => void reply.code(405).header('allow', 'POST').send({ code: 'PODVPN_ERR_METHOD_NOT_ALLOWED', message: `${MUTATE_PATH} takes POST (an AdmissionReview)` }) });
+
   app.post(MUTATE_PATH, async (request, reply) => {
     const started = process.hrtime.bigint();
     const review = parseReview(request.body);
