@@ -20,6 +20,7 @@ export const DENY_REASONS = {
   'cluster-ranges-unknown': 'cluster ranges unknown',
   'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
   'incomplete-injection': 'injected pod lost the routed label',
+  'dns-config-too-large': "pod's dnsConfig.searches leave no room for podvpn's within the API server's limits",
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 

@@ -19,6 +19,8 @@ import {
   NAMESPACE_INJECT_VALUE,
 } from '../constants.js';
 import type { DenyReason, SkipReason } from '../errors.js';
+import { clip } from '../util/clip.js';
+import { searchesProblem } from './dns.js';
 import type { NamespaceFacts, Pod } from './types.js';
 
 export interface DecisionInput {
@@ -72,7 +74,7 @@ export function decide(input: DecisionInput): Decision {
   if (podChoice !== undefined && podChoice !== 'true' && podChoice !== 'false') {
     return deny(
       'invalid-inject-label',
-      `pod label ${LABEL_INJECT}="${podChoice}" is not valid: use "true" to route the pod through the VPN or "false" to opt it out`,
+      `pod label ${LABEL_INJECT}="${clip(String(podChoice))}" is not valid: use "true" to route the pod through the VPN or "false" to opt it out`,
     );
   }
   if (podChoice === 'false') return skip('opted-out');
@@ -98,7 +100,7 @@ export function decide(input: DecisionInput): Decision {
     const source = ANNOTATION_GATEWAY in annotations ? 'pod' : 'namespace';
     return deny(
       'unknown-gateway',
-      `the ${source} annotation ${ANNOTATION_GATEWAY}="${gatewayName}" names no configured gateway ` +
+      `the ${source} annotation ${ANNOTATION_GATEWAY}="${clip(String(gatewayName))}" names no configured gateway ` +
         `(configured: ${Object.keys(config.gateways).join(', ')}); fix the annotation or add the gateway to podvpn's config`,
     );
   }
@@ -107,7 +109,7 @@ export function decide(input: DecisionInput): Decision {
   if (enforce !== undefined && RESTRICTIVE_LEVELS.has(enforce)) {
     return deny(
       'pod-security',
-      `namespace ${input.namespace} enforces Pod Security level "${enforce}", which forbids the NET_ADMIN and NET_RAW ` +
+      `namespace ${clip(input.namespace)} enforces Pod Security level "${enforce}", which forbids the NET_ADMIN and NET_RAW ` +
         `capabilities the VPN client needs; label the namespace ${LABEL_PSA_ENFORCE}=privileged, or opt the pod out with ${LABEL_INJECT}=false`,
     );
   }
@@ -120,6 +122,9 @@ export function decide(input: DecisionInput): Decision {
         `set them in podvpn's config file (${missing.join(', ')})`,
     );
   }
+
+  const dnsProblem = searchesProblem(input.namespace, config.cluster.domain, spec.dnsConfig?.searches);
+  if (dnsProblem !== undefined) return deny('dns-config-too-large', dnsProblem);
 
   const taken = [...(spec.initContainers ?? []), ...spec.containers].map((c) => c?.name);
   const volumes = (spec.volumes ?? []).map((v) => v?.name);
@@ -145,8 +150,10 @@ function warningsFor(
   if (warnLevel !== undefined && RESTRICTIVE_LEVELS.has(warnLevel)) {
     warnings.push(`podvpn: namespace Pod Security warn=${warnLevel} flags the VPN client's NET_ADMIN; set it to privileged`);
   }
+  const meshes = new Set<string>(); // one warning per mesh, however many containers carry its name
   for (const c of initContainers) {
-    if (c?.name !== undefined && FOREIGN_MESH_INIT_CONTAINERS.includes(c.name)) {
+    if (c?.name !== undefined && FOREIGN_MESH_INIT_CONTAINERS.includes(c.name) && !meshes.has(c.name)) {
+      meshes.add(c.name);
       warnings.push(`podvpn: ${c.name} also rewrites this pod's routing; the VPN route may conflict with that mesh`);
     }
   }
