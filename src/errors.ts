@@ -35,6 +35,7 @@ export const HTTP_ERRORS = {
   PODVPN_ERR_CONTENT_TYPE: { status: 415, message: 'content type must be application/json' },
   PODVPN_ERR_NOT_FOUND: { status: 404, message: 'no such path' },
   PODVPN_ERR_INTERNAL: { status: 500, message: 'internal error' },
+  PODVPN_ERR_BUSY: { status: 503, message: 'the webhook is holding as many request bodies as it may; retry' },
 } as const;
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 

@@ -10,6 +10,7 @@ import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from 
 import { findKubeSource, loadKubeConfig } from './kube/client.js';
 import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
+import { type ServerLimits, SHUTDOWN_IN_FLIGHT_MS } from './server/limits.js';
 import { createMetrics } from './server/metrics.js';
 import { readTls, TLS_OPTIONS, type TlsFiles, watchTls } from './server/tls-reload.js';
 import { buildWebhookApp } from './server/webhook.js';
@@ -32,6 +33,8 @@ export interface ServeOptions {
   tlsReloadIntervalMs: number;
   /** Keep the certificate in a Secret and the webhook's caBundle current even outside a cluster. */
   selfManagedCerts?: boolean;
+  /** Server limits (src/server/limits.ts); tests shorten them. */
+  limits?: { webhook?: Partial<ServerLimits>; admin?: Partial<ServerLimits>; shutdownInFlightMs?: number };
 }
 
 export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
@@ -141,7 +144,14 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   }
 
   let shuttingDown = false;
-  const webhook = buildWebhookApp({ ports, logger: log, metrics, tls: initial });
+  const webhook = buildWebhookApp({
+    ports,
+    logger: log,
+    metrics,
+    tls: initial,
+    draining: () => shuttingDown,
+    ...(options.limits?.webhook ? { limits: options.limits.webhook } : {}),
+  });
   swapCertificate = (cert, key) => {
     // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
     (webhook.server as unknown as HttpsServer).setSecureContext({ ...TLS_OPTIONS, cert, key });
@@ -151,6 +161,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   const admin = buildAdminApp({
     logger: log,
     metrics,
+    ...(options.limits?.admin ? { limits: options.limits.admin } : {}),
     readiness: {
       notReady: () => [
         ...(shuttingDown ? ['shutting down'] : []),
@@ -170,11 +181,23 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   let closing: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
+      // Unready, and every reply now says Connection: close: a client's next request opens a new
+      // connection (to a ready endpoint once the Service has dropped this one), and no request races
+      // a connection being closed under it.
       shuttingDown = true;
       log.info({ delaySeconds: options.shutdownDelay }, 'shutting down: unready, draining');
       await new Promise((r) => setTimeout(r, options.shutdownDelay * 1000));
       stopCertificates();
+      // Stop accepting and close idle connections now; a request in flight gets its reply (which
+      // closes its connection), and whatever is still open after SHUTDOWN_IN_FLIGHT_MS (a stuck or
+      // slow client) is cut, so the process exits well inside the pod's grace period.
+      const inFlightMs = options.limits?.shutdownInFlightMs ?? SHUTDOWN_IN_FLIGHT_MS;
+      const force = setTimeout(() => {
+        log.warn('closing connections still open after the in-flight grace');
+        webhook.server.closeAllConnections();
+      }, inFlightMs);
       await webhook.close();
+      clearTimeout(force);
       await namespaces?.stop();
       await killSwitch?.stop();
       await admin.close();
