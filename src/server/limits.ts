@@ -51,6 +51,8 @@ export const ADMIN_LIMITS: ServerLimits = {
   maxBufferedBodyBytes: 64 * 1024,
 };
 
+/** After the drain delay the listener closes; connections accepted just before get this long to send their request. */
+export const SHUTDOWN_SETTLE_MS = 500;
 /** After the drain delay, requests already in flight get this long to finish before their connections are closed. */
 export const SHUTDOWN_IN_FLIGHT_MS = 5_000;
 
