@@ -1,14 +1,15 @@
 // How much one client can hold of a replica. The webhook answers with failurePolicy Fail, so a
 // replica that stalls or is OOM-killed stops pod creation in every routed namespace. Every figure
-// here is sized against the Deployment's memory limit (manifests/base/deployment.yaml: 384Mi, about
-// 145-175 MiB in use at ready and under load, npm run bench), with the worst case written out:
+// here is sized against the Deployment's memory limit (manifests/base/deployment.yaml: 384Mi; about
+// 145-175 MiB in use at ready and under load in a cluster, npm run bench), with the worst case
+// written out (measured with bench/hostile.mjs on the standalone server, 84 MiB at ready):
 //
-//   connections  maxConnections x ~52 KiB (an open TLS connection with a partial request, measured)
-//                webhook 1024 -> ~52 MiB, admin 64 -> ~3 MiB
+//   connections  an open TLS connection holding headers and 48 KiB of a body costs ~145 KiB
+//                (1024 such: +148 MiB); webhook cap 512 -> ~74 MiB, admin cap 64 -> ~9 MiB
 //   bodies       at most maxBufferedBodyBytes of request bodies held at once, across connections;
-//                a parsed review costs a few times its size: 24 MiB -> below ~100 MiB
+//                a parsed review costs about twice its size: 24 MiB -> ~50 MiB
 //
-// so the worst case stays below 175 + 52 + 3 + 100 = 330 MiB < 384 MiB. Timeouts bound how long a
+// so the worst case stays near 175 + 74 + 9 + 50 = 308 MiB < 384 MiB. Timeouts bound how long a
 // client can hold any of it: the API server gives a webhook at most 30 s (ours: 5 s), so a request
 // still incomplete after 10 s is one nobody waits for.
 
@@ -37,7 +38,7 @@ export const WEBHOOK_LIMITS: ServerLimits = {
   keepAliveTimeoutMs: 65_000,
   handshakeTimeoutMs: 5_000,
   checkIntervalMs: 1_000,
-  maxConnections: 1024,
+  maxConnections: 512,
   maxBufferedBodyBytes: 24 * 1024 * 1024,
 };
 

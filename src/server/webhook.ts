@@ -89,6 +89,9 @@ export function buildWebhookApp(opts: WebhookOptions) {
       },
     });
     payload.on('error', (err) => counter.destroy(err));
+    // fastify listens for the counter's error while it reads the body; after that (the client gone,
+    // a timeout) an unheard error event would crash the process.
+    counter.on('error', () => undefined);
     return payload.pipe(counter);
   });
   app.addHook('onSend', async (_request, reply) => {
