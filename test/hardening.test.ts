@@ -211,6 +211,25 @@ describe('bodies in flight', () => {
   }, 30_000);
 });
 
+describe('bodies in flight, many clients', () => {
+  it('survives 30 clients that each send 320 KiB and stall, past the 8 MiB budget, and serves after', async () => {
+    const sockets = await Promise.all(
+      Array.from({ length: 30 }, () => tlsSocket(server.webhookPort)),
+    );
+    for (const s of sockets) {
+      s.on('error', () => undefined);
+      s.resume();
+      s.write(`POST /mutate HTTP/1.1\r\nHost: podvpn\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n${'{"a":"'.padEnd(320 * 1024, 'x')}`);
+    }
+    // Past the request timeout (1.5 s here): the server closes them while their bodies are counted.
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await post(server.webhookPort, ca, JSON.stringify(SAMPLE))).status).toBe(200);
+    expect(await healthz(server.adminPort)).toBeLessThan(2000);
+  }, 30_000);
+});
+
 describe('oversized bodies', () => {
   /** Write the whole body before reading anything, as a client that writes first and reads after does. */
   function writeThenRead(body: Buffer, headers: string): Promise<string> {
