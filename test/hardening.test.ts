@@ -136,6 +136,26 @@ describe('user lists cost linear work', () => {
   }, 30_000);
 });
 
+describe('other user lists', () => {
+  it('answers a pod with 30k init containers, 30k volumes and 30k env vars promptly, with one warning per mesh', async () => {
+    const env = Array.from({ length: 30_000 }, (_, i) => ({ name: `E${i}`, value: 'v' }));
+    const review = reviewOf(
+      pod({
+        containers: [{ name: 'app', image: 'busybox:1.36', env }],
+        initContainers: Array.from({ length: 30_000 }, () => ({ name: 'istio-init', image: 'istio/proxyv2' })),
+        volumes: Array.from({ length: 30_000 }, (_, i) => ({ name: `v${i}`, emptyDir: {} })),
+      }),
+    );
+    const started = performance.now();
+    const reply = await post(server.webhookPort, ca, JSON.stringify(review));
+    expect(performance.now() - started).toBeLessThan(5000);
+    const response = reply.json().response;
+    expect(response.allowed).toBe(true);
+    expect(response.warnings.filter((w: string) => w.includes('istio-init'))).toHaveLength(1);
+    expect(reply.body.length).toBeLessThan(64 * 1024);
+  }, 30_000);
+});
+
 describe('slow and numerous clients', () => {
   it('closes a connection that sends headers and part of a body, then stalls (slow loris)', async () => {
     const socket = await tlsSocket(server.webhookPort);
