@@ -23,6 +23,7 @@ export const DENY_REASONS = {
   'unsupported-os': 'pod cannot run on Linux nodes, where the VPN client runs',
   'namespace-unverified': 'namespace could not be read within the live-read budget',
   'existing-vpn': 'pod already runs a VPN of its own',
+  'dns-config-too-large': "pod's dnsConfig.searches leave no room for podvpn's within the API server's limits",
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 
@@ -37,6 +38,7 @@ export const HTTP_ERRORS = {
   PODVPN_ERR_CONTENT_TYPE: { status: 415, message: 'content type must be application/json' },
   PODVPN_ERR_NOT_FOUND: { status: 404, message: 'no such path' },
   PODVPN_ERR_INTERNAL: { status: 500, message: 'internal error' },
+  PODVPN_ERR_BUSY: { status: 503, message: 'the webhook is holding as many request bodies as it may; retry' },
 } as const;
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 

@@ -1,6 +1,7 @@
 // `podvpn serve`: assemble config, TLS, the cluster connection and both HTTP servers.
 
 import type { Server as HttpsServer } from 'node:https';
+import { Server as NetServer } from 'node:net';
 import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
@@ -10,6 +11,7 @@ import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from 
 import { findKubeSource, loadKubeConfig } from './kube/client.js';
 import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
+import { type ServerLimits, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_SETTLE_MS } from './server/limits.js';
 import { createMetrics } from './server/metrics.js';
 import { readTls, TLS_OPTIONS, type TlsFiles, watchTls } from './server/tls-reload.js';
 import { buildWebhookApp } from './server/webhook.js';
@@ -32,6 +34,8 @@ export interface ServeOptions {
   tlsReloadIntervalMs: number;
   /** Keep the certificate in a Secret and the webhook's caBundle current even outside a cluster. */
   selfManagedCerts?: boolean;
+  /** Server limits (src/server/limits.ts); tests shorten them. */
+  limits?: { webhook?: Partial<ServerLimits>; admin?: Partial<ServerLimits>; shutdownInFlightMs?: number };
 }
 
 export const DEFAULT_SERVE_OPTIONS: ServeOptions = {
@@ -146,7 +150,14 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   }
 
   let shuttingDown = false;
-  const webhook = buildWebhookApp({ ports, logger: log, metrics, tls: initial });
+  const webhook = buildWebhookApp({
+    ports,
+    logger: log,
+    metrics,
+    tls: initial,
+    draining: () => shuttingDown,
+    ...(options.limits?.webhook ? { limits: options.limits.webhook } : {}),
+  });
   swapCertificate = (cert, key) => {
     // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
     (webhook.server as unknown as HttpsServer).setSecureContext({ ...TLS_OPTIONS, cert, key });
@@ -156,6 +167,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   const admin = buildAdminApp({
     logger: log,
     metrics,
+    ...(options.limits?.admin ? { limits: options.limits.admin } : {}),
     readiness: {
       notReady: () => [
         ...(shuttingDown ? ['shutting down'] : []),
@@ -175,11 +187,27 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   let closing: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
+      // Unready, and every reply now says Connection: close: a client's next request opens a new
+      // connection (to a ready endpoint once the Service has dropped this one), and no request races
+      // a connection being closed under it.
       shuttingDown = true;
       log.info({ delaySeconds: options.shutdownDelay }, 'shutting down: unready, draining');
       await new Promise((r) => setTimeout(r, options.shutdownDelay * 1000));
       stopCertificates();
+      // Stop accepting first, but leave open connections alone for a moment: one accepted just now
+      // has not sent its request yet, and Node's close() would count it idle and reset it under the
+      // request. Then close the idle ones; a request in flight gets its reply (which closes its
+      // connection), and whatever is still open after SHUTDOWN_IN_FLIGHT_MS (a stuck or slow
+      // client) is cut, so the process exits well inside the pod's grace period.
+      const inFlightMs = options.limits?.shutdownInFlightMs ?? SHUTDOWN_IN_FLIGHT_MS;
+      Reflect.apply(NetServer.prototype.close, webhook.server, []);
+      await new Promise((r) => setTimeout(r, Math.min(SHUTDOWN_SETTLE_MS, inFlightMs)));
+      const force = setTimeout(() => {
+        log.warn('closing connections still open after the in-flight grace');
+        webhook.server.closeAllConnections();
+      }, inFlightMs);
       await webhook.close();
+      clearTimeout(force);
       await namespaces?.stop();
       await killSwitch?.stop();
       await admin.close();

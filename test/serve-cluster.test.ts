@@ -57,11 +57,16 @@ describe('serve against a cluster', () => {
   });
 
   it('applies the kill-switch policy before it admits the first routed pod, with discovered ranges', async () => {
-    expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'downloads', POLICY)).toBeUndefined();
-    const review = reviewOf(pod('qbittorrent'), { namespace: 'downloads' });
+    // A pod that opts in itself, in a namespace that did not: the reconciler, which applies the policy
+    // of every opted-in namespace on its own 100 ms after start, never wants one here, so only the
+    // admission path can have written it (with downloads, the two raced and the first check flaked).
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'first' } });
+    expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'first', POLICY)).toBeUndefined();
+    const optIn = { ...pod('qbittorrent'), metadata: { generateName: 'qbittorrent-', labels: { 'podvpn.io/inject': 'true' } } };
+    const review = reviewOf(optIn, { namespace: 'first' });
     const reply = (await post(server.webhookPort, ca, JSON.stringify(review), SERVICE)).json();
     expect(reply.response.allowed).toBe(true);
-    const policy = api.get('networking.k8s.io/v1', 'NetworkPolicy', 'downloads', POLICY) as any;
+    const policy = api.get('networking.k8s.io/v1', 'NetworkPolicy', 'first', POLICY) as any;
     expect(policy, 'the policy exists by the time the pod is admitted').toBeDefined();
     expect(policy.metadata.labels['app.kubernetes.io/managed-by']).toBe('podvpn');
     const patch = JSON.parse(Buffer.from(reply.response.patch, 'base64').toString('utf8')) as Array<{ path: string; value: any }>;
@@ -74,14 +79,20 @@ describe('serve against a cluster', () => {
   });
 
   it('writes nothing for a dry run, and says what it would have written', async () => {
-    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'dry', labels: { 'podvpn.io/inject': 'enabled' } } });
-    const writesBefore = api.writes().filter((w) => !w.dryRun).length;
-    const review = reviewOf(pod('sabnzbd'), { namespace: 'dry', dryRun: true });
+    // A pod that opts in itself, in a namespace that did not: the reconciler never wants a policy
+    // there, so nothing but this review can write to it (an opted-in namespace would race the
+    // reconciler's own apply, 100 ms after the label, against these assertions).
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'dry' } });
+    const inDry = () => api.writes().filter((w) => w.namespace === 'dry');
+    const optIn = { ...pod('sabnzbd'), metadata: { generateName: 'sabnzbd-', labels: { 'podvpn.io/inject': 'true' } } };
+    const review = reviewOf(optIn, { namespace: 'dry', dryRun: true });
     const reply = (await post(server.webhookPort, ca, JSON.stringify(review), SERVICE)).json();
     expect(reply.response.allowed).toBe(true);
     expect(reply.response.patch).toBeDefined();
     expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'dry', POLICY)).toBeUndefined();
-    expect(api.writes().filter((w) => !w.dryRun).length).toBe(writesBefore);
+    // The review did ask the API server, as a dry run, and wrote nothing for real.
+    expect(inDry().filter((w) => w.dryRun && w.resource === 'networkpolicies').length).toBeGreaterThan(0);
+    expect(inDry().filter((w) => !w.dryRun)).toEqual([]);
     expect((reply.response.warnings ?? []).join(' ')).toMatch(/dry run|would/i);
   });
 

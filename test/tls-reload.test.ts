@@ -5,7 +5,8 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
+import { Agent, request } from 'node:https';
+import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/certs.js';
 import { post, startServer, tempDir } from './helpers.js';
@@ -29,6 +30,21 @@ function servedCertificate(port: number, ca: string): Promise<string> {
       socket.end();
     });
     socket.on('error', reject);
+  });
+}
+
+function postKeepAlive(agent: Agent, port: number): Promise<{ status: number; reused: boolean; cert: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(SAMPLE) } },
+      (res) => {
+        const cert = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, cert }));
+      },
+    );
+    req.on('error', reject);
+    req.end(SAMPLE);
   });
 }
 
@@ -56,14 +72,17 @@ describe('serving certificate reload', () => {
   it('serves the new certificate to new connections, and no request fails', async () => {
     expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(first.certPem));
 
-    // A keep-alive connection opened before the swap keeps working after it.
+    // A keep-alive connection opened before the swap keeps working after it: one agent, one socket,
+    // reused for every request (the server's keep-alive timeout is 65 s).
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: ca.certPem, servername: 'localhost' });
     let stop = false;
-    const results: number[] = [];
+    let swapped = false;
+    const results: Array<{ status: number; reused: boolean; cert: string; afterSwap: boolean }> = [];
     const errors: unknown[] = [];
     const load = (async () => {
       while (!stop) {
         try {
-          results.push((await post(server.webhookPort, ca.certPem, SAMPLE, { agent: false })).status);
+          results.push({ ...(await postKeepAlive(agent, server.webhookPort)), afterSwap: swapped });
         } catch (err) {
           errors.push(err);
         }
@@ -79,14 +98,21 @@ describe('serving certificate reload', () => {
       if (served === fingerprintOf(second.certPem)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
+    swapped = served === fingerprintOf(second.certPem);
     await new Promise((r) => setTimeout(r, 200));
     stop = true;
     await load;
+    agent.destroy();
 
     expect(served).toBe(fingerprintOf(second.certPem));
     expect(errors).toEqual([]);
     expect(results.length).toBeGreaterThan(5);
-    expect(results.every((s) => s === 200)).toBe(true);
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    // The claim itself: requests after the swap went over the connection opened before it, which
+    // still presents the first certificate, while new connections get the second.
+    const kept = results.filter((r) => r.afterSwap && r.reused && r.cert === fingerprintOf(first.certPem));
+    expect(kept.length).toBeGreaterThan(0);
+    expect(results.filter((r) => !r.reused)).toHaveLength(1);
   });
 
   it('keeps serving the previous certificate when the new files are unusable', async () => {

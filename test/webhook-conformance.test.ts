@@ -8,6 +8,14 @@ import fc from 'fast-check';
 import { Pod as PodModel } from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import pino from 'pino';
+import type { ClusterRanges } from '../src/cluster/ranges.js';
+import { parseConfig } from '../src/config/schema.js';
+import { ANNOTATION_STATUS } from '../src/constants.js';
+import type { NamespaceFacts, Pod } from '../src/inject/types.js';
+import { createMetrics } from '../src/server/metrics.js';
+import { buildWebhookApp } from '../src/server/webhook.js';
+import { generateCA, generateServingCert } from '../src/tls/certs.js';
 import { post, reviewOf, startServer } from './helpers.js';
 
 const TESTDATA = join(import.meta.dirname, '..', 'src', 'inject', 'testdata');
@@ -16,12 +24,60 @@ const SAMPLE = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'examples
 let server: Awaited<ReturnType<typeof startServer>>;
 let ca: string;
 
+// The golden cases' context, as src/inject/golden.test.ts gives it to admit().
+interface GoldenCase {
+  namespace?: string;
+  operation?: string;
+  namespaceFacts?: NamespaceFacts;
+  config?: unknown;
+  ranges?: null;
+  pod: Pod;
+}
+type Golden =
+  | { outcome: 'injected'; gateway: string; warnings: string[]; pod: unknown }
+  | { outcome: 'reordered'; gateway: string; patch: unknown[]; initContainers: string[] }
+  | { outcome: 'skipped'; reason: string }
+  | { outcome: 'denied'; reason: string; message: string };
+const GOLDEN_RANGES: ClusterRanges = {
+  podCIDRs: ['10.42.0.0/16'],
+  serviceCIDRs: ['10.43.0.0/16'],
+  extraCIDRs: ['192.168.1.0/24'],
+  dnsIPs: ['10.43.0.10'],
+  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
+};
+const caseCertificates = (() => {
+  const authority = generateCA();
+  return { ca: authority.certPem, serving: generateServingCert(authority, ['localhost']) };
+})();
+const caseCa = caseCertificates.ca;
+const caseApps: Array<ReturnType<typeof buildWebhookApp>> = [];
+
+/** A webhook over TLS whose ports answer with the case's context; its port. */
+async function caseServer(c: GoldenCase): Promise<number> {
+  const app = buildWebhookApp({
+    ports: {
+      config: parseConfig(c.config ?? {}),
+      namespaceFacts: () => c.namespaceFacts,
+      ranges: () => (c.ranges === null ? undefined : GOLDEN_RANGES),
+      ensureKillSwitch: async () => ({ ok: true }),
+    },
+    logger: pino({ level: 'silent' }),
+    metrics: createMetrics(),
+    tls: { cert: caseCertificates.serving.certPem, key: caseCertificates.serving.keyPem },
+  });
+  caseApps.push(app);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return typeof address === 'object' && address !== null ? address.port : 0;
+}
+
 beforeAll(async () => {
   server = await startServer();
   ca = readFileSync(join(server.certsDir, 'ca.crt'), 'utf8');
 });
 afterAll(async () => {
   await server?.shutdown();
+  await Promise.all(caseApps.map((app) => app.close()));
 });
 
 function checkEnvelope(review: Record<string, any>, reply: Awaited<ReturnType<typeof post>>): Record<string, any> {
@@ -42,24 +98,55 @@ function checkEnvelope(review: Record<string, any>, reply: Awaited<ReturnType<ty
 }
 
 describe('AdmissionReview conformance over TLS', () => {
-  const pods = readdirSync(TESTDATA)
+  // Each golden case over TLS, with its own context (namespace, operation, namespace facts, config,
+  // ranges) served by a webhook built for it, and the reply held to what the golden says.
+  const cases = readdirSync(TESTDATA)
     .filter((f) => f.endsWith('.input.yaml'))
-    .map((f) => [f, (parse(readFileSync(join(TESTDATA, f), 'utf8')) as { pod: unknown }).pod] as const);
+    .sort()
+    .map((f) => [f, parse(readFileSync(join(TESTDATA, f), 'utf8')) as GoldenCase, parse(readFileSync(join(TESTDATA, f.replace(/\.input\.yaml$/, '.webhook.golden.yaml')), 'utf8')) as Golden] as const);
 
-  it.each(pods)('%s: 200, uid echoed, patch applies, result valid, second pass empty', async (_name, pod) => {
-    const review = reviewOf(pod);
-    const response = checkEnvelope(review, await post(server.webhookPort, ca, JSON.stringify(review)));
-    if (response.patch === undefined) return;
+  it('covers every outcome the goldens hold', () => {
+    const outcomes = new Set(cases.map(([, , golden]) => golden.outcome));
+    expect([...outcomes].sort()).toEqual(['denied', 'injected', 'reordered', 'skipped']);
+  });
+
+  it.each(cases)('%s: 200, uid echoed, the golden outcome; a patch applies, validates, equals the golden pod, second pass empty', async (_name, c, golden) => {
+    const port = await caseServer(c);
+    const extra = { namespace: c.namespace ?? 'downloads', operation: c.operation ?? 'CREATE' };
+    const review = reviewOf(c.pod, extra);
+    const response = checkEnvelope(review, await post(port, caseCa, JSON.stringify(review)));
+    if (golden.outcome === 'denied') {
+      expect(response.allowed).toBe(false);
+      expect(response.patch).toBeUndefined();
+      expect(response.status).toEqual({ code: 403, reason: 'Forbidden', message: golden.message });
+      return;
+    }
+    if (golden.outcome === 'skipped') {
+      expect(response).toEqual({ uid: review.request.uid, allowed: true });
+      return;
+    }
+    expect(response.allowed).toBe(true);
     expect(response.patchType).toBe('JSONPatch');
     const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8'));
-    expect(Array.isArray(ops)).toBe(true);
-    expect(jsonpatch.validate(ops, structuredClone(pod))).toBeUndefined();
-    const patched = jsonpatch.applyPatch(structuredClone(pod), ops, true, false).newDocument;
+    expect(jsonpatch.validate(ops, structuredClone(c.pod))).toBeUndefined();
+    const patched = jsonpatch.applyPatch(structuredClone(c.pod), ops, true, false).newDocument as any;
     new PodModel(patched as never).validate();
-    const again = reviewOf(patched);
-    const second = checkEnvelope(again, await post(server.webhookPort, ca, JSON.stringify(again)));
-    expect(second.allowed).toBe(true);
-    expect(second.patch).toBeUndefined();
+    if (golden.outcome === 'reordered') {
+      expect(ops).toEqual(golden.patch);
+      expect(patched.spec.initContainers.map((x: { name: string }) => x.name)).toEqual(golden.initContainers);
+      const again = reviewOf(patched, extra);
+      expect(checkEnvelope(again, await post(port, caseCa, JSON.stringify(again)))).toEqual({ uid: again.request.uid, allowed: true });
+      return;
+    }
+    expect(response.warnings ?? []).toEqual(golden.warnings);
+    const shown = structuredClone(patched);
+    const status = JSON.parse(shown.metadata.annotations[ANNOTATION_STATUS]);
+    status.version = '<version>';
+    shown.metadata.annotations[ANNOTATION_STATUS] = JSON.stringify(status);
+    expect(shown).toEqual(golden.pod);
+    const again = reviewOf(patched, extra);
+    const second = checkEnvelope(again, await post(port, caseCa, JSON.stringify(again)));
+    expect(second).toEqual({ uid: again.request.uid, allowed: true });
   });
 
   it('injects the README sample', async () => {

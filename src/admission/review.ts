@@ -10,6 +10,7 @@ import { injectionPatch } from '../inject/patch.js';
 import { clientsFirstPatch } from '../inject/reorder.js';
 import { clientSettings } from '../inject/settings.js';
 import type { NamespaceFacts, PatchOperation, Pod } from '../inject/types.js';
+import { clip } from '../util/clip.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -35,10 +36,10 @@ export function parseReview(body: unknown): AdmissionReview {
   }
   const review = body as Record<string, unknown>;
   if (review.kind !== 'AdmissionReview') {
-    throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', `kind is ${JSON.stringify(review.kind ?? null)}`);
+    throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', `kind is ${clip(JSON.stringify(review.kind ?? null) ?? '')}`);
   }
   if (review.apiVersion !== ADMISSION_API_VERSION) {
-    throw new HttpError('PODVPN_ERR_UNSUPPORTED_VERSION', `got ${JSON.stringify(review.apiVersion ?? null)}`);
+    throw new HttpError('PODVPN_ERR_UNSUPPORTED_VERSION', `got ${clip(JSON.stringify(review.apiVersion ?? null) ?? '')}`);
   }
   const req = review.request;
   if (req === null || typeof req !== 'object' || Array.isArray(req)) throw new HttpError('PODVPN_ERR_NO_REQUEST');

@@ -21,6 +21,8 @@ import {
   NAMESPACE_INJECT_VALUE,
 } from '../constants.js';
 import type { DenyReason, SkipReason } from '../errors.js';
+import { clip } from '../util/clip.js';
+import { searchesProblem } from './dns.js';
 import type { NamespaceFacts, Pod } from './types.js';
 
 export interface DecisionInput {
@@ -85,7 +87,7 @@ export function decide(input: DecisionInput): Decision {
   if (podChoice !== undefined && podChoice !== 'true' && podChoice !== 'false') {
     return deny(
       'invalid-inject-label',
-      `pod label ${LABEL_INJECT}="${podChoice}" is not valid: use "true" to route the pod through the VPN or "false" to opt it out`,
+      `pod label ${LABEL_INJECT}="${clip(String(podChoice))}" is not valid: use "true" to route the pod through the VPN or "false" to opt it out`,
     );
   }
   if (podChoice === 'false') return skip('opted-out');
@@ -132,7 +134,7 @@ export function decide(input: DecisionInput): Decision {
     const source = ANNOTATION_GATEWAY in annotations ? 'pod' : 'namespace';
     return deny(
       'unknown-gateway',
-      `the ${source} annotation ${ANNOTATION_GATEWAY}="${gatewayName}" names no configured gateway ` +
+      `the ${source} annotation ${ANNOTATION_GATEWAY}="${clip(String(gatewayName))}" names no configured gateway ` +
         `(configured: ${Object.keys(config.gateways).join(', ')}); fix the annotation or add the gateway to podvpn's config`,
     );
   }
@@ -141,7 +143,7 @@ export function decide(input: DecisionInput): Decision {
   if (enforce !== undefined && RESTRICTIVE_LEVELS.has(enforce)) {
     return deny(
       'pod-security',
-      `namespace ${input.namespace} enforces Pod Security level "${enforce}", which forbids the NET_ADMIN and NET_RAW ` +
+      `namespace ${clip(input.namespace)} enforces Pod Security level "${enforce}", which forbids the NET_ADMIN and NET_RAW ` +
         `capabilities the VPN client needs; label the namespace ${LABEL_PSA_ENFORCE}=privileged, or opt the pod out with ${LABEL_INJECT}=false`,
     );
   }
@@ -154,6 +156,9 @@ export function decide(input: DecisionInput): Decision {
         `set them in podvpn's config file (${missing.join(', ')})`,
     );
   }
+
+  const dnsProblem = searchesProblem(input.namespace, config.cluster.domain, spec.dnsConfig?.searches);
+  if (dnsProblem !== undefined) return deny('dns-config-too-large', dnsProblem);
 
   const taken = [...(spec.initContainers ?? []), ...spec.containers].map((c) => c?.name);
   const volumes = (spec.volumes ?? []).map((v) => v?.name);
@@ -235,8 +240,10 @@ function warningsFor(
   if (warnLevel !== undefined && RESTRICTIVE_LEVELS.has(warnLevel)) {
     warnings.push(`podvpn: namespace Pod Security warn=${warnLevel} flags the VPN client's NET_ADMIN; set it to privileged`);
   }
+  const meshes = new Set<string>(); // one warning per mesh, however many containers carry its name
   for (const c of initContainers) {
-    if (c?.name !== undefined && FOREIGN_MESH_INIT_CONTAINERS.includes(c.name)) {
+    if (c?.name !== undefined && FOREIGN_MESH_INIT_CONTAINERS.includes(c.name) && !meshes.has(c.name)) {
+      meshes.add(c.name);
       warnings.push(`podvpn: ${c.name} also rewrites this pod's routing; the VPN route may conflict with that mesh`);
     }
   }
@@ -282,11 +289,6 @@ export function linuxExcluded(spec: Record<string, unknown>): string | undefined
     });
   };
   return terms.every(termExcludesLinux) ? 'non-Linux nodes (required node affinity on kubernetes.io/os)' : undefined;
-}
-
-/** A label value is at most 63 characters in a valid pod; a forged review may send megabytes. */
-function clip(value: string, max = 63): string {
-  return value.length > max ? `${value.slice(0, max)}...` : value;
 }
 
 function skip(reason: SkipReason): Decision {

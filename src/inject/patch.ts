@@ -18,6 +18,7 @@ import {
   SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
 } from '../constants.js';
+import { clusterSearches, droppedNameservers, mergeSearches } from './dns.js';
 import { type ClientSettings, renderSettingsScript } from './settings.js';
 import type { InjectionStatus, PatchOperation, Pod } from './types.js';
 
@@ -163,14 +164,12 @@ function clientVolume(): V1Volume {
 function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: string[] } {
   const domain = input.config.cluster.domain;
   const user = input.pod.spec?.dnsConfig ?? {};
-  const searches = [`${input.namespace}.svc.${domain}`, `svc.${domain}`, domain];
-  for (const s of Array.isArray(user.searches) ? user.searches : []) {
-    if (typeof s === 'string' && s !== '' && !searches.includes(s)) searches.push(s);
-  }
+  // decide() denies a list that does not fit; the merge never copies more than the API server accepts.
+  const { searches } = mergeSearches(clusterSearches(input.namespace, domain), user.searches);
   const options = Array.isArray(user.options) ? user.options.filter((o) => o !== null && typeof o === 'object') : [];
   if (!options.some((o) => o.name === 'ndots')) options.unshift({ name: 'ndots', value: '5' });
   const warnings: string[] = [];
-  const dropped = (Array.isArray(user.nameservers) ? user.nameservers : []).filter((n) => n !== input.gateway.dns);
+  const dropped = droppedNameservers(user.nameservers, input.gateway.dns);
   if (dropped.length > 0) {
     warnings.push(`podvpn: dnsConfig nameservers ${dropped.join(', ')} replaced by the VPN gateway's DNS`.slice(0, 120));
   }

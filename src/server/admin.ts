@@ -4,6 +4,7 @@
 import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { HEALTHZ_PATH, METRICS_PATH, READYZ_PATH } from '../constants.js';
+import { ADMIN_LIMITS, type ServerLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
 
 export interface Readiness {
@@ -11,8 +12,19 @@ export interface Readiness {
   notReady(): string[];
 }
 
-export function buildAdminApp(opts: { logger: Logger; metrics: Metrics; readiness: Readiness }) {
-  const app = Fastify({ loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }), forceCloseConnections: true });
+export function buildAdminApp(opts: { logger: Logger; metrics: Metrics; readiness: Readiness; limits?: Partial<ServerLimits> }) {
+  const limits: ServerLimits = { ...ADMIN_LIMITS, ...opts.limits };
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: true,
+    // Probes and scrapes are GETs: no body worth buffering, and no client worth waiting for.
+    bodyLimit: limits.maxBufferedBodyBytes,
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+  });
+  app.server.maxConnections = limits.maxConnections;
   app.get(HEALTHZ_PATH, async () => ({ status: 'ok' }));
   app.get(READYZ_PATH, async (_request, reply) => {
     const missing = opts.readiness.notReady();
