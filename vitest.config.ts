@@ -6,6 +6,7 @@ export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**', 'test/dataplane/**'],
+    setupFiles: ['test/vitest.setup.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },

@@ -159,7 +159,7 @@ async function runInject(args: string[]): Promise<number> {
 }
 
 async function runCerts(args: string[]): Promise<number> {
-  const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
+  const [{ ensureLocalCerts }, { webhookDnsNames }] = await Promise.all([import('./tls/local.js'), import('./tls/names.js')]);
   const { values } = parseArgs({
     args,
     strict: true,
@@ -171,11 +171,16 @@ async function runCerts(args: string[]): Promise<number> {
   });
   const dir = values.out ?? 'certs';
   const names = values['dns-name'] ?? webhookDnsNames();
-  const paths = ensureLocalCerts(dir, names, { force: values.force ?? false });
-  process.stdout.write(
-    `${paths.created ? 'wrote' : 'kept existing'} CA ${paths.caCert} (key ${paths.caKey}) and serving certificate ` +
-      `${paths.cert} (key ${paths.key}) for ${names.join(', ')}\n`,
-  );
+  const r = await ensureLocalCerts(dir, names, { force: values.force ?? false });
+  const serving = `serving certificate ${r.cert} (key ${r.key}) for ${names.join(', ')}`;
+  const ca = `CA ${r.caCert} (key ${r.caKey})`;
+  const line = {
+    created: `wrote ${ca} and ${serving}`,
+    kept: `kept existing ${ca} and ${serving}`,
+    renewed: `kept existing ${ca}; wrote a new ${serving}, because ${r.why}`,
+    replaced: `wrote ${ca} (a new CA: trust it again) and ${serving}, because ${r.why}`,
+  }[r.outcome];
+  process.stdout.write(`${line}\n`);
   return 0;
 }
 

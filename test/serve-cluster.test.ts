@@ -57,11 +57,15 @@ describe('serve against a cluster', () => {
   });
 
   it('applies the kill-switch policy before it admits the first routed pod, with discovered ranges', async () => {
-    expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'downloads', POLICY)).toBeUndefined();
-    const review = reviewOf(pod('qbittorrent'), { namespace: 'downloads' });
+    // A namespace that did not opt in, and a pod that opts in itself: the reconciler (which writes the
+    // policies of opted-in namespaces on its own, 100 ms after start) cannot have written it first.
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media' } });
+    expect(api.get('networking.k8s.io/v1', 'NetworkPolicy', 'media', POLICY)).toBeUndefined();
+    const optIn = { ...pod('qbittorrent'), metadata: { generateName: 'qbittorrent-', labels: { 'podvpn.io/inject': 'true' } } };
+    const review = reviewOf(optIn, { namespace: 'media' });
     const reply = (await post(server.webhookPort, ca, JSON.stringify(review), SERVICE)).json();
     expect(reply.response.allowed).toBe(true);
-    const policy = api.get('networking.k8s.io/v1', 'NetworkPolicy', 'downloads', POLICY) as any;
+    const policy = api.get('networking.k8s.io/v1', 'NetworkPolicy', 'media', POLICY) as any;
     expect(policy, 'the policy exists by the time the pod is admitted').toBeDefined();
     expect(policy.metadata.labels['app.kubernetes.io/managed-by']).toBe('podvpn');
     const patch = JSON.parse(Buffer.from(reply.response.patch, 'base64').toString('utf8')) as Array<{ path: string; value: any }>;

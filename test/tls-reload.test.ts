@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/certs.js';
+import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/x509.js';
 import { post, startServer, tempDir } from './helpers.js';
 
 const SAMPLE = readFileSync(join(import.meta.dirname, '..', 'examples', 'review.json'), 'utf8');
@@ -36,11 +36,12 @@ function fingerprintOf(certPem: string): string {
   return new X509Certificate(certPem).fingerprint256;
 }
 
+const ca = await generateCA();
+const first = await generateServingCert(ca, ['localhost']);
+const second = await generateServingCert(ca, ['localhost']);
+
 describe('serving certificate reload', () => {
   const dir = tempDir('podvpn-secret-');
-  const ca = generateCA();
-  const first = generateServingCert(ca, ['localhost']);
-  const second = generateServingCert(ca, ['localhost']);
   let server: Awaited<ReturnType<typeof startServer>>;
 
   beforeAll(async () => {
@@ -90,9 +91,9 @@ describe('serving certificate reload', () => {
   });
 
   it('keeps serving the previous certificate when the new files are unusable', async () => {
-    const other = generateCA();
+    const other = await generateCA();
     // A key that does not match the certificate: the reload must refuse it.
-    writeSecretVersion(dir, '2026_11_22_broken', { certPem: generateServingCert(ca, ['localhost']).certPem, keyPem: other.keyPem });
+    writeSecretVersion(dir, '2026_11_22_broken', { certPem: (await generateServingCert(ca, ['localhost'])).certPem, keyPem: other.keyPem });
     await new Promise((r) => setTimeout(r, 400));
     expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(second.certPem));
     expect((await post(server.webhookPort, ca.certPem, SAMPLE)).status).toBe(200);

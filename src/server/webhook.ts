@@ -8,7 +8,7 @@ import { MAX_REVIEW_BYTES, MUTATE_PATH } from '../constants.js';
 import { HTTP_ERRORS, HttpError, type HttpErrorCode } from '../errors.js';
 import { withDeadline } from '../util/deadline.js';
 import type { Metrics } from './metrics.js';
-import { TLS_OPTIONS } from './tls-reload.js';
+import { TLS_OPTIONS } from '../tls/options.js';
 
 export interface WebhookOptions {
   ports: AdmissionPorts;
