@@ -137,8 +137,7 @@ async function runInject(args: string[]): Promise<number> {
   });
   if (values.filename === undefined) throw new UsageError('inject needs -f FILE (or -f - for standard input)');
   const text = readFileSync(values.filename === '-' ? 0 : values.filename, 'utf8');
-  const parsed = parseAllDocuments(text);
-  const docs = (Array.isArray(parsed) ? parsed : [parsed]).map((doc, i) => {
+  const docs = parseAllDocuments(text).map((doc, i) => {
     if (doc.errors.length > 0) throw new UsageError(`document ${i + 1} is not valid YAML: ${doc.errors[0]!.message}`);
     return doc.toJS() as unknown;
   });

@@ -1,27 +1,19 @@
 // One catalogue of coded outcomes, shared by logs, replies and metrics. Codes are never reused.
 
-export const SKIP_REASONS = {
-  'not-pod-create': 'not a pod CREATE',
-  'mirror-pod': 'mirror (static) pod: the kubelet owns it and ignores mutations',
-  'already-injected': 'pod already carries podvpn.io/status',
-  'opted-out': 'pod label podvpn.io/inject is "false"',
-  'not-opted-in': 'neither the pod nor its namespace opted in',
-  'excluded-namespace': 'system namespace: never routed',
-} as const;
-export type SkipReason = keyof typeof SKIP_REASONS;
+// The reason codes of skips and denials, as replies, logs and the reason metric label carry them. Each
+// is decided, and a denial's message written, in src/inject/decision.ts.
+export type SkipReason = 'not-pod-create' | 'mirror-pod' | 'already-injected' | 'opted-out' | 'not-opted-in' | 'excluded-namespace';
 
-export const DENY_REASONS = {
-  'host-network': 'hostNetwork pod',
-  'unknown-gateway': 'unknown gateway',
-  'pod-security': 'Pod Security level forbids NET_ADMIN',
-  'invalid-inject-label': 'invalid podvpn.io/inject value',
-  'invalid-pod': 'pod object cannot be read',
-  'name-conflict': "pod already uses one of podvpn's container or volume names",
-  'cluster-ranges-unknown': 'cluster ranges unknown',
-  'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
-  'incomplete-injection': 'injected pod lost the routed label',
-} as const;
-export type DenyReason = keyof typeof DENY_REASONS;
+export type DenyReason =
+  | 'host-network'
+  | 'unknown-gateway'
+  | 'pod-security'
+  | 'invalid-inject-label'
+  | 'invalid-pod'
+  | 'name-conflict'
+  | 'cluster-ranges-unknown'
+  | 'killswitch-failed'
+  | 'incomplete-injection';
 
 /** Errors answered with a non-200 status: the request itself is not a usable AdmissionReview. */
 export const HTTP_ERRORS = {

@@ -1,6 +1,7 @@
 // `podvpn serve`: assemble config, TLS, the cluster connection and both HTTP servers.
 
 import type { Server as HttpsServer } from 'node:https';
+import type { Server as NetServer } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
 import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
@@ -11,7 +12,8 @@ import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
 import { createMetrics } from './server/metrics.js';
 import { buildWebhookApp } from './server/webhook.js';
-import type { KillSwitch, KillSwitchGuard } from './policy/guard.js';
+import type { KillSwitch } from './policy/guard.js';
+import type { KillSwitchGuard } from './policy/guard-types.js';
 import { StandaloneKillSwitchGuard } from './policy/standalone-guard.js';
 import { TLS_OPTIONS } from './tls/options.js';
 import { startCertificateSource } from './tls/select.js';
@@ -95,7 +97,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   const ports: AdmissionPorts = {
     config,
     namespaceFacts: (ns) => namespaces?.get(ns),
-    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces!.fetch(ns) } : {}),
+    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces.fetch(ns) } : {}),
     ranges: () => guard.ranges(),
     rangesProblem: () => killSwitch?.guard.problem(),
     ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
@@ -162,6 +164,6 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   return { webhookPort, adminPort, shutdown };
 }
 
-function addressPort(address: ReturnType<import('node:net').Server['address']>): number {
+function addressPort(address: ReturnType<NetServer['address']>): number {
   return typeof address === 'object' && address !== null ? address.port : 0;
 }

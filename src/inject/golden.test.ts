@@ -80,7 +80,7 @@ describe('injection golden files', () => {
       if (outcome.outcome === 'injected') {
         // The patch must apply, as RFC 6902, to the object exactly as sent.
         const patched = jsonpatch.applyPatch(structuredClone(c.pod), outcome.patch as jsonpatch.Operation[], true, false)
-          .newDocument as Pod;
+          .newDocument;
         new PodModel(patched as never).validate();
         const again = await review(c, patched);
         expect(again, 're-reviewing the injected pod must give an empty patch').toEqual({

@@ -21,7 +21,7 @@ export interface ApiPermission {
   resource: string;
   verbs: Verb[];
   /** A namespace, or 'cluster' for every namespace / cluster-scoped objects (a ClusterRole). */
-  scope: 'cluster' | string;
+  scope: string;
   /** Limit to these object names (never possible for create, list or watch). */
   resourceNames?: string[];
   feature: Feature;

@@ -48,7 +48,7 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
         FIELD_MANAGER,
         true,
         PatchStrategy.ServerSideApply,
-      )) as LivePolicy;
+      ));
     },
     async delete(namespace, name) {
       try {
@@ -59,7 +59,7 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
       }
     },
     async listAllPolicies() {
-      return (await net.listNetworkPolicyForAllNamespaces()).items as PolicyLike[];
+      return (await net.listNetworkPolicyForAllNamespaces()).items;
     },
     async listRoutedPods() {
       const pods = await core.listPodForAllNamespaces({ labelSelector: LABEL_ROUTED });

@@ -14,7 +14,7 @@ export interface TlsFiles {
 }
 
 /** Read and check a pair: a bad or mismatched pair throws. */
-export function readTls(files: TlsFiles): ServingPair {
+function readTls(files: TlsFiles): ServingPair {
   const cert = readFileSync(files.certPath, 'utf8');
   const key = readFileSync(files.keyPath, 'utf8');
   createSecureContext({ ...TLS_OPTIONS, cert, key }); // throws on a bad or mismatched pair

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { type Assessment, type Observed, assess } from './rotation.js';
 import { type IssueOptions, type KeyPairPem, certFacts, generateCA, generateServingCert, issuedBy, keyMatches, splitNames } from './x509.js';
 
-export interface LocalCertPaths {
+interface LocalCertPaths {
   caCert: string;
   caKey: string;
   cert: string;
@@ -22,14 +22,14 @@ export type LocalCertsResult = LocalCertPaths & {
   why?: string;
 };
 
-export function localCertPaths(dir: string): LocalCertPaths {
+function localCertPaths(dir: string): LocalCertPaths {
   return { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
 }
 
 /** Reuse, renew or create the CA and serving certificate in `dir` for `names` (DNS names and IPs). */
 export async function ensureLocalCerts(dir: string, names: readonly string[], opts: IssueOptions & { force?: boolean } = {}): Promise<LocalCertsResult> {
   const paths = localCertPaths(dir);
-  const present = Object.values(paths).every((p) => existsSync(p));
+  const present = [paths.caCert, paths.caKey, paths.cert, paths.key].every((p) => existsSync(p));
   const now = opts.now ?? new Date();
   const stored = present && opts.force !== true ? await observe(paths) : undefined;
   const assessment: Assessment = stored === undefined ? { action: 'replace', why: present ? 'forced' : 'none there' } : assess(stored.observed, splitNames(names), now);

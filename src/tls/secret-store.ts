@@ -25,7 +25,7 @@ export type Settlement<T> = { keep: T } | { write: StoredPems & Required<Pick<St
 
 export type SettleOutcome<T> = { result: T; wrote: 'nothing' | 'created' | 'replaced'; why?: string };
 
-export const SETTLE_ATTEMPTS = 5;
+const SETTLE_ATTEMPTS = 5;
 
 export class SecretStore {
   constructor(

@@ -116,7 +116,7 @@ class SelfManagedLoop {
         await this.tick();
         break;
       } catch (err) {
-        if (this.stopped) throw new Error('self-managed certificates stopped before the first certificate');
+        if (this.stopped) throw new Error('self-managed certificates stopped before the first certificate', { cause: err });
         if (Date.now() + delay > deadline) {
           throw new Error(`no serving certificate from Secret ${this.store.namespace}/${this.store.name}: ${describeKubeError(err)}`, { cause: err });
         }

@@ -32,7 +32,7 @@ const manifestWebhook = find(render('.'), 'MutatingWebhookConfiguration', WEBHOO
 beforeEach(async () => {
   api = await KubeApiDouble.start();
   api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: SYSTEM_NAMESPACE } });
-  api.put(structuredClone(manifestWebhook) as never);
+  api.put(structuredClone(manifestWebhook));
   running = [];
 });
 afterEach(async () => {
@@ -149,7 +149,7 @@ describe('self-managed certificates', () => {
     const r = await replica();
     const wh = structuredClone(api.get('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', '', WEBHOOK_CONFIGURATION_NAME) as K8sObject);
     delete wh.webhooks[1].clientConfig.caBundle;
-    api.put(wh as never);
+    api.put(wh);
     expect(caBundles()[1]).toBe('');
     await r.certs.refresh();
     expect(caBundles()).toEqual([r.certs.caBundle(), r.certs.caBundle()]);
@@ -159,7 +159,7 @@ describe('self-managed certificates', () => {
     api.remove('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', '', WEBHOOK_CONFIGURATION_NAME);
     const r = await replica();
     expect(r.served).toHaveLength(1);
-    api.put(structuredClone(manifestWebhook) as never);
+    api.put(structuredClone(manifestWebhook));
     await r.certs.refresh();
     expect(caBundles()).toEqual([r.certs.caBundle(), r.certs.caBundle()]);
   });
@@ -231,7 +231,7 @@ describe('self-managed certificates', () => {
       type: 'kubernetes.io/tls',
       metadata: { name: SELF_MANAGED_SECRET_NAME, namespace: SYSTEM_NAMESPACE },
       data: { 'tls.crt': Buffer.from('not a certificate').toString('base64'), 'tls.key': '' },
-    } as never);
+    });
     const r = await replica();
     expect(() => new X509Certificate(secretText(SECRET_KEYS.cert))).not.toThrow();
     r.certs.stop();
