@@ -18,6 +18,13 @@ module.exports = {
       from: { path: '^src/' },
       to: { path: '^test/' },
     },
+    {
+      name: 'unit-tests-stay-pure',
+      severity: 'error',
+      comment: 'src/**/*.test.ts is the unit project: no sockets or processes (those tests live in test/).',
+      from: { path: '^src/.+\\.test\\.ts$' },
+      to: { dependencyTypes: ['core'], path: '^(node:)?(child_process|net|http|https|http2|tls|dgram|cluster|worker_threads)$' },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -4,6 +4,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +30,25 @@ function servedCertificate(port: number, ca: string): Promise<string> {
       socket.end();
     });
     socket.on('error', reject);
+  });
+}
+
+/** Wait for a condition (an event we can observe), not for a fixed time. */
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function metrics(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
   });
 }
 
@@ -70,7 +90,7 @@ describe('serving certificate reload', () => {
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => results.length + errors.length >= 3); // requests before the swap
     writeSecretVersion(dir, '2026_11_22_second', second);
 
     const deadline = Date.now() + 5000;
@@ -80,7 +100,8 @@ describe('serving certificate reload', () => {
       if (served === fingerprintOf(second.certPem)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 200));
+    const seen = results.length + errors.length;
+    await until(() => results.length + errors.length >= seen + 3); // and requests after it
     stop = true;
     await load;
 
@@ -91,10 +112,14 @@ describe('serving certificate reload', () => {
   });
 
   it('keeps serving the previous certificate when the new files are unusable', async () => {
+    const errorsCounted = async (): Promise<number> =>
+      Number(/podvpn_tls_reloads_total\{result="error"\} (\d+)/.exec(await metrics(server.adminPort))?.[1] ?? 0);
+    const before = await errorsCounted();
     const other = await generateCA();
     // A key that does not match the certificate: the reload must refuse it.
     writeSecretVersion(dir, '2026_11_22_broken', { certPem: (await generateServingCert(ca, ['localhost'])).certPem, keyPem: other.keyPem });
-    await new Promise((r) => setTimeout(r, 400));
+    // The reloader read the broken pair and refused it (counted), rather than never having looked.
+    await until(async () => (await errorsCounted()) > before);
     expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(second.certPem));
     expect((await post(server.webhookPort, ca.certPem, SAMPLE)).status).toBe(200);
   });
