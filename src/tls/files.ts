@@ -34,7 +34,8 @@ export interface FileSourceOptions {
 /** Read the pair now (throws if unusable) and re-read it every `intervalMs`. */
 export function startFileSource(files: TlsFiles, opts: FileSourceOptions): CertificateSource {
   const first = readTls(files);
-  const holder = new PairHolder(first);
+  const holder = new PairHolder();
+  holder.set(first);
   let current = fingerprint(first.cert, first.key);
   let lastError = '';
   const timer = setInterval(() => {

@@ -26,11 +26,12 @@ export interface CertificateChoice {
 }
 
 export async function startCertificateSource(c: CertificateChoice): Promise<CertificateSource> {
-  const filesGiven = c.tlsCert !== undefined || c.tlsKey !== undefined;
-  if (filesGiven && (c.tlsCert === undefined || c.tlsKey === undefined)) {
+  const poll = { intervalMs: c.reloadIntervalMs, onError: c.onFileError };
+  if (c.tlsCert !== undefined && c.tlsKey !== undefined) return startFileSource({ certPath: c.tlsCert, keyPath: c.tlsKey }, poll);
+  if (c.tlsCert !== undefined || c.tlsKey !== undefined) {
     throw new Error('--tls-cert and --tls-key go together: give both, or neither to use a generated certificate');
   }
-  if (!filesGiven && c.kube !== undefined && (c.kube.inCluster || c.selfManagedCerts)) {
+  if (c.kube !== undefined && (c.kube.inCluster || c.selfManagedCerts)) {
     const { startSelfManagedCerts } = await import('./self-managed.js');
     return startSelfManagedCerts({
       kubeConfig: c.kube.kubeConfig,
@@ -40,19 +41,16 @@ export async function startCertificateSource(c: CertificateChoice): Promise<Cert
       ...(c.kube.inCluster ? {} : { names: localServingNames(c.listenHost, c.namespace) }),
     });
   }
-  let files = { certPath: c.tlsCert ?? '', keyPath: c.tlsKey ?? '' };
-  if (!filesGiven) {
-    const { ensureLocalCerts } = await import('./local.js');
-    const names = localServingNames(c.listenHost);
-    const local = await ensureLocalCerts(resolve(c.certsDir), names);
-    const message = {
-      created: 'generated a CA and serving certificate',
-      kept: 'reusing the CA and serving certificate',
-      renewed: 'issued a new serving certificate under the existing CA',
-      replaced: 'generated a new CA and serving certificate',
-    }[local.outcome];
-    c.logger.info({ ca: local.caCert, cert: local.cert, key: local.key, outcome: local.outcome, why: local.why, names }, message);
-    files = { certPath: local.cert, keyPath: local.key };
-  }
-  return startFileSource(files, { intervalMs: c.reloadIntervalMs, onError: c.onFileError });
+  const { ensureLocalCerts } = await import('./local.js');
+  const names = localServingNames(c.listenHost);
+  const local = await ensureLocalCerts(resolve(c.certsDir), names);
+  const message = {
+    created: 'generated a CA and serving certificate',
+    kept: 'reusing the CA and serving certificate',
+    renewed: 'issued a new serving certificate under the existing CA',
+    replaced: 'generated a new CA and serving certificate',
+  }[local.outcome];
+  c.logger.info({ ca: local.caCert, cert: local.cert, key: local.key, outcome: local.outcome, why: local.why, names }, message);
+  // The generated files are polled like given ones: `podvpn certs` may rewrite them under a running serve.
+  return startFileSource({ certPath: local.cert, keyPath: local.key }, poll);
 }

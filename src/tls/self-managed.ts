@@ -65,10 +65,10 @@ interface Material {
  * first certificate is settled.
  */
 export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Promise<SelfManagedCerts> {
-  const loop = new SelfManagedLoop(opts);
-  const first = await loop.start();
-  const holder = new PairHolder(first);
-  loop.onNewPair = (pair) => holder.set(pair);
+  // Listeners subscribe after start, so the first certificate reaches them through current().
+  const holder = new PairHolder();
+  const loop = new SelfManagedLoop(opts, holder);
+  await loop.start();
   return {
     current: () => holder.current(),
     onChange: (listener) => holder.onChange(listener),
@@ -92,9 +92,11 @@ class SelfManagedLoop {
   private timer: NodeJS.Timeout | undefined;
   private inflight: Promise<void> | undefined;
   private stopped = false;
-  onNewPair: (pair: { cert: string; key: string }) => void = () => undefined;
 
-  constructor(private readonly opts: SelfManagedCertsOptions) {
+  constructor(
+    private readonly opts: SelfManagedCertsOptions,
+    private readonly served: PairHolder,
+  ) {
     const namespace = opts.namespace ?? SYSTEM_NAMESPACE;
     this.store = new SecretStore(opts.kubeConfig.makeApiClient(CoreV1Api), namespace, opts.secretName ?? SELF_MANAGED_SECRET_NAME);
     this.admission = opts.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
@@ -108,7 +110,7 @@ class SelfManagedLoop {
   }
 
   /** Settle the first certificate, retrying with backoff until `startTimeoutMs`; then check every interval. */
-  async start(): Promise<{ cert: string; key: string }> {
+  async start(): Promise<void> {
     const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
     let delay = this.opts.startRetryMs ?? 250;
     for (;;) {
@@ -129,8 +131,6 @@ class SelfManagedLoop {
       this.tick().catch((err: unknown) => this.log.warn({ err: describeKubeError(err) }, 'certificate check failed; retrying at the next check'));
     }, this.opts.checkIntervalMs ?? 60_000);
     this.timer.unref();
-    const m = this.current!;
-    return { cert: m.serving.certPem, key: m.serving.keyPem };
   }
 
   stop(): void {
@@ -167,7 +167,7 @@ class SelfManagedLoop {
     if (fp === this.delivered) return;
     const first = this.delivered === '';
     this.delivered = fp;
-    if (!first) this.onNewPair({ cert: m.serving.certPem, key: m.serving.keyPem });
+    this.served.set({ cert: m.serving.certPem, key: m.serving.keyPem });
     this.log.info({ notAfter: certFacts(m.serving.certPem).notAfter.toISOString(), first }, first ? 'serving the self-managed certificate' : 'serving a renewed certificate');
   }
 

@@ -19,9 +19,10 @@ export interface CertificateSource {
 /** A small fan-out for sources: remembers the current pair and tells listeners about changes. */
 export class PairHolder {
   private readonly listeners: Array<(pair: ServingPair) => void> = [];
-  constructor(private pair: ServingPair) {}
+  private pair: ServingPair | undefined;
 
   current(): ServingPair {
+    if (this.pair === undefined) throw new Error('no serving certificate yet');
     return this.pair;
   }
 

@@ -1,7 +1,9 @@
 // The X.509 module, checked against node:crypto's independent parser: ECDSA P-256 keys, the extensions
 // a serving certificate needs, IP SANs, and an RSA CA from an older podvpn still signing.
 
-import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import 'reflect-metadata'; // before @peculiar/x509, which this test uses directly to build an old-style RSA CA
+import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import { describe, expect, it } from 'vitest';
 import { certFacts, generateCA, generateServingCert, issuedBy, keyMatches, normalizeIp, splitNames } from './x509.js';
 
@@ -47,14 +49,29 @@ describe('x509', () => {
     expect(certFacts(other.certPem).subject).toBe(certFacts(ca.certPem).subject);
   });
 
-  it('still signs with an RSA CA key in PKCS#1 PEM (as earlier podvpn versions wrote)', async () => {
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }); // size is irrelevant here; 1024 keeps it fast
-    const rsaPem = rsa.privateKey.export({ format: 'pem', type: 'pkcs1' }).toString();
-    expect(rsaPem).toMatch(/BEGIN RSA PRIVATE KEY/);
-    // A self-signed RSA CA needs a certificate: reuse the EC CA's shape by signing a leaf with the RSA key
-    // under the EC CA's name; what matters is that the signature verifies with the RSA public key.
-    const leaf = await generateServingCert({ certPem: ca.certPem, keyPem: rsaPem }, ['a']);
-    expect(new X509Certificate(leaf.certPem).verify(rsa.publicKey)).toBe(true);
+  it('renews under an RSA CA with a PKCS#1 key, as earlier podvpn versions wrote them', async () => {
+    // An RSA CA made the old way (RSA key, SHA-256 signature), its key stored as "RSA PRIVATE KEY".
+    const rsa = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 1024 } as const; // size is irrelevant here
+    const keys = await webcrypto.subtle.generateKey(rsa, true, ['sign', 'verify']);
+    const oldCa = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: 'CN=podvpn-ca, O=podvpn',
+      notBefore: new Date(),
+      notAfter: new Date(Date.now() + 86_400_000),
+      keys,
+      signingAlgorithm: rsa,
+      extensions: [new x509.BasicConstraintsExtension(true, 0, true)],
+    });
+    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+    const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs1' }).toString();
+    expect(keyPem).toMatch(/BEGIN RSA PRIVATE KEY/);
+    const caPem = oldCa.toString('pem');
+    const leaf = await generateServingCert({ certPem: caPem, keyPem }, ['a']);
+    const parsed = new X509Certificate(leaf.certPem);
+    const caCert = new X509Certificate(caPem);
+    expect(parsed.checkIssued(caCert) && parsed.verify(caCert.publicKey)).toBe(true);
+    expect(await issuedBy(leaf.certPem, caPem)).toBe(true);
+    expect(createPrivateKey(leaf.keyPem).asymmetricKeyType).toBe('ec'); // the new serving key is EC
   });
 
   it('splits names into DNS names and IPs, one spelling per address', () => {
