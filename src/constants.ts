@@ -57,3 +57,5 @@ export const MAX_REVIEW_BYTES = 6 * 1024 * 1024;
 export const WEBHOOK_SERVICE_NAME = 'podvpn-webhook';
 export const WEBHOOK_CONFIGURATION_NAME = 'podvpn';
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+/** The Secret holding the self-managed CA and serving certificate (src/tls/self-managed.ts). */
+export const SELF_MANAGED_SECRET_NAME = 'podvpn-webhook-tls';

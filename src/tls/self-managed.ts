@@ -10,9 +10,8 @@
 
 import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME, WEBHOOK_SERVICE_NAME } from '../constants.js';
+import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME, WEBHOOK_SERVICE_NAME } from '../constants.js';
 import { describeKubeError } from '../kube/errors.js';
-import { SELF_MANAGED_SECRET_NAME } from '../kube/permissions.js';
 import { ensureCaBundle } from './ca-bundle.js';
 import { webhookDnsNames } from './names.js';
 import { type Assessment, type Observed, RENEW_AFTER_FRACTION, type WantedNames, assess, trustedCAs } from './rotation.js';
