@@ -1,14 +1,40 @@
 import { defineConfig } from 'vitest/config';
 
-// Unit, golden and integration tests. The data-plane lab (root, network namespaces) has its own
-// runner: `npm run test:dataplane`.
+// Two projects, run by `npm test` in this order:
+// - unit: the pure core beside its code (src/**/*.test.ts): no sockets, processes, API double or
+//   kubectl; `npm run test:unit` runs it alone in a few seconds, with no build.
+// - integration: test/ (TLS sockets, the CLI and the image as processes, the Kubernetes API double,
+//   kubectl, openssl); needs `npm run build` first (npm test does it).
+// The data-plane lab (root, network namespaces) has its own runner: `npm run test:dataplane`.
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    exclude: ['node_modules/**', 'dist/**', 'test/dataplane/**'],
-    // Temporary files (CA keys among them) live under one directory removed after the run.
-    globalSetup: ['test/global-tmp.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
+    // Temporary files (CA keys among them) live under one directory removed after the run.
+    globalSetup: ['test/global-tmp.ts'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['src/**/*.test.ts'],
+          // Pure code holds no global state between files: one module graph per worker thread is safe
+          // and saves most of the start-up.
+          pool: 'threads',
+          isolate: false,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/dataplane/**'],
+          setupFiles: ['test/vitest.setup.ts'],
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });

@@ -217,7 +217,7 @@ function distance(a: string, b: string): number {
 }
 
 async function runCerts(args: string[]): Promise<number> {
-  const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
+  const [{ ensureLocalCerts }, { webhookDnsNames }] = await Promise.all([import('./tls/local.js'), import('./tls/names.js')]);
   const { values } = flags('certs', args, {
     out: { type: 'string' },
     'dns-name': { type: 'string', multiple: true },
@@ -225,11 +225,16 @@ async function runCerts(args: string[]): Promise<number> {
   });
   const dir = values.out ?? 'certs';
   const names = values['dns-name'] ?? webhookDnsNames();
-  const paths = ensureLocalCerts(dir, names, { force: values.force ?? false });
-  process.stdout.write(
-    `${paths.created ? 'wrote' : 'kept existing'} CA ${paths.caCert} (key ${paths.caKey}) and serving certificate ` +
-      `${paths.cert} (key ${paths.key}) for ${names.join(', ')}\n`,
-  );
+  const r = await ensureLocalCerts(dir, names, { force: values.force ?? false });
+  const serving = `serving certificate ${r.cert} (key ${r.key}) for ${names.join(', ')}`;
+  const ca = `CA ${r.caCert} (key ${r.caKey})`;
+  const line = {
+    created: `wrote ${ca} and ${serving}`,
+    kept: `kept existing ${ca} and ${serving}`,
+    renewed: `kept existing ${ca}; wrote a new ${serving}, because ${r.why}`,
+    replaced: `wrote ${ca} (a new CA: trust it again) and ${serving}, because ${r.why}`,
+  }[r.outcome];
+  process.stdout.write(`${line}\n`);
   return 0;
 }
 

@@ -69,3 +69,6 @@ export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
  */
 export const SERVICE_ACCOUNT_TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const CLIENT_NO_TOKEN_VOLUME_NAME = 'podvpn-no-api-token';
+
+/** The Secret holding the self-managed CA and serving certificate (src/tls/self-managed.ts). */
+export const SELF_MANAGED_SECRET_NAME = 'podvpn-webhook-tls';

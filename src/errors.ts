@@ -1,5 +1,8 @@
 // One catalogue of coded outcomes, shared by logs, replies and metrics. Codes are never reused.
 
+// The reason codes of skips and denials, as replies, logs and the reason metric label carry them. Each
+// is decided, and a denial's message written, in src/inject/decision.ts.
+/** Skip reasons with the words offline `inject` prints beside them. */
 export const SKIP_REASONS = {
   'not-pod-create': 'not a pod CREATE',
   'mirror-pod': 'mirror (static) pod: the kubelet owns it and ignores mutations',
@@ -10,22 +13,20 @@ export const SKIP_REASONS = {
 } as const;
 export type SkipReason = keyof typeof SKIP_REASONS;
 
-export const DENY_REASONS = {
-  'host-network': 'hostNetwork pod',
-  'unknown-gateway': 'unknown gateway',
-  'pod-security': 'Pod Security level forbids NET_ADMIN',
-  'invalid-inject-label': 'invalid podvpn.io/inject value',
-  'invalid-pod': 'pod object cannot be read',
-  'name-conflict': "pod already uses one of podvpn's container or volume names",
-  'cluster-ranges-unknown': 'cluster ranges unknown',
-  'killswitch-failed': 'kill-switch NetworkPolicy could not be ensured',
-  'incomplete-injection': 'injected pod lost the routed label',
-  'unsupported-os': 'pod cannot run on Linux nodes, where the VPN client runs',
-  'namespace-unverified': 'namespace could not be read within the live-read budget',
-  'existing-vpn': 'pod already runs a VPN of its own',
-  'dns-config-too-large': "pod's dnsConfig.searches leave no room for podvpn's within the API server's limits",
-} as const;
-export type DenyReason = keyof typeof DENY_REASONS;
+export type DenyReason =
+  | 'host-network'
+  | 'unknown-gateway'
+  | 'pod-security'
+  | 'invalid-inject-label'
+  | 'invalid-pod'
+  | 'name-conflict'
+  | 'cluster-ranges-unknown'
+  | 'killswitch-failed'
+  | 'incomplete-injection'
+  | 'unsupported-os'
+  | 'namespace-unverified'
+  | 'existing-vpn'
+  | 'dns-config-too-large';
 
 /** Errors answered with a non-200 status: the request itself is not a usable AdmissionReview. */
 export const HTTP_ERRORS = {

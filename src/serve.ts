@@ -2,7 +2,6 @@
 
 import type { Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
-import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
 import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
@@ -13,11 +12,12 @@ import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
 import { type ServerLimits, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_SETTLE_MS } from './server/limits.js';
 import { createMetrics } from './server/metrics.js';
-import { readTls, TLS_OPTIONS, type TlsFiles, watchTls } from './server/tls-reload.js';
 import { buildWebhookApp } from './server/webhook.js';
-import type { KillSwitch, KillSwitchGuard } from './policy/guard.js';
+import type { KillSwitch } from './policy/guard.js';
+import type { KillSwitchGuard } from './policy/guard-types.js';
 import { StandaloneKillSwitchGuard } from './policy/standalone-guard.js';
-import type { SelfManagedCerts } from './tls/self-managed.js';
+import { TLS_OPTIONS } from './tls/options.js';
+import { startCertificateSource } from './tls/select.js';
 
 export interface ServeOptions {
   listen: string;
@@ -105,65 +105,44 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   const ports: AdmissionPorts = {
     config,
     namespaceFacts: (ns) => namespaces?.get(ns),
-    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces!.fetch(ns) } : {}),
+    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces.fetch(ns) } : {}),
     ranges: () => guard.ranges(),
     rangesProblem: () => killSwitch?.guard.problem(),
     ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
   };
 
-  // The serving certificate: files given (reloaded when they change), a Secret shared by every replica
-  // (in a cluster), or a CA and certificate generated under certs/ (standalone).
-  let swapCertificate: (cert: string, key: string) => void = () => undefined;
-  const onNewCertificate = (cert: string, key: string): void => swapCertificate(cert, key);
-  let stopCertificates: () => void;
-  let initial: { cert: string; key: string };
-  let selfManaged: SelfManagedCerts | undefined;
-  if (kube !== undefined && options.tlsCert === undefined && options.tlsKey === undefined && (kube.inCluster || options.selfManagedCerts)) {
-    let first: { cert: string; key: string } | undefined;
-    const { startSelfManagedCerts } = await import('./tls/self-managed.js');
-    selfManaged = await startSelfManagedCerts({
-      kubeConfig: kube.kubeConfig,
-      logger: log,
-      namespace: process.env.POD_NAMESPACE ?? SYSTEM_NAMESPACE,
-      onCertificate: (cert, key) => {
-        if (first === undefined) first = { cert, key };
-        else onNewCertificate(cert, key);
-      },
-    });
-    initial = first!;
-    stopCertificates = () => selfManaged!.stop();
-  } else {
-    const tlsFiles = await tlsFilesFor(options, log);
-    const material = readTls(tlsFiles);
-    initial = material;
-    const reloader = watchTls(
-      tlsFiles,
-      material,
-      options.tlsReloadIntervalMs,
-      (next) => onNewCertificate(next.cert, next.key),
-      (err) => {
-        metrics.certReloads.inc({ result: 'error' });
-        log.error({ err: err.message, cert: tlsFiles.certPath }, 'serving certificate on disk is unusable; still serving the previous one');
-      },
-    );
-    stopCertificates = () => reloader.stop();
-  }
+  const listen = parseListen(options.listen);
+  const certificates = await startCertificateSource({
+    tlsCert: options.tlsCert,
+    tlsKey: options.tlsKey,
+    certsDir: options.certsDir,
+    reloadIntervalMs: options.tlsReloadIntervalMs,
+    kube,
+    selfManagedCerts: options.selfManagedCerts === true,
+    listenHost: listen.host,
+    namespace: process.env.POD_NAMESPACE ?? SYSTEM_NAMESPACE,
+    logger: log,
+    onFileError: (err) => {
+      metrics.certReloads.inc({ result: 'error' });
+      log.error({ err: err.message }, 'serving certificate on disk is unusable; still serving the previous one');
+    },
+  });
 
   let shuttingDown = false;
   const webhook = buildWebhookApp({
     ports,
     logger: log,
     metrics,
-    tls: initial,
+    tls: certificates.current(),
     draining: () => shuttingDown,
     ...(options.limits?.webhook ? { limits: options.limits.webhook } : {}),
   });
-  swapCertificate = (cert, key) => {
+  certificates.onChange(({ cert, key }) => {
     // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
     (webhook.server as unknown as HttpsServer).setSecureContext({ ...TLS_OPTIONS, cert, key });
     metrics.certReloads.inc({ result: 'ok' });
     log.info('serving certificate replaced');
-  };
+  });
   const admin = buildAdminApp({
     logger: log,
     metrics,
@@ -176,7 +155,6 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     },
   });
 
-  const listen = parseListen(options.listen);
   const adminListen = parseListen(options.adminListen);
   await webhook.listen({ host: listen.host, port: listen.port });
   await admin.listen({ host: adminListen.host, port: adminListen.port });
@@ -193,7 +171,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       shuttingDown = true;
       log.info({ delaySeconds: options.shutdownDelay }, 'shutting down: unready, draining');
       await new Promise((r) => setTimeout(r, options.shutdownDelay * 1000));
-      stopCertificates();
+      certificates.stop();
       // Stop accepting first, but leave open connections alone for a moment: one accepted just now
       // has not sent its request yet, and Node's close() would count it idle and reset it under the
       // request. Then close the idle ones; a request in flight gets its reply (which closes its
@@ -218,21 +196,6 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   return { webhookPort, adminPort, shutdown };
 }
 
-async function tlsFilesFor(options: ServeOptions, log: Logger): Promise<TlsFiles> {
-  if (options.tlsCert !== undefined || options.tlsKey !== undefined) {
-    if (options.tlsCert === undefined || options.tlsKey === undefined) {
-      throw new Error('--tls-cert and --tls-key go together: give both, or neither to use a generated certificate');
-    }
-    return { certPath: options.tlsCert, keyPath: options.tlsKey };
-  }
-  const { ensureLocalCerts, webhookDnsNames } = await import('./tls/certs.js');
-  const dir = resolve(options.certsDir);
-  const names = [...webhookDnsNames(), 'localhost', '127.0.0.1'];
-  const paths = ensureLocalCerts(dir, names);
-  log.info({ ca: paths.caCert, cert: paths.cert, key: paths.key, created: paths.created }, paths.created ? 'generated a CA and serving certificate' : 'reusing the CA and serving certificate');
-  return { certPath: paths.cert, keyPath: paths.key };
-}
-
-function addressPort(address: ReturnType<import('node:net').Server['address']>): number {
+function addressPort(address: ReturnType<NetServer['address']>): number {
   return typeof address === 'object' && address !== null ? address.port : 0;
 }

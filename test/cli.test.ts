@@ -361,7 +361,7 @@ describe('podvpn certs', () => {
     expect(statSync(join(dir, 'tls.key')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'ca.key')).mode & 0o777).toBe(0o600);
     const before = readFileSync(join(dir, 'tls.crt'), 'utf8');
-    const second = run(['certs', '--out', dir]);
+    const second = run(['certs', '--out', dir, '--dns-name', 'podvpn-webhook.podvpn-system.svc', '--dns-name', 'localhost']);
     expect(second.stdout).toMatch(/^kept existing/);
     expect(readFileSync(join(dir, 'tls.crt'), 'utf8')).toBe(before);
   });

@@ -1,15 +1,11 @@
 // Test helpers: a real webhook process-in-process on random loopback ports, and a TLS client.
 
-import { mkdtempSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { DEFAULT_SERVE_OPTIONS, type RunningServer, type ServeOptions, serve } from '../src/serve.js';
+import { tempDir } from './temp.js';
 
-export function tempDir(prefix = 'podvpn-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+export { tempDir } from './temp.js';
 
 export async function startServer(overrides: Partial<ServeOptions> = {}): Promise<RunningServer & { certsDir: string }> {
   const certsDir = overrides.certsDir ?? tempDir();

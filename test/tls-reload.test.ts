@@ -4,11 +4,12 @@
 
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { get } from 'node:http';
 import { Agent, request } from 'node:https';
+import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/certs.js';
+import { generateCA, generateServingCert, type KeyPairPem } from '../src/tls/x509.js';
 import { post, startServer, tempDir } from './helpers.js';
 
 const SAMPLE = readFileSync(join(import.meta.dirname, '..', 'examples', 'review.json'), 'utf8');
@@ -33,6 +34,25 @@ function servedCertificate(port: number, ca: string): Promise<string> {
   });
 }
 
+/** Wait for a condition (an event we can observe), not for a fixed time. */
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function metrics(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
 function postKeepAlive(agent: Agent, port: number): Promise<{ status: number; reused: boolean; cert: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -52,11 +72,12 @@ function fingerprintOf(certPem: string): string {
   return new X509Certificate(certPem).fingerprint256;
 }
 
+const ca = await generateCA();
+const first = await generateServingCert(ca, ['localhost']);
+const second = await generateServingCert(ca, ['localhost']);
+
 describe('serving certificate reload', () => {
   const dir = tempDir('podvpn-secret-');
-  const ca = generateCA();
-  const first = generateServingCert(ca, ['localhost']);
-  const second = generateServingCert(ca, ['localhost']);
   let server: Awaited<ReturnType<typeof startServer>>;
 
   beforeAll(async () => {
@@ -88,7 +109,7 @@ describe('serving certificate reload', () => {
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => results.length + errors.length >= 3); // requests before the swap
     writeSecretVersion(dir, '2026_11_22_second', second);
 
     const deadline = Date.now() + 5000;
@@ -99,7 +120,8 @@ describe('serving certificate reload', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     swapped = served === fingerprintOf(second.certPem);
-    await new Promise((r) => setTimeout(r, 200));
+    const seen = results.length + errors.length;
+    await until(() => results.length + errors.length >= seen + 3); // and requests after it
     stop = true;
     await load;
     agent.destroy();
@@ -116,10 +138,14 @@ describe('serving certificate reload', () => {
   });
 
   it('keeps serving the previous certificate when the new files are unusable', async () => {
-    const other = generateCA();
+    const errorsCounted = async (): Promise<number> =>
+      Number(/podvpn_tls_reloads_total\{result="error"\} (\d+)/.exec(await metrics(server.adminPort))?.[1] ?? 0);
+    const before = await errorsCounted();
+    const other = await generateCA();
     // A key that does not match the certificate: the reload must refuse it.
-    writeSecretVersion(dir, '2026_11_22_broken', { certPem: generateServingCert(ca, ['localhost']).certPem, keyPem: other.keyPem });
-    await new Promise((r) => setTimeout(r, 400));
+    writeSecretVersion(dir, '2026_11_22_broken', { certPem: (await generateServingCert(ca, ['localhost'])).certPem, keyPem: other.keyPem });
+    // The reloader read the broken pair and refused it (counted), rather than never having looked.
+    await until(async () => (await errorsCounted()) > before);
     expect(await servedCertificate(server.webhookPort, ca.certPem)).toBe(fingerprintOf(second.certPem));
     expect((await post(server.webhookPort, ca.certPem, SAMPLE)).status).toBe(200);
   });

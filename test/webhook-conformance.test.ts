@@ -15,7 +15,7 @@ import { ANNOTATION_STATUS } from '../src/constants.js';
 import type { NamespaceFacts, Pod } from '../src/inject/types.js';
 import { createMetrics } from '../src/server/metrics.js';
 import { buildWebhookApp } from '../src/server/webhook.js';
-import { generateCA, generateServingCert } from '../src/tls/certs.js';
+import { generateCA, generateServingCert } from '../src/tls/x509.js';
 import { post, reviewOf, startServer } from './helpers.js';
 
 const TESTDATA = join(import.meta.dirname, '..', 'src', 'inject', 'testdata');
@@ -45,9 +45,9 @@ const GOLDEN_RANGES: ClusterRanges = {
   dnsIPs: ['10.43.0.10'],
   sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
 };
-const caseCertificates = (() => {
-  const authority = generateCA();
-  return { ca: authority.certPem, serving: generateServingCert(authority, ['localhost']) };
+const caseCertificates = await (async () => {
+  const authority = await generateCA();
+  return { ca: authority.certPem, serving: await generateServingCert(authority, ['localhost']) };
 })();
 const caseCa = caseCertificates.ca;
 const caseApps: Array<ReturnType<typeof buildWebhookApp>> = [];

@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ANNOTATION_GATEWAY, EXCLUDED_NAMESPACES, LABEL_INJECT, LABEL_MANAGED_BY, NAMESPACE_INJECT_VALUE, PRODUCT } from '../constants.js';
 import type { PolicyClient } from '../policy/client.js';
-import type { ClusterKillSwitchGuard } from '../policy/guard.js';
+import type { ReconcilerGuard } from '../policy/guard-types.js';
 import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../policy/killswitch.js';
 import { type EgressBypass, findEgressBypasses } from '../policy/bypass.js';
 import { type CoverageReport, nodeRangeCoverage } from './coverage.js';
@@ -34,7 +34,7 @@ const NAMESPACE_OFF_VALUES = ['disabled', 'false'];
 
 export interface ReconcilerOptions {
   kc: KubeConfig;
-  guard: ClusterKillSwitchGuard;
+  guard: ReconcilerGuard;
   client: PolicyClient;
   config: Config;
   log: Logger;

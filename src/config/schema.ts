@@ -120,7 +120,6 @@ export const ConfigSchema = z
     }
   });
 
-export type ConfigInput = z.input<typeof ConfigSchema>;
 type ParsedConfig = z.output<typeof ConfigSchema>;
 
 /** A gateway with every default resolved: what the injector and the manifests use. */

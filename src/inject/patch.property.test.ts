@@ -59,7 +59,7 @@ const pods: fc.Arbitrary<Pod> = fc
         volumes: p.volumes,
         dnsConfig: p.dnsConfig,
       },
-    } as Pod;
+    };
   });
 
 describe('injection patch properties', () => {
@@ -71,7 +71,7 @@ describe('injection patch properties', () => {
         fc.property(pods, (pod) => {
           const { patch } = injectionPatch({ pod, namespace: 'ns', gateway, settings: clientSettings(gateway, RANGES), config });
           expect(jsonpatch.validate(patch as jsonpatch.Operation[], structuredClone(pod))).toBeUndefined();
-          const out = jsonpatch.applyPatch(structuredClone(pod), patch as jsonpatch.Operation[], true, false).newDocument as Pod;
+          const out = jsonpatch.applyPatch(structuredClone(pod), patch as jsonpatch.Operation[], true, false).newDocument;
           const inits = (out.spec!.initContainers ?? []).map((c) => c.name);
           expect(inits[0]).toBe(CLIENT_INIT_NAME);
           const userInits = (pod.spec!.initContainers ?? []).map((c) => c.name);

@@ -2,10 +2,7 @@
 // RBAC (manifests/base/rbac.yaml) must grant exactly these, no more: test/manifests compares them
 // rule by rule. A module that starts calling something new adds it here first, then to the RBAC.
 
-import { SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../constants.js';
-
-/** The Secret holding the self-managed CA and serving certificate (src/tls/self-managed.ts). */
-export const SELF_MANAGED_SECRET_NAME = 'podvpn-webhook-tls';
+import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../constants.js';
 
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
 
@@ -21,7 +18,7 @@ export interface ApiPermission {
   resource: string;
   verbs: Verb[];
   /** A namespace, or 'cluster' for every namespace / cluster-scoped objects (a ClusterRole). */
-  scope: 'cluster' | string;
+  scope: string;
   /** Limit to these object names (never possible for create, list or watch). */
   resourceNames?: string[];
   feature: Feature;

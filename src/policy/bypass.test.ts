@@ -26,7 +26,7 @@ describe('finding egress policies that void the kill switch', () => {
     const ranges = { podCIDRs: ['10.42.0.0/16'], serviceCIDRs: ['10.43.0.0/16'], extraCIDRs: [], dnsIPs: ['10.43.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } };
     const found = findEgressBypasses(
       [
-        buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }) as PolicyLike,
+        buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }),
         policy('ingress-only', { podSelector: {}, policyTypes: ['Ingress'], ingress: [{}] }),
         policy('lan', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '192.168.0.0/16' } }] }] }),
         policy('peers', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: {} }] }] }),

@@ -52,7 +52,7 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
         FIELD_MANAGER,
         true,
         PatchStrategy.ServerSideApply,
-      )) as LivePolicy;
+      ));
     },
     async delete(namespace, name) {
       try {
@@ -63,7 +63,7 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
       }
     },
     async listAllPolicies() {
-      return (await net.listNetworkPolicyForAllNamespaces()).items as PolicyLike[];
+      return (await net.listNetworkPolicyForAllNamespaces()).items;
     },
     async listRoutedPods() {
       const pods = await core.listPodForAllNamespaces({ labelSelector: LABEL_ROUTED });

@@ -30,35 +30,9 @@ import { FIELD_MANAGER } from '../constants.js';
 import { withDeadline } from '../util/deadline.js';
 import type { EgressBypass } from './bypass.js';
 import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
-import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy, killSwitchPolicyName } from './killswitch.js';
-
-export type EnsureResult = { ok: true; warning?: string } | { ok: false; message: string };
-
-export interface KillSwitchGuard {
-  /** The ranges in force; undefined when unknown or refused (routed pods are then denied). */
-  ranges(): ClusterRanges | undefined;
-  /** Make sure the policy for (namespace, gateway) is in place before a routed pod is admitted. */
-  ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
-}
-
-/** Live kill-switch policies by namespace/name: fed by the watch and by our own applies. */
-export class PolicyCache {
-  private readonly byKey = new Map<string, LivePolicy>();
-  get(namespace: string, name: string): LivePolicy | undefined {
-    return this.byKey.get(`${namespace}/${name}`);
-  }
-  set(policy: LivePolicy): void {
-    const ns = policy.metadata?.namespace;
-    const name = policy.metadata?.name;
-    if (ns !== undefined && name !== undefined) this.byKey.set(`${ns}/${name}`, policy);
-  }
-  delete(namespace: string, name: string): void {
-    this.byKey.delete(`${namespace}/${name}`);
-  }
-  list(): LivePolicy[] {
-    return [...this.byKey.values()];
-  }
-}
+import type { EnsureResult, ReconcilerGuard } from './guard-types.js';
+import { PolicyCache } from './policy-cache.js';
+import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy } from './killswitch.js';
 
 export interface ClusterGuardOptions {
   client: PolicyClient;
@@ -72,7 +46,7 @@ export interface ClusterGuardOptions {
   timeoutMs?: number;
 }
 
-export class ClusterKillSwitchGuard implements KillSwitchGuard {
+export class ClusterKillSwitchGuard implements ReconcilerGuard {
   readonly cache: PolicyCache;
   private current: ClusterRanges | undefined;
   private why: string | undefined = 'cluster ranges not discovered yet';
@@ -241,9 +215,6 @@ export class ClusterKillSwitchGuard implements KillSwitchGuard {
   }
 }
 
-// The standalone guard lives apart so a standalone webhook never loads the Kubernetes client.
-export { StandaloneKillSwitchGuard } from './standalone-guard.js';
-
 export interface KillSwitch {
   guard: ClusterKillSwitchGuard;
   reconciler: KillSwitchReconciler;
@@ -309,5 +280,3 @@ export function isNamespaceTerminating(err: unknown): boolean {
 function rangesKey(r: ClusterRanges | undefined): string {
   return r === undefined ? '' : JSON.stringify([r.podCIDRs, r.serviceCIDRs, r.extraCIDRs, r.dnsIPs]);
 }
-
-export { killSwitchPolicyName };

@@ -3,7 +3,7 @@
 
 import { type ClusterRanges, standaloneRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
-import type { EnsureResult, KillSwitchGuard } from './guard.js';
+import type { EnsureResult, KillSwitchGuard } from './guard-types.js';
 
 /** No cluster: ranges from config, else kubeadm's defaults; ensure() succeeds and writes nothing. */
 export class StandaloneKillSwitchGuard implements KillSwitchGuard {

@@ -12,7 +12,7 @@ import { clip } from '../util/clip.js';
 import { withDeadline } from '../util/deadline.js';
 import { LINGER_BYTES, LINGER_MS, type ServerLimits, WEBHOOK_LIMITS } from './limits.js';
 import type { Metrics } from './metrics.js';
-import { TLS_OPTIONS } from './tls-reload.js';
+import { TLS_OPTIONS } from '../tls/options.js';
 
 export interface WebhookOptions {
   ports: AdmissionPorts;

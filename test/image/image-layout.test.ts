@@ -187,7 +187,7 @@ describe('the image layout, reproduced', () => {
     const [cmd, cmdArgs] = isRoot
       ? ['setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', process.execPath, ...args]]
       : [process.execPath, args];
-    server = spawn(cmd as string, cmdArgs as string[], { cwd: app, env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    server = spawn(cmd, cmdArgs, { cwd: app, env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe'] });
     server.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     server.stderr!.on('data', (d: Buffer) => (output += d.toString()));
 

@@ -30,19 +30,19 @@ export function apiVersionOf(r: Pick<ResourceType, 'group' | 'version'>): string
 }
 
 export const DEFAULT_RESOURCES: ResourceType[] = [
-  { group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false, validate: schema(Namespace as Model) },
-  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false, validate: schema(Node as Model) },
-  { group: '', version: 'v1', resource: 'pods', kind: 'Pod', namespaced: true, validate: schema(Pod as Model) },
-  { group: '', version: 'v1', resource: 'services', kind: 'Service', namespaced: true, validate: schema(Service as Model) },
-  { group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true, validate: schema(ConfigMap as Model) },
-  { group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true, validate: schema(Secret as Model) },
+  { group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false, validate: schema(Namespace) },
+  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false, validate: schema(Node) },
+  { group: '', version: 'v1', resource: 'pods', kind: 'Pod', namespaced: true, validate: schema(Pod) },
+  { group: '', version: 'v1', resource: 'services', kind: 'Service', namespaced: true, validate: schema(Service) },
+  { group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true, validate: schema(ConfigMap) },
+  { group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true, validate: schema(Secret) },
   {
     group: 'networking.k8s.io',
     version: 'v1',
     resource: 'networkpolicies',
     kind: 'NetworkPolicy',
     namespaced: true,
-    validate: schema(NetworkPolicy as Model),
+    validate: schema(NetworkPolicy),
   },
   {
     group: 'networking.k8s.io',
@@ -50,7 +50,7 @@ export const DEFAULT_RESOURCES: ResourceType[] = [
     resource: 'servicecidrs',
     kind: 'ServiceCIDR',
     namespaced: false,
-    validate: schema(ServiceCIDR as Model),
+    validate: schema(ServiceCIDR),
   },
   {
     group: 'admissionregistration.k8s.io',
@@ -58,7 +58,7 @@ export const DEFAULT_RESOURCES: ResourceType[] = [
     resource: 'mutatingwebhookconfigurations',
     kind: 'MutatingWebhookConfiguration',
     namespaced: false,
-    validate: schema(MutatingWebhookConfiguration as Model),
+    validate: schema(MutatingWebhookConfiguration),
   },
   {
     group: 'admissionregistration.k8s.io',
@@ -66,7 +66,7 @@ export const DEFAULT_RESOURCES: ResourceType[] = [
     resource: 'validatingwebhookconfigurations',
     kind: 'ValidatingWebhookConfiguration',
     namespaced: false,
-    validate: schema(ValidatingWebhookConfiguration as Model),
+    validate: schema(ValidatingWebhookConfiguration),
   },
 ];
 

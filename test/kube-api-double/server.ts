@@ -750,7 +750,7 @@ export class KubeApiDouble {
     } else if (type === 'application/json-patch+json') {
       const ops = JSON.parse(body) as jsonPatch.Operation[];
       try {
-        next = jsonPatch.applyPatch(current, ops, true, false).newDocument as KubeObject;
+        next = jsonPatch.applyPatch(current, ops, true, false).newDocument;
       } catch (err) {
         throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${(err as Error).message}`);
       }
@@ -1105,11 +1105,12 @@ function matches(obj: KubeObject, namespace: string | undefined, labelSelector?:
     for (const term of fieldSelector.split(',')) {
       const m = /^([^!=]+)(!=|==|=)(.*)$/.exec(term.trim());
       if (m === null) continue;
-      const value = String(getAt(obj, m[1]!.split('.')) ?? '');
+      // A field selector compares scalar fields; an object or list never matches a value.
+      const field = getAt(obj, m[1]!.split('.'));
+      const value = typeof field === 'string' || typeof field === 'number' || typeof field === 'boolean' ? String(field) : '';
       if (m[2] === '!=' ? value === m[3] : value !== m[3]) return false;
     }
   }
   return true;
 }
 
-export { key as fieldKey };

@@ -20,22 +20,22 @@ import { type K8sObject, MANIFESTS, kustomizations, render } from './render.js';
 type Model = new (data: never) => { validate(): void };
 
 const MODELS: Record<string, Model> = {
-  'v1/Namespace': Namespace as unknown as Model,
-  'v1/ServiceAccount': ServiceAccount as unknown as Model,
-  'v1/Service': Service as unknown as Model,
-  'v1/ConfigMap': ConfigMap as unknown as Model,
-  'v1/Secret': Secret as unknown as Model,
-  'v1/PersistentVolumeClaim': PersistentVolumeClaim as unknown as Model,
-  'apps/v1/Deployment': Deployment as unknown as Model,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as Model,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as unknown as Model,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as unknown as Model,
-  'rbac.authorization.k8s.io/v1/Role': Role as unknown as Model,
-  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as unknown as Model,
-  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration as unknown as Model,
-  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': ValidatingAdmissionPolicy as unknown as Model,
-  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': ValidatingAdmissionPolicyBinding as unknown as Model,
-  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy as unknown as Model,
+  'v1/Namespace': Namespace,
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/Service': Service,
+  'v1/ConfigMap': ConfigMap,
+  'v1/Secret': Secret,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'apps/v1/Deployment': Deployment,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
+  'rbac.authorization.k8s.io/v1/Role': Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': ValidatingAdmissionPolicy,
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': ValidatingAdmissionPolicyBinding,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
 };
 
 /** cert-manager CRDs are not in kubernetes-models: check the fields cert-manager requires. */

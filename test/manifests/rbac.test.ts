@@ -2,8 +2,8 @@
 // would get 403), nothing extra (least privilege). Compared verb by verb, per namespace.
 
 import { describe, expect, it } from 'vitest';
-import { SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../../src/constants.js';
-import { API_PERMISSIONS, type Feature, SELF_MANAGED_SECRET_NAME, grantKey, permissionGrants } from '../../src/kube/permissions.js';
+import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../../src/constants.js';
+import { API_PERMISSIONS, type Feature, grantKey, permissionGrants } from '../../src/kube/permissions.js';
 import { type K8sObject, find, render } from './render.js';
 
 interface Rule {

@@ -22,7 +22,7 @@ import {
   WEBHOOK_SERVICE_NAME,
 } from '../../src/constants.js';
 import { parseConfig } from '../../src/config/schema.js';
-import { webhookDnsNames } from '../../src/tls/certs.js';
+import { webhookDnsNames } from '../../src/tls/names.js';
 import { type K8sObject, MANIFESTS, find, render, volumeConfigMap } from './render.js';
 
 const objects = render('.');

@@ -114,7 +114,7 @@ export function readGatewayManifest(yamlText: string, source: string): GatewayMa
       // path inside the volume -> ConfigMap key
       const entries: [string, string][] =
         items.length > 0 ? items.map((i) => [String(i.path), String(i.key)]) : Object.keys(data).map((k) => [k, k]);
-      const mountPath = String(m.mountPath ?? '').replace(/\/+$/, '');
+      const mountPath = (typeof m.mountPath === 'string' ? m.mountPath : '').replace(/\/+$/, '');
       for (const [path, key] of entries) {
         const text = data[key];
         if (text === undefined) continue;
@@ -127,7 +127,7 @@ export function readGatewayManifest(yamlText: string, source: string): GatewayMa
     }
     return files;
   };
-  const image = (c: Obj) => String(c.image ?? '');
+  const image = (c: Obj) => (typeof c.image === 'string' ? c.image : '');
   const gluetun = containers.find((c) => /gluetun/.test(image(c)) || c.name === 'gluetun');
   if (!gluetun) throw new Error(`${source}: the gateway Deployment has no gluetun container`);
   const podGatewayContainers = containers.filter((c) => /pod-gateway/.test(image(c)));

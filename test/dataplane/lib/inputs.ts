@@ -58,7 +58,7 @@ export function productInputs(): ProductInputs {
   };
   const { patch } = injectionPatch({ pod, namespace: CLIENT_NAMESPACE, gateway, settings, config });
   const mutated = fastJsonPatch.applyPatch(structuredClone(pod), patch as fastJsonPatch.Operation[], true, false)
-    .newDocument as Pod;
+    .newDocument;
   const annotations = mutated.metadata?.annotations ?? {};
   const script = annotations[ANNOTATION_CLIENT_SETTINGS];
   if (script === undefined) throw new Error(`the injected pod has no ${ANNOTATION_CLIENT_SETTINGS} annotation`);
@@ -79,7 +79,7 @@ export function productInputs(): ProductInputs {
     clientLabels: { ...(mutated.metadata?.labels ?? {}) },
     gatewayName: gateway.address,
     clusterDomain: config.cluster.domain,
-    policies: [policy as unknown as NetworkPolicy],
+    policies: [policy],
   };
 }
 

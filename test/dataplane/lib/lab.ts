@@ -16,7 +16,6 @@ import {
   isAlive,
   q,
   run,
-  sleep,
   startBackground,
   stopBackground,
   tryRun,

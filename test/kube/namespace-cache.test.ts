@@ -2,8 +2,8 @@
 
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KubeApiDouble } from '../../test/kube-api-double/index.js';
-import { type NamespaceCache, startNamespaceCache } from './namespace-cache.js';
+import { KubeApiDouble } from '../kube-api-double/index.js';
+import { type NamespaceCache, startNamespaceCache } from '../../src/kube/namespace-cache.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -59,13 +59,13 @@ describe('namespace watch cache', () => {
 
 describe('a cache that lags behind the API server', () => {
   it('re-reads the namespace before skipping a pod the API server sent as opted in', async () => {
-    const { admit } = await import('../admission/review.js');
-    const { parseConfig } = await import('../config/schema.js');
+    const { admit } = await import('../../src/admission/review.js');
+    const { parseConfig } = await import('../../src/config/schema.js');
     const api = await KubeApiDouble.start();
     try {
       const cache = await startNamespaceCache(api.kubeConfig(), silent);
       api.closeWatches();
-      api.down(); // the watch cannot see the label that is about to be added
+      await api.down(); // the watch cannot see the label that is about to be added
       api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fresh', labels: { 'podvpn.io/inject': 'enabled' } } });
       await api.up();
       const ports = {
@@ -101,8 +101,8 @@ describe('a cache that lags behind the API server', () => {
 
 describe('bounded live reads and a quiet stop', () => {
   it('300 reviews for a namespace that did not opt in: live reads stop at the budget, the rest are denied, none injected', async () => {
-    const { admit } = await import('../admission/review.js');
-    const { parseConfig } = await import('../config/schema.js');
+    const { admit } = await import('../../src/admission/review.js');
+    const { parseConfig } = await import('../../src/config/schema.js');
     const api = await KubeApiDouble.start();
     try {
       api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'elsewhere' } });

@@ -1,20 +1,24 @@
-// Self-managed certificates against the Kubernetes API test double (real HTTP, real client-node):
+// Self-managed certificates (src/tls/self-managed.ts) against the Kubernetes API test double (real HTTP, real client-node):
 // create, reuse, two replicas racing, caBundle patch and drift, renewal of the serving certificate
 // and of the CA, a broken Secret, API errors; and every call it makes is in src/kube/permissions.ts.
 
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KubeApiDouble } from '../../test/kube-api-double/index.js';
-import { type K8sObject, find, render } from '../../test/manifests/render.js';
-import { SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../constants.js';
-import { API_PERMISSIONS, SELF_MANAGED_SECRET_NAME } from '../kube/permissions.js';
-import { webhookDnsNames } from './certs.js';
-import { SECRET_KEYS, type SelfManagedCerts, type SelfManagedCertsOptions, splitPems, startSelfManagedCerts } from './self-managed.js';
+import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../../src/constants.js';
+import { API_PERMISSIONS } from '../../src/kube/permissions.js';
+import { webhookDnsNames } from '../../src/tls/names.js';
+import { SECRET_KEYS } from '../../src/tls/secret-store.js';
+import { type SelfManagedCerts, type SelfManagedCertsOptions, startSelfManagedCerts } from '../../src/tls/self-managed.js';
+import { splitPems } from '../../src/tls/x509.js';
+import { startServer, tempDir } from '../helpers.js';
+import { KubeApiDouble } from '../kube-api-double/index.js';
+import { type K8sObject, find, render } from '../manifests/render.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const logger = pino({ level: 'silent' });
@@ -28,7 +32,7 @@ const manifestWebhook = find(render('.'), 'MutatingWebhookConfiguration', WEBHOO
 beforeEach(async () => {
   api = await KubeApiDouble.start();
   api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: SYSTEM_NAMESPACE } });
-  api.put(structuredClone(manifestWebhook) as never);
+  api.put(structuredClone(manifestWebhook));
   running = [];
 });
 afterEach(async () => {
@@ -42,14 +46,15 @@ interface Replica {
 }
 
 async function replica(extra: Partial<SelfManagedCertsOptions> = {}): Promise<Replica> {
-  const served: Replica['served'] = [];
   const certs = await startSelfManagedCerts({
     kubeConfig: api.kubeConfig(),
     logger,
     checkIntervalMs: 3_600_000, // the tests call refresh() themselves
-    onCertificate: (cert, key) => served.push({ cert, key }),
+    startRetryMs: 10,
     ...extra,
   });
+  const served: Replica['served'] = [certs.current()];
+  certs.onChange((pair) => served.push(pair));
   running.push(certs);
   return { certs, served };
 }
@@ -144,7 +149,7 @@ describe('self-managed certificates', () => {
     const r = await replica();
     const wh = structuredClone(api.get('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', '', WEBHOOK_CONFIGURATION_NAME) as K8sObject);
     delete wh.webhooks[1].clientConfig.caBundle;
-    api.put(wh as never);
+    api.put(wh);
     expect(caBundles()[1]).toBe('');
     await r.certs.refresh();
     expect(caBundles()).toEqual([r.certs.caBundle(), r.certs.caBundle()]);
@@ -154,7 +159,7 @@ describe('self-managed certificates', () => {
     api.remove('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', '', WEBHOOK_CONFIGURATION_NAME);
     const r = await replica();
     expect(r.served).toHaveLength(1);
-    api.put(structuredClone(manifestWebhook) as never);
+    api.put(structuredClone(manifestWebhook));
     await r.certs.refresh();
     expect(caBundles()).toEqual([r.certs.caBundle(), r.certs.caBundle()]);
   });
@@ -226,11 +231,11 @@ describe('self-managed certificates', () => {
       type: 'kubernetes.io/tls',
       metadata: { name: SELF_MANAGED_SECRET_NAME, namespace: SYSTEM_NAMESPACE },
       data: { 'tls.crt': Buffer.from('not a certificate').toString('base64'), 'tls.key': '' },
-    } as never);
+    });
     const r = await replica();
     expect(() => new X509Certificate(secretText(SECRET_KEYS.cert))).not.toThrow();
     r.certs.stop();
-    const extra = await replica({ dnsNames: [...webhookDnsNames(), 'podvpn-webhook.example'] });
+    const extra = await replica({ names: [...webhookDnsNames(), 'podvpn-webhook.example'] });
     expect(new X509Certificate(extra.served[0]!.cert).subjectAltName).toContain('DNS:podvpn-webhook.example');
   });
 
@@ -244,7 +249,7 @@ describe('self-managed certificates', () => {
 
   it('gives up with a clear error when it can never read the Secret (RBAC missing, say)', async () => {
     api.fault({ verb: 'get', resource: 'secrets', status: 403, message: 'secrets is forbidden' });
-    await expect(replica({ startTimeoutMs: 600 })).rejects.toThrow(/podvpn-webhook-tls.*403.*forbidden/);
+    await expect(replica({ startTimeoutMs: 200 })).rejects.toThrow(/podvpn-webhook-tls.*403.*forbidden/);
   });
 
   it('makes only the API calls listed for it in src/kube/permissions.ts', async () => {
@@ -264,6 +269,27 @@ describe('self-managed certificates', () => {
           (p.resourceNames === undefined || (q.name !== undefined && p.resourceNames.includes(q.name))),
       );
       expect(ok, `${q.verb} ${q.resource} ${q.namespace ?? ''}/${q.name ?? ''}`).toBe(true);
+    }
+  });
+
+  it('outside a cluster (--self-managed-certs) the certificate also covers localhost and the loopback addresses', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'kubeconfig'), api.kubeConfig().exportConfig());
+    const server = await startServer({ noKube: false, kubeconfig: join(dir, 'kubeconfig'), selfManagedCerts: true, listen: '[::]:0' });
+    try {
+      const ca = secretText(SECRET_KEYS.caCert);
+      for (const host of ['127.0.0.1', '::1', 'localhost']) {
+        await new Promise<void>((resolve, reject) => {
+          const socket = connect({ host, port: server.webhookPort, ca }, () => {
+            socket.end();
+            resolve();
+          });
+          socket.on('error', reject);
+        });
+      }
+      expect(new X509Certificate(secretText(SECRET_KEYS.cert)).subjectAltName).toContain(`DNS:podvpn-webhook.${SYSTEM_NAMESPACE}.svc`);
+    } finally {
+      await server.shutdown();
     }
   });
 });
