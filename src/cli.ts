@@ -187,7 +187,7 @@ function flags<T extends NonNullable<ParseArgsConfig['options']>>(command: strin
     if (missing !== null) throw new UsageError(`--${missing[2]} needs a value`);
     const positional = /Unexpected argument '([^']+)'/.exec(message)?.[1];
     if (positional !== undefined) throw new UsageError(`${command} takes no argument "${positional}" (flags only; a file goes after -f)`);
-    throw new UsageError(message.split('. ')[0]!);
+    throw new UsageError(message.split('. ')[0]);
   }
 }
 

@@ -13,6 +13,7 @@ import type { ClusterRanges } from './cluster/ranges.js';
 import type { Config } from './config/schema.js';
 import type { OfflinePlan, Report } from './inject/offline.js';
 import type { NamespaceFacts } from './inject/types.js';
+import type * as RangesModule from './cluster/ranges.js';
 
 export class InputError extends Error {}
 
@@ -191,11 +192,11 @@ export async function runInjectCommand(opts: OfflineCliOptions): Promise<number>
     const policies = policiesForNamespaces(plan.routed, cluster.ranges!, config);
     for (const policy of policies) {
       const at = values.findIndex(
-        (v) => offline.isKillSwitchPolicy(v) && JSON.stringify([(v as any).metadata.namespace, (v as any).metadata.name]) === JSON.stringify([policy.metadata.namespace, policy.metadata.name]),
+        (v) => offline.isKillSwitchPolicy(v) && sameObject(v, policy),
       );
       if (at < 0) extra.push(policy);
       else if (JSON.stringify(values[at]) !== JSON.stringify(policy)) {
-        docs[at]!.contents = docs[at]!.createNode(policy) as never;
+        docs[at]!.contents = docs[at]!.createNode(policy);
         replaced.add(at);
       }
     }
@@ -235,7 +236,7 @@ async function clusterView(
   config: Config,
   values: unknown[],
   opts: OfflineCliOptions,
-  { resolveRanges, assertRangesSafe }: typeof import('./cluster/ranges.js'),
+  { resolveRanges, assertRangesSafe }: typeof RangesModule,
 ): Promise<ClusterView> {
   const c = config.cluster;
   const configured = c.podCIDRs.length > 0 && c.serviceCIDRs.length > 0 && c.dnsIPs.length > 0;
@@ -256,4 +257,10 @@ async function clusterView(
   }
   const { readCluster } = await import('./cluster/offline-read.js');
   return readCluster(source, config, values, opts.namespace);
+}
+
+/** Same namespace and name: the policy a refresh replaces in place. */
+function sameObject(a: unknown, b: { metadata?: { namespace?: string; name?: string } }): boolean {
+  const meta = (a as { metadata?: { namespace?: unknown; name?: unknown } }).metadata;
+  return meta?.namespace === b.metadata?.namespace && meta?.name === b.metadata?.name;
 }

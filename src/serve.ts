@@ -178,7 +178,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       // connection), and whatever is still open after SHUTDOWN_IN_FLIGHT_MS (a stuck or slow
       // client) is cut, so the process exits well inside the pod's grace period.
       const inFlightMs = options.limits?.shutdownInFlightMs ?? SHUTDOWN_IN_FLIGHT_MS;
-      Reflect.apply(NetServer.prototype.close, webhook.server, []);
+      NetServer.prototype.close.call(webhook.server);
       await new Promise((r) => setTimeout(r, Math.min(SHUTDOWN_SETTLE_MS, inFlightMs)));
       const force = setTimeout(() => {
         log.warn('closing connections still open after the in-flight grace');

@@ -42,8 +42,8 @@ async function startProcess(shutdownDelay: number) {
   );
   child = proc;
   const logs: string[] = [];
-  proc.stdout!.on('data', (c: Buffer) => logs.push(c.toString()));
-  proc.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
+  proc.stdout.on('data', (c: Buffer) => logs.push(c.toString()));
+  proc.stderr.on('data', (c: Buffer) => logs.push(c.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -18,7 +18,7 @@
 import { ApiException, CoreV1Api, CustomObjectsApi, type KubeConfig, NetworkingV1Api, NetworkingV1beta1Api, type V1Node } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { type CidrError, containsCidr, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
+import { type CidrError, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
 import type { Config } from '../config/schema.js';
 import { SYSTEM_NAMESPACE } from '../constants.js';
 import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';

@@ -37,7 +37,7 @@ export async function readCluster(source: KubeSource, config: Config, documents:
   }
   const namespaces = new Map<string, NamespaceFacts>();
   const wanted = new Set<string>([namespaceFlag ?? contextNamespace]);
-  for (const d of documents.flatMap((x) => (isMap(x) && Array.isArray(x.items) ? x.items : [x]))) {
+  for (const d of documents.flatMap((x) => (isMap(x) && Array.isArray(x.items) ? (x.items as unknown[]) : [x]))) {
     const ns = isMap(d) && isMap(d.metadata) ? d.metadata.namespace : undefined;
     if (typeof ns === 'string' && ns !== '') wanted.add(ns);
   }

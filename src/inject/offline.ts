@@ -199,7 +199,7 @@ function forEachWorkload(doc: unknown, index: number, visit: Visit): DocumentPla
   if (doc.kind === 'List' || (typeof doc.kind === 'string' && doc.kind.endsWith('List') && Array.isArray(doc.items))) {
     const items = Array.isArray(doc.items) ? doc.items : [];
     const plans = items.map((item, i) => {
-      if (!isMap(item)) return { patch: [], drop: false, reports: [report(`${doc.kind} item ${i + 1}`, 'passed', 'not a Kubernetes object')] };
+      if (!isMap(item)) return { patch: [], drop: false, reports: [report(`${String(doc.kind)} item ${i + 1}`, 'passed', 'not a Kubernetes object')] };
       const path = TEMPLATE_PATHS[String(item.kind)];
       if (path === undefined) return { patch: [], drop: false, reports: [report(describe(item, i), 'passed', 'no pod template')] };
       return visit(item, withTemplatePrefix(`/items/${i}`, path), path, describe(item, i));

@@ -101,12 +101,12 @@ describe('injection patch properties', () => {
       const config = parseConfig({ sidecarMode });
       const gateway = config.gateways.default!;
       const withDnsPolicy = fc.tuple(pods, fc.constantFrom(undefined, null, 'ClusterFirst', 'Default')).map(([pod, dnsPolicy]) =>
-        dnsPolicy === undefined ? pod : ({ ...pod, spec: { ...pod.spec, dnsPolicy } } as Pod),
+        dnsPolicy === undefined ? pod : ({ ...pod, spec: { ...pod.spec, dnsPolicy } }),
       );
       fc.assert(
         fc.property(withDnsPolicy, (pod) => {
           const { patch } = injectionPatch({ pod, namespace: 'ns', gateway, settings: clientSettings(gateway, RANGES), config });
-          const out = jsonpatch.applyPatch(structuredClone(pod), patch as jsonpatch.Operation[], true, false).newDocument as Pod;
+          const out = jsonpatch.applyPatch(structuredClone(pod), patch as jsonpatch.Operation[], true, false).newDocument;
           const undo = uninjectionPatch(out)!;
           expect(jsonpatch.validate(undo.patch as jsonpatch.Operation[], structuredClone(out))).toBeUndefined();
           const back = jsonpatch.applyPatch(structuredClone(out), undo.patch as jsonpatch.Operation[], true, false).newDocument;

@@ -7,7 +7,7 @@ import type { Pod } from './types.js';
 
 const podWith = (names: string[]): Pod => ({ spec: { containers: [{ name: 'app' }], initContainers: names.map((name) => ({ name })) } });
 const namesAfter = (pod: Pod) => {
-  const out = jsonpatch.applyPatch(structuredClone(pod), clientsFirstPatch(pod) as jsonpatch.Operation[], true, false).newDocument as Pod;
+  const out = jsonpatch.applyPatch(structuredClone(pod), clientsFirstPatch(pod) as jsonpatch.Operation[], true, false).newDocument;
   return (out.spec?.initContainers ?? []).map((c) => c.name);
 };
 

@@ -36,7 +36,7 @@ export function readStatus(pod: Pod): InjectionStatus | undefined {
 
 /** undefined when the pod carries no podvpn.io/status: nothing to remove. */
 export function uninjectionPatch(pod: Pod): Uninjection | undefined {
-  if (!isMap(pod.metadata?.annotations) || typeof pod.metadata!.annotations![ANNOTATION_STATUS] !== 'string') return undefined;
+  if (!isMap(pod.metadata?.annotations) || typeof pod.metadata.annotations[ANNOTATION_STATUS] !== 'string') return undefined;
   const status = readStatus(pod) ?? { version: '', gateway: '', initContainers: [], containers: [], volumes: [] };
   const work = structuredClone(pod) as Record<string, unknown>;
   const patch: PatchOperation[] = [];

@@ -14,8 +14,3 @@ export function clip(value: string, max = MAX_ECHO): string {
   if (last >= 0xd800 && last <= 0xdbff) end -= 1;
   return `${value.slice(0, end)}...(${value.length - end} more characters)`;
 }
-
-/** clip() for a value of unknown type (a log field): strings are clipped, everything else passes. */
-export function clipUnknown(value: unknown, max = MAX_ECHO): unknown {
-  return typeof value === 'string' ? clip(value, max) : value;
-}

@@ -154,7 +154,7 @@ export async function runMutatingChain(
         const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as jsonPatch.Operation[];
         let next: Obj;
         try {
-          next = jsonPatch.applyPatch(structuredClone(object), ops, true, false).newDocument as Obj;
+          next = jsonPatch.applyPatch(structuredClone(object), ops, true, false).newDocument;
         } catch (err) {
           throw new AdmissionDenied(500, 'InternalError', `Internal error occurred: JSON Patch: ${(err as Error).message}`);
         }

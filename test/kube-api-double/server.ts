@@ -10,7 +10,7 @@ import jsonPatch from 'fast-json-patch';
 import { parse as parseYaml } from 'yaml';
 import { parseAddress, parseCidr, containsAddress, type Cidr, formatAddress } from '../../src/cidr/cidr.js';
 import { AdmissionDenied, type AdmissionChainOptions, runMutatingChain, type WebhookCall } from './admission.js';
-import { deleteAt, dotted, fieldsV1, getAt, key, leafPaths, same, setAt, unkey } from './fields.js';
+import { deleteAt, dotted, fieldsV1, getAt, leafPaths, same, setAt, unkey } from './fields.js';
 import { apiVersionOf, DEFAULT_RESOURCES, type ResourceType } from './registry.js';
 
 export type KubeObject = Record<string, unknown> & {
@@ -377,7 +377,7 @@ export class KubeApiDouble {
             this.checkNamespaceLifecycle(rt, namespace!, obj.metadata?.name ?? '');
             try {
               const admitted = await runMutatingChain(obj, { namespace: namespace!, dryRun, options: this.admission, calls: this.webhookCalls });
-              obj = admitted.pod as KubeObject;
+              obj = admitted.pod;
               warnings = admitted.warnings;
             } catch (err) {
               if (err instanceof AdmissionDenied) throw new ApiError(err.code, err.reason, err.message);
