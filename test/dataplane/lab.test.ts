@@ -19,6 +19,7 @@ const figure = (line: string) => {
 const log = (line: string) => process.stdout.write(`[lab] ${line}\n`);
 
 let lab: Lab;
+const upstreamClient = process.env.LAB_UPSTREAM_CLIENT === '1';
 const deltas = new Map<string, Snapshot>();
 
 /** Runs `action` between two snapshots and records the counter deltas under `name`. */
@@ -95,12 +96,15 @@ beforeAll(async () => {
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: run .ci/dataplane-deps.sh (as root) first`);
   if ((await tryRun('test -c /dev/net/tun')).code !== 0) throw new Error('no /dev/net/tun: wireguard-go needs it');
   const product = productInputs();
+  // LAB_UPSTREAM_CLIENT=1: the client sidecar as pod-gateway runs it (its own command, the image's
+  // CONNECTION_RETRY_COUNT=1), to measure what podvpn's loop and retry count change.
+  if (upstreamClient) log('LAB_UPSTREAM_CLIENT=1: client sidecar command /bin/client_sidecar.sh, CONNECTION_RETRY_COUNT from the image (1)');
   const gateway = await gatewayInputs();
   await startRootCapture();
   log(`gateway settings from: ${gateway.source}`);
   lab = await Lab.up({
     prefix,
-    clientSettingsScript: product.clientSettingsScript,
+    clientSettingsScript: upstreamClient ? product.clientSettingsScript.replace(/^CONNECTION_RETRY_COUNT=.*\n/m, '') : product.clientSettingsScript,
     clientResolvConf: product.clientResolvConf,
     clientLabels: product.clientLabels,
     clientNamespace: 'downloads',
@@ -108,7 +112,7 @@ beforeAll(async () => {
     clusterDomain: product.clusterDomain,
     policies: product.policies,
     clientInitCommand: product.clientInitCommand,
-    clientSidecarCommand: product.clientSidecarCommand,
+    clientSidecarCommand: upstreamClient ? ['/bin/client_sidecar.sh'] : product.clientSidecarCommand,
     gateway,
     log,
   });
@@ -552,6 +556,165 @@ describe.sequential("10 Cilium's reading of ipBlock (pod addresses match no ipBl
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
 });
+
+describe.sequential("11 NodeLocal DNSCache: the gateway pod's resolv.conf names a link-local address", () => {
+  it('cluster names resolve through the gateway via NodeLocal on eth0; nothing for a link-local address enters the tunnel', async () => {
+    await lab.startNodeLocalDns();
+    const intoTunnel = () => lab.counter('vpn', 'lab_linklocal', 'into_tunnel');
+    await lab.restartGatewaySidecar(ADDR.nodeLocalDns);
+    try {
+      // gateway_sidecar.sh took the cluster DNS from the pod's resolv.conf (DNS_LOCAL_SERVER empty).
+      const conf = readFileSync(lab.containerFile('gateway-sidecar', '/etc/dnsmasq.d/pod-gateway.conf'), 'utf8');
+      expect(conf).toContain(`server=/${lab.inputs.clusterDomain}/${ADDR.nodeLocalDns}`);
+      const before = await intoTunnel();
+      const name = (await lab.tryIn('client', `dig +short +time=2 +tries=2 ${APP_NAME}`)).stdout.trim();
+      // gluetun's own lookups (its health check resolves through the pod's resolv.conf) take the
+      // path of an unmarked packet from the gateway: the same as dnsmasq's.
+      const route = await lab.in('gw', `ip route get ${ADDR.nodeLocalDns}`);
+      const after = await intoTunnel();
+      const seen = (await tryRun(`cat ${lab.work}/nodelocal.queries`)).stdout;
+      log(`NodeLocal: route from the gateway: ${route.trim()}; into the tunnel for 169.254/16: ${after - before}`);
+      expect({ name, viaEth0: /dev eth0/.test(route), intoTunnel: after - before }).toEqual({ name: ADDR.appService, viaEth0: true, intoTunnel: 0 });
+      expect(seen).toContain(`${APP_NAME} from ${lab.gwIP}`);
+    } finally {
+      await lab.restartGatewaySidecar(ADDR.dnsService);
+    }
+  });
+});
+
+describe.sequential('12 a pod network MTU of 1400 (Flannel or Calico VXLAN on a 1450 underlay)', () => {
+  afterAll(async () => {
+    await lab.removePod('c1400', ADDR.c1400);
+    await lab.removePod('g1400', ADDR.g1400);
+  });
+  it("the gateway's init container succeeds; vxlan0 fits eth0 - 50", async () => {
+    await lab.addExtraPod('g1400', ADDR.g1400, 1400);
+    const rc = await lab.runGatewayInit('g1400', 'g1400-init');
+    const mtu = Number((await lab.tryIn('g1400', 'cat /sys/class/net/vxlan0/mtu')).stdout.trim() || '0');
+    expect({ rc, fits: mtu > 0 && mtu <= 1350 }).toEqual({ rc: 0, fits: true });
+  });
+  it('negative control: with VPN_INTERFACE_MTU 1370 (the old default) the same init container fails', async () => {
+    const rc = await lab.runGatewayInit('g1400', 'g1400-init-1370', { VPN_INTERFACE_MTU: '1370' });
+    expect(rc).not.toBe(0);
+    expect(readFileSync(`${lab.work}/g1400-init-1370.log`, 'utf8')).toMatch(/ip link set mtu 1370 dev vxlan0\n.*(Invalid argument|RTNETLINK)/);
+  });
+  it("a routed pod's init succeeds, and a DF packet of its vxlan0 MTU crosses VXLAN and the tunnel", async () => {
+    await lab.addExtraPod('c1400', ADDR.c1400, 1400);
+    await lab.applyPolicy();
+    const rc = await lab.clientInitIn('c1400');
+    expect(rc).toBe(0);
+    const mtu = Number((await lab.in('c1400', 'cat /sys/class/net/vxlan0/mtu')).trim());
+    figure(`MTUs on a 1400-byte pod network: client vxlan0 ${mtu}, gateway ${lab.vpnIf} ${lab.gluetun.wireguardMtu}`);
+    const r = await lab.tryIn('c1400', `ping -M do -s ${mtu - 28} -c 2 -W 2 ${ADDR.inet}`);
+    expect(r.stdout).toMatch(/ 0% packet loss/);
+  });
+});
+
+describe.sequential('13 gluetun restarted in place after an unclean exit (OOM kill, crash)', () => {
+  it('negative control: without the start wrapper the restarted gluetun cannot add its routing rule (File exists)', async () => {
+    await lab.killGluetun();
+    await expect(lab.startGatewayTunnel(true, { noWrapper: true })).rejects.toThrow(/File exists/);
+  });
+  it("with the manifest's start wrapper it comes back, and the tunnel works", async () => {
+    await lab.bgStop('wg-gw');
+    const t0 = Date.now();
+    await lab.startGatewayTunnel(true);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+    figure(`gluetun restarted in place (stand-in): tunnel back ${((Date.now() - t0) / 1000).toFixed(2)} s after its start`);
+  });
+});
+
+describe.sequential("13b the gateway's own packets to the VPN port while the tunnel is down", () => {
+  it('pod-gateway opens OUTPUT to port 51820 for any destination; only the WireGuard socket may use it: nothing leaves in the clear', async () => {
+    await lab.in('gw', `ip link set ${lab.vpnIf} down`);
+    let d: Snapshot;
+    try {
+      d = await measured('gateway-port-51820', async () => {
+        for (let i = 0; i < 3; i++) await lab.tryIn('gw', `bash -c ${q(`echo probe > /dev/udp/${ADDR.inet}/${ADDR.wgPort}`)}`);
+        await lab.tryIn('gw', `curl -s --max-time 1 http://${ADDR.inet}:${ADDR.wgPort}/`);
+      });
+    } finally {
+      await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
+    }
+    noLeak(d);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+  });
+});
+
+describe.sequential("14 gluetun's firewall setup fails: the filter table flushed, ACCEPT policies, gluetun down", () => {
+  const traffic = async () => {
+    await lab.curlInet('client', 2);
+    await lab.tryIn('client', `ping -c 3 -i 0.3 -W 1 ${ADDR.inet}`);
+  };
+  it("negative control: without the gateway's routing kill switch the routed pod's traffic leaves eth0 in the clear, and the lab says so", async () => {
+    const back = await lab.removeGatewayRoutingKillSwitch();
+    expect(back.length).toBe(2);
+    let d: Snapshot;
+    try {
+      await lab.killGluetun();
+      await lab.flushGatewayFirewall();
+      d = await measured('flush-no-routing-killswitch', traffic);
+    } finally {
+      await lab.script('gw', back);
+      await lab.restartGluetun();
+    }
+    expect(d.gatewayClear).toBeGreaterThan(0);
+    expect(d.inetLeak).toBeGreaterThan(0);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+  });
+  it('with it: nothing leaves in the clear while gluetun is down (refused by routing)', async () => {
+    await lab.killGluetun();
+    await lab.flushGatewayFirewall();
+    expect((await lab.in('gw', 'iptables -S')).trim().split('\n')).toEqual(['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-P OUTPUT ACCEPT']);
+    const d = await measured('flush', traffic);
+    expect(d.gwNoRoute).toBeGreaterThan(0);
+    noLeak(d);
+  });
+  it("gluetun back (its firewall with the post-rules, its tunnel): replies reach the routed pod again, pod-gateway's rules being gone", async () => {
+    await lab.restartGluetun();
+    expect(await lab.in('gw', 'iptables -S FORWARD')).not.toContain('-m state');
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+    const d = await measured('after-flush', async () => {
+      expect((await lab.curlInet('client', 5)).body).toBe(ADDR.vpnExit);
+    });
+    noLeak(d);
+  });
+});
+
+/** The gateway gone for a while (deleted; the new pod Ready `gapS` later): recovery measured from Ready. */
+function gatewayGone(n: number, gapS: number, newIP: string) {
+  describe.sequential(`${n} the gateway gone for ${gapS} s`, () => {
+    it('nothing leaks meanwhile; the sidecar restores the tunnel soon after the new gateway is Ready', { timeout: (gapS + 420) * 1000 }, async () => {
+      lab.startClientSidecar();
+      const flow = `${lab.work}/flow${n}.out`;
+      lab.bgStart(`flow${n}`, 'client', `bash -c ${q(`while :; do curl -s -m 1 http://${ADDR.inet}:8080/ >> ${flow}; echo >> ${flow}; sleep 0.5; done`)}`);
+      let recoveryMs = -1;
+      let d: Snapshot;
+      try {
+        await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+        await sleep(2_000);
+        d = await measured(`gateway-gone-${gapS}s`, async () => {
+          const ready = await lab.replaceGateway(newIP, gapS * 1000);
+          await waitFor('the tunnel through the new gateway', tunnelWorks, 400_000, 200);
+          recoveryMs = Date.now() - ready;
+        });
+      } finally {
+        await lab.bgStop(`flow${n}`);
+        await lab.bgStop('client-sidecar');
+      }
+      const exits = lab.restarts('client-sidecar').length;
+      figure(`gateway gone ${gapS} s: back ${(recoveryMs / 1000).toFixed(2)} s after the new gateway was Ready (client sidecar container exits: ${exits})`);
+      const seen = new Set((await tryRun(`cat ${flow}`)).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== ''));
+      expect([...seen]).toEqual([ADDR.vpnExit]);
+      noLeak(d);
+      // Generous: the kubelet's back-off alone would add up to 300 s; the sidecar's loop retries every few seconds.
+      expect(recoveryMs).toBeGreaterThanOrEqual(0);
+      expect(recoveryMs).toBeLessThan(30_000);
+    });
+  });
+}
+gatewayGone(15, 30, ADDR.gwGone30);
+gatewayGone(16, 180, ADDR.gwGone180);
 
 describe.sequential('throughput (figures)', () => {
   // The figure is printed, not judged; the check is only that a sustained TCP stream gets through.

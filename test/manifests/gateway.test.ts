@@ -11,6 +11,8 @@ import { type Config, type Gateway, gatewayServiceName, parseConfig } from '../.
 import { type K8sObject, find, parseShellSettings, render, volumeConfigMap } from './render.js';
 
 const NON_PUBLIC = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
+/** Link-local: NodeLocal DNSCache's address (the gateway's cluster DNS on such clusters) lives there. */
+const LINK_LOCAL = '169.254.0.0/16';
 /** WireGuard's worst-case overhead (outer IPv6): 40 + 8 (UDP) + 32 (WireGuard). */
 const WIREGUARD_OVERHEAD = 80;
 /**
@@ -118,10 +120,10 @@ describe('gateway "default" in the default install', () => {
     expect(v.env.FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT).toBe('on');
     expect(Object.keys(v.env)).not.toContain('FIREWALL');
     const subnets = v.env.FIREWALL_OUTBOUND_SUBNETS!.split(',');
-    expect(subnets).toEqual(NON_PUBLIC);
+    expect(subnets).toEqual([...NON_PUBLIC, LINK_LOCAL]);
     for (const s of subnets) {
       const [addr] = ipaddr.parseCIDR(s);
-      expect(['private', 'carrierGradeNat'], s).toContain(addr.range());
+      expect(['private', 'carrierGradeNat', 'linkLocal'], s).toContain(addr.range());
     }
     // pod-gateway's local ranges are the same set: route back to the cluster via eth0.
     expect(v.settings.VPN_LOCAL_CIDRS!.split(' ')).toEqual(subnets);
@@ -163,7 +165,11 @@ describe('gateway "default" in the default install', () => {
     expect(rules).toContain(ret);
     const forwards = rules.filter((r) => r.includes(' FORWARD ') && r !== ret);
     for (const r of forwards) expect(r, 'forwarding only into the VPN interface').toContain(`-o ${v.env.VPN_INTERFACE} `);
-    expect(rules.join('\n')).not.toContain('-o eth0');
+    // pod-gateway's OUTPUT accept for VPN_TRAFFIC_PORT (any destination, UDP and TCP) is narrowed to
+    // the WireGuard socket's own packets (fwmark 51820 = 0xca6c): inserted drops, the only -o eth0.
+    expect(rules).toContain(`iptables -I OUTPUT -o eth0 -p udp --dport ${v.settings.VPN_TRAFFIC_PORT} -m mark ! --mark 0xca6c -j DROP`);
+    expect(rules).toContain(`iptables -I OUTPUT -o eth0 -p tcp --dport ${v.settings.VPN_TRAFFIC_PORT} -j DROP`);
+    expect(rules.filter((r) => r.includes('-o eth0') && !r.endsWith(' -j DROP'))).toEqual([]);
   });
 
   it('DNS: dnsmasq never uses resolv.conf and its upstreams are reachable only through the tunnel', () => {
@@ -180,7 +186,7 @@ describe('gateway "default" in the default install', () => {
       expect(u, 'no per-domain upstream here: cluster names are pod-gateway DNS_LOCAL_CIDRS').not.toContain('/');
       const addr = ipaddr.parse(u);
       expect(addr.range(), u).toBe('unicast');
-      for (const s of NON_PUBLIC) expect(addr.match(ipaddr.parseCIDR(s)), `${u} in ${s}`).toBe(false);
+      for (const s of [...NON_PUBLIC, LINK_LOCAL]) expect(addr.match(ipaddr.parseCIDR(s)), `${u} in ${s}`).toBe(false);
     }
   });
 

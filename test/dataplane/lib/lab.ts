@@ -444,7 +444,11 @@ export class Lab {
 
   /** A file inside a container's root (what it wrote: dnsmasq's leases, pod-gateway.conf, ...). */
   containerFile(key: string, path: string): string {
-    return join(this.work, 'ct', key, 'root', path.replace(/^\/+/, ''));
+    const rel = path.replace(/^\/+/, '');
+    // /etc and /bin are overlays: what the container wrote there is in their upper layers.
+    const layer = /^(etc|bin)\//.exec(rel);
+    if (layer) return join(this.work, 'ct', key, `${layer[1]}.up`, rel.slice(layer[0].length));
+    return join(this.work, 'ct', key, 'root', rel);
   }
 
   /** The lab's cluster inventory, as the CNI sees it (namespaces, pods, labels, addresses). */
@@ -578,6 +582,67 @@ export class Lab {
     if (this.policyApplied) await this.applyPolicy(); // the CNI learns the new pod's address
   }
 
+  /** The gateway-sidecar container restarted with the pod's resolv.conf naming `nameserver`. */
+  async restartGatewaySidecar(nameserver: string): Promise<void> {
+    await this.bgStop('gateway-sidecar');
+    this.gatewayNameserver = nameserver;
+    await this.startGatewaySidecar();
+  }
+
+  /**
+   * NodeLocal DNSCache on the node: its link-local address (on the node's lo; the real one uses a
+   * dummy interface) and a cache that forwards to cluster DNS and logs every query. A counter in
+   * the VPN server counts what arrives through the tunnel for link-local addresses.
+   */
+  async startNodeLocalDns(): Promise<void> {
+    if (this.bg.has('nodelocal-dns')) return;
+    await this.in('node', `ip addr add ${ADDR.nodeLocalDns}/32 dev lo`);
+    this.bgStart(
+      'nodelocal-dns',
+      'node',
+      `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/nodelocal.pid --no-resolv --no-hosts --server=${ADDR.dns} --listen-address=${ADDR.nodeLocalDns} --bind-interfaces --log-queries --log-facility=${this.work}/nodelocal.queries`,
+    );
+    await this.nft('vpn', `table inet lab_linklocal {\n  counter into_tunnel {\n  }\n  chain pre {\n    type filter hook prerouting priority -300; policy accept;\n    iifname "wgsrv0" ip daddr 169.254.0.0/16 counter name into_tunnel\n  }\n}\n`);
+    await waitFor('NodeLocal DNS', async () => (await this.tryIn('node', 'ss -lunH')).stdout.includes(`${ADDR.nodeLocalDns}:53`), 15_000);
+  }
+
+  /** A pod of its own (a network namespace on the pod network) with the given eth0 MTU. */
+  async addExtraPod(pod: 'c1400' | 'g1400', ip: string, mtu: number): Promise<void> {
+    await run(`ip netns add ${this.ns(pod)}`);
+    await this.in(pod, 'sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
+    await run(`ip -n ${this.ns(pod)} link set lo up`);
+    await this.addPod(pod, ip, undefined, mtu);
+  }
+
+  /** gluetun dies (its process and tunnel gone), as after an OOM kill or a crash. */
+  async killGluetun(): Promise<void> {
+    const wg = this.bg.get('wg-gw');
+    if (wg) process.kill(wg.pid, 'SIGKILL');
+    await waitFor('wg0 to vanish', async () => (await this.tryIn('gw', `ip link show ${this.vpnIf}`)).code !== 0, 5_000);
+    await this.bgStop('wg-gw');
+  }
+
+  /**
+   * gluetun's fallbackToDisabled after a failed firewall setup: the whole filter table flushed
+   * (pod-gateway's rules with it), chains deleted, every policy ACCEPT, IPv4 and IPv6; the nat table
+   * (pod-gateway's MASQUERADE) stays.
+   */
+  async flushGatewayFirewall(): Promise<void> {
+    await this.script('gw', [
+      'for t in iptables ip6tables; do',
+      '  $t -F; $t -X',
+      '  $t -P INPUT ACCEPT; $t -P OUTPUT ACCEPT; $t -P FORWARD ACCEPT',
+      'done',
+    ]);
+  }
+
+  /** gluetun started again in the pod: its wrapper, its firewall (with the post-rules), its tunnel. */
+  async restartGluetun(): Promise<void> {
+    await this.startGatewayTunnel(false);
+    await this.applyGatewayFirewall();
+    await this.connectGatewayTunnel();
+  }
+
   async startGatewaySidecar(): Promise<void> {
     const c = this.gatewayContainer('gateway-sidecar');
     this.startContainer('gateway-sidecar', this.containerCmd('gw', 'gateway-sidecar', GATEWAY_HOSTNAME, this.gatewayMounts(c), c.command));
@@ -609,10 +674,10 @@ export class Lab {
    * plain add, which fails ("File exists") when a dead gluetun left it: then gluetun's VPN loop
    * fails forever. `clean` is gluetun's own orderly tunnel restart, which removes its rule first.
    */
-  async startGatewayTunnel(connect = true, opts: { clean?: boolean } = {}): Promise<void> {
+  async startGatewayTunnel(connect = true, opts: { clean?: boolean; noWrapper?: boolean } = {}): Promise<void> {
     const vpnIf = this.vpnIf;
     if (opts.clean) await this.tryIn('gw', 'ip rule del pref 101');
-    else await this.runGluetunWrapper();
+    else if (!opts.noWrapper) await this.runGluetunWrapper();
     await this.startWireguard('gw', 'gw', vpnIf, this.gluetun.wireguardMtu);
     const lines = [`ip addr add ${ADDR.tunnelClient}/32 dev ${vpnIf}`, `ip link set ${vpnIf} up`, `ip route replace default dev ${vpnIf} table 51820`];
     await this.script('gw', lines);
