@@ -91,7 +91,7 @@ async function stopRootCapture(): Promise<string[]> {
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the data-plane lab needs root: it creates network namespaces');
-  const tools = ['ip', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl', 'tcpdump'];
+  const tools = ['ip', 'bridge', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl', 'tcpdump', 'unshare', 'chroot'];
   const missing = (await Promise.all(tools.map(async (t) => ((await tryRun(`command -v ${t}`)).code === 0 ? '' : t)))).filter(Boolean);
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: run .ci/dataplane-deps.sh (as root) first`);
   if ((await tryRun('test -c /dev/net/tun')).code !== 0) throw new Error('no /dev/net/tun: wireguard-go needs it');
