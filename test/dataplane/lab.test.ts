@@ -670,6 +670,23 @@ describe.sequential("14 gluetun's firewall setup fails: the filter table flushed
     expect(d.gwNoRoute).toBeGreaterThan(0);
     noLeak(d);
   });
+  it('negative control: gluetun back with post-rules lacking the return rule: the replies are dropped (black hole)', async () => {
+    const product = lab.gluetun.postRules;
+    const ret = product.filter((r) => / FORWARD -i \S+ -o vxlan0 .*ESTABLISHED,RELATED/.test(r));
+    expect(ret.length, 'the post-rules carry the return rule').toBe(1);
+    lab.gluetun.postRules = product.filter((r) => !ret.includes(r));
+    let reply = { ok: true, body: '' };
+    try {
+      await lab.restartGluetun();
+      reply = await lab.curlInet('client', 3);
+      if (!reply.ok) reply = await lab.curlInet('client', 3);
+    } finally {
+      lab.gluetun.postRules = product;
+      await lab.killGluetun();
+      await lab.flushGatewayFirewall();
+    }
+    expect(reply.ok).toBe(false);
+  });
   it("gluetun back (its firewall with the post-rules, its tunnel): replies reach the routed pod again, pod-gateway's rules being gone", async () => {
     await lab.restartGluetun();
     expect(await lab.in('gw', 'iptables -S FORWARD')).not.toContain('-m state');
