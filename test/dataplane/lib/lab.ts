@@ -551,7 +551,9 @@ export class Lab {
     if (settingsOverride) {
       // A variant of the manifest's settings.sh (negative controls): appended assignments win.
       const dir = join(this.work, 'vol', key);
-      cpSync(mounts.find(([, p]) => p === '/config')?.[0] ?? '', dir, { recursive: true });
+      const config = mounts.find(([, p]) => p === '/config')?.[0];
+      if (config === undefined) throw new Error('the manifest mounts nothing at the gateway-init container\'s /config');
+      cpSync(config, dir, { recursive: true });
       appendFileSync(join(dir, 'settings.sh'), `\n${Object.entries(settingsOverride).map(([k, v]) => `${k}=${q(v)}`).join('\n')}\n`);
       mounts = mounts.map(([a, b]) => (b === '/config' ? [dir, b] : [a, b]));
     }
