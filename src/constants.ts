@@ -36,7 +36,17 @@ export const CLIENT_VOLUME_NAME = 'podvpn-client-config';
 export const CLIENT_CONFIG_MOUNT = '/config';
 export const CLIENT_SETTINGS_FILE = 'settings.sh';
 export const CLIENT_INIT_COMMAND = ['/bin/client_init.sh'];
-export const CLIENT_SIDECAR_COMMAND = ['/bin/client_sidecar.sh'];
+/**
+ * client_sidecar.sh exits (set -e) when a re-init fails, as it does while a replaced gateway is not
+ * Ready yet; the kubelet would then restart it only after its back-off (10 s doubling to 300 s), so
+ * a gateway gone for minutes cost minutes more. The loop runs it again 2 s later instead. TERM ends
+ * the loop (bash as PID 1 would ignore it without the trap and hold the pod's shutdown).
+ */
+export const CLIENT_SIDECAR_COMMAND = [
+  '/bin/bash',
+  '-c',
+  'trap "exit 0" TERM INT; while :; do /bin/client_sidecar.sh & wait $!; echo "podvpn: client_sidecar.sh exited $?, again in 2 s"; sleep 2 & wait $!; done',
+];
 
 /** Other meshes' init containers that rewrite the pod's routing or iptables. */
 export const FOREIGN_MESH_INIT_CONTAINERS = ['istio-init', 'linkerd-init'];

@@ -46,10 +46,19 @@ export const GatewaySchema = z
     /** Nameserver the routed pods use: the gateway's dnsmasq, reached through the tunnel. */
     dns: ipv4.optional(),
     /**
-     * MTU of the client's vxlan0. Must fit inside the VPN interface and leave room for VXLAN (50 bytes)
-     * on the pod network: 1370 fits a 1450-byte pod network (Flannel/Cilium VXLAN) and WireGuard's 80.
+     * MTU of the routed pods' and the gateway's vxlan0 (pod-gateway sets vxlan0 to exactly this:
+     * its min(eth0 - 50, mtu) test never works) and of the gateway's WireGuard (WIREGUARD_MTU, kept
+     * equal in the gateway manifest). Must be at most the pod network's MTU - 80 (WireGuard over
+     * IPv6; VXLAN needs 50): else the kernel refuses vxlan0's MTU and every init container
+     * crash-loops, or the tunnel's packets do not fit. 1320 (gluetun's own default) fits pod
+     * networks of 1400 and up: Flannel/Calico/Cilium VXLAN on a 1500 or a 1450 underlay.
      */
-    mtu: z.number().int().min(1280).max(9000).default(1370),
+    mtu: z.number().int().min(1280).max(9000).default(1320),
+    /**
+     * pod-gateway's CONNECTION_RETRY_COUNT for the routed pods: echoes per gateway check. 1 (the
+     * image's default) tears the tunnel, and every open connection, down on one lost echo.
+     */
+    connectionRetryCount: z.number().int().min(1).max(10).default(3),
   })
   .strict();
 
@@ -81,6 +90,11 @@ const ClusterSchema = z
     allowPublicRanges: z.boolean().default(false),
     /** The cluster DNS Service IPs the client uses to resolve the gateway. Empty: discovered. */
     dnsIPs: z.array(ipv4).default([]),
+    /**
+     * The pod network's MTU (a pod's eth0). When set, every gateway's `mtu` is checked against it
+     * (at most podMTU - 80). Not discovered: set it when your CNI uses less than 1400.
+     */
+    podMTU: z.number().int().min(1280).max(9000).optional(),
   })
   .strict();
 
@@ -117,8 +131,19 @@ export const ConfigSchema = z
         });
       }
       ids.set(gw.vxlanId, name);
+      const podMTU = cfg.cluster.podMTU;
+      if (podMTU !== undefined && gw.mtu > podMTU - MTU_OVERHEAD) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['gateways', name, 'mtu'],
+          message: `${gw.mtu} does not fit cluster.podMTU ${podMTU}: at most ${podMTU - MTU_OVERHEAD} (WireGuard over IPv6 needs 80 bytes, VXLAN 50; the kernel refuses a bigger vxlan0 and the init containers crash-loop)`,
+        });
+      }
     }
   });
+
+/** What the pod network must carry around a routed pod's packet: WireGuard over IPv6 (80) >= VXLAN (50). */
+export const MTU_OVERHEAD = 80;
 
 type ParsedConfig = z.output<typeof ConfigSchema>;
 
@@ -133,6 +158,7 @@ export interface Gateway {
   overlayGatewayIP: string;
   dns: string;
   mtu: number;
+  connectionRetryCount: number;
 }
 
 export interface Config extends Omit<ParsedConfig, 'gateways'> {
@@ -185,6 +211,7 @@ function resolveDefaults(parsed: ParsedConfig): Config {
       overlayGatewayIP,
       dns: gw.dns ?? overlayGatewayIP,
       mtu: gw.mtu,
+      connectionRetryCount: gw.connectionRetryCount,
     };
   }
   return { ...parsed, gateways };

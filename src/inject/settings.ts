@@ -37,6 +37,9 @@ function computeSettings(gateway: Gateway, ranges: ClusterRanges): Record<string
     // pod-gateway takes the first three octets; the gateway is .1 of that /24.
     VXLAN_IP_NETWORK: overlay,
     VPN_INTERFACE_MTU: String(gateway.mtu),
+    // Echoes per gateway check (client_init.sh, client_sidecar.sh): one lost echo must not tear the
+    // tunnel and the pod's connections down.
+    CONNECTION_RETRY_COUNT: String(gateway.connectionRetryCount),
   };
 }
 

@@ -19,6 +19,7 @@ const figure = (line: string) => {
 const log = (line: string) => process.stdout.write(`[lab] ${line}\n`);
 
 let lab: Lab;
+const upstreamClient = process.env.LAB_UPSTREAM_CLIENT === '1';
 const deltas = new Map<string, Snapshot>();
 
 /** Runs `action` between two snapshots and records the counter deltas under `name`. */
@@ -67,13 +68,17 @@ if (process.env.LAB_KEEP !== '1') {
  * the lab's packets must never appear there (nothing of the lab is attached to it).
  */
 const ROOT_CAPTURE_FILTER =
-  'net 10.244.0.0/16 or net 10.96.0.0/12 or net 203.0.113.0/24 or net 198.51.100.0/24 or net 10.64.0.0/24 or net 172.16.0.0/24 or udp port 4789 or udp port 51820 or net 2001:db8::/32 or net fd00:10:244::/48';
+  '(net 10.244.0.0/16 or net 10.96.0.0/12 or net 203.0.113.0/24 or net 198.51.100.0/24 or net 10.64.0.0/24 or net 172.16.0.0/24 or udp port 4789 or udp port 51820 or net 2001:db8::/32 or net fd00:10:244::/48)';
 const rootCaptureLog = `/run/podvpn-lab/${prefix}.rootcap`;
 let rootCapture: Background | undefined;
 async function startRootCapture(): Promise<void> {
   mkdirSync('/run/podvpn-lab', { recursive: true });
   writeFileSync(rootCaptureLog, '');
-  rootCapture = startBackground('root-capture', `tcpdump -Z root -l -nn -q -i any ${q(ROOT_CAPTURE_FILTER)}`, rootCaptureLog);
+  // The machine's own traffic (its own addresses at either end) is not the lab's: a lab packet in
+  // this namespace would carry lab addresses. (This machine talks to 203.0.113.80:443 itself.)
+  const own = (await tryRun("ip -o addr show | awk '{print $4}' | cut -d/ -f1")).stdout.split('\n').filter((a) => a !== '');
+  const filter = `${ROOT_CAPTURE_FILTER}${own.map((a) => ` and not host ${a}`).join('')}`;
+  rootCapture = startBackground('root-capture', `tcpdump -Z root -l -nn -q -i any ${q(filter)}`, rootCaptureLog);
   writeFileSync(`${rootCaptureLog}.pid`, `${rootCapture.pid}\n`);
   await waitFor('the root-namespace capture', () => fileHas(rootCaptureLog, 'listening on'), 10_000);
 }
@@ -86,23 +91,28 @@ async function stopRootCapture(): Promise<string[]> {
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the data-plane lab needs root: it creates network namespaces');
-  const tools = ['ip', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl', 'tcpdump'];
+  const tools = ['ip', 'bridge', 'nft', 'iptables', 'wireguard-go', 'wg', 'dnsmasq', 'busybox', 'socat', 'iperf3', 'curl', 'dig', 'openssl', 'tcpdump', 'unshare', 'chroot'];
   const missing = (await Promise.all(tools.map(async (t) => ((await tryRun(`command -v ${t}`)).code === 0 ? '' : t)))).filter(Boolean);
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: run .ci/dataplane-deps.sh (as root) first`);
   if ((await tryRun('test -c /dev/net/tun')).code !== 0) throw new Error('no /dev/net/tun: wireguard-go needs it');
   const product = productInputs();
+  // LAB_UPSTREAM_CLIENT=1: the client sidecar as pod-gateway runs it (its own command, the image's
+  // CONNECTION_RETRY_COUNT=1), to measure what podvpn's loop and retry count change.
+  if (upstreamClient) log('LAB_UPSTREAM_CLIENT=1: client sidecar command /bin/client_sidecar.sh, CONNECTION_RETRY_COUNT from the image (1)');
   const gateway = await gatewayInputs();
   await startRootCapture();
   log(`gateway settings from: ${gateway.source}`);
   lab = await Lab.up({
     prefix,
-    clientSettingsScript: product.clientSettingsScript,
+    clientSettingsScript: upstreamClient ? product.clientSettingsScript.replace(/^CONNECTION_RETRY_COUNT=.*\n/m, '') : product.clientSettingsScript,
     clientResolvConf: product.clientResolvConf,
     clientLabels: product.clientLabels,
     clientNamespace: 'downloads',
     gatewayName: product.gatewayName,
     clusterDomain: product.clusterDomain,
     policies: product.policies,
+    clientInitCommand: product.clientInitCommand,
+    clientSidecarCommand: upstreamClient ? ['/bin/client_sidecar.sh'] : product.clientSidecarCommand,
     gateway,
     log,
   });
@@ -133,7 +143,7 @@ describe.sequential('1 normal operation', () => {
     const addr = await lab.in('client', 'ip -4 -o addr show dev vxlan0');
     const net = lab.pg.VXLAN_IP_NETWORK;
     expect(addr).toMatch(new RegExp(`inet ${net?.replaceAll('.', '\\.')}\\.(\\d+)/24`));
-    const leases = await lab.in('gw', `cat ${lab.work}/gw.leases`);
+    const leases = (await tryRun(`cat ${lab.gatewayLeases}`)).stdout;
     expect(leases.length).toBeGreaterThan(0);
     expect(await lab.in('client', 'ip -4 route show default')).toMatch(new RegExp(`default via ${net}\\.1 dev vxlan0`));
   });
@@ -221,8 +231,13 @@ describe.sequential('3 vxlan0 deleted, or its routes removed, mid-flow', () => {
     expect((await lab.tryIn('client', `curl -s --max-time 5 http://${ADDR.appService}/`)).stdout.trim()).toBe(ADDR.client);
     expect((await lab.tryIn('client', `dig +short +time=2 +tries=3 @${ADDR.dnsService} ${APP_NAME}`)).stdout.trim()).toBe(ADDR.appService);
   });
-  it("the client init's re-run restores the tunnel", async () => {
-    await lab.clientInit();
+  it('client_init.sh run again (as the sidecar does, retried as the kubelet does) restores the tunnel', async () => {
+    // With the pod's default route back, the first run takes the "first entry" path and stops at
+    // `ip route add <gateway> via ...` (the route from the first init is still there: File exists);
+    // that run has deleted the default route, so the next one goes through, as it does in a pod.
+    const first = await lab.clientInitIn('client', 'client-init');
+    log(`client_init.sh again: first run exit ${first}`);
+    if (first !== 0) await lab.clientInit();
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
   it('the default route through vxlan0 removed (vxlan0 still up), the pod route back: nothing reaches the internet', async () => {
@@ -247,7 +262,7 @@ describe.sequential('3 vxlan0 deleted, or its routes removed, mid-flow', () => {
 describe.sequential('4 the gateway pod replaced (new address)', () => {
   let recoveryMs = -1;
   let flowLog = '';
-  it('nothing leaks meanwhile, and the sidecar restores the tunnel', async () => {
+  it('nothing leaks meanwhile, and the sidecar restores the tunnel', { timeout: 180_000 }, async () => {
     lab.startClientSidecar();
     const flow = `${lab.work}/flow4.out`;
     lab.bgStart('flow4', 'client', `bash -c ${q(`while :; do curl -s -m 1 http://${ADDR.inet}:8080/ >> ${flow}; echo >> ${flow}; sleep 0.2; done`)}`);
@@ -257,9 +272,8 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
       await sleep(600);
       d = await measured('gateway-replaced', async () => {
         const tDelete = Date.now();
-        await lab.replaceGateway(ADDR.gwReplaced);
-        const t0 = Date.now();
-        await waitFor('the tunnel through the new gateway', tunnelWorks, 30_000, 100);
+        const t0 = await lab.replaceGateway(ADDR.gwReplaced);
+        await waitFor('the tunnel through the new gateway', tunnelWorks, 120_000, 100);
         recoveryMs = Date.now() - t0;
         outageMs = Date.now() - tDelete;
         await sleep(400);
@@ -270,7 +284,7 @@ describe.sequential('4 the gateway pod replaced (new address)', () => {
     }
     figure(`scenario 4 outage: ${(outageMs / 1000).toFixed(2)} s from deleting the old gateway pod to traffic through the new one`);
     flowLog = (await tryRun(`cat ${flow}`)).stdout;
-    figure(`scenario 4 recovery: ${(recoveryMs / 1000).toFixed(2)} s from the new gateway pod being ready to traffic through it (sidecar ping interval 1 s; upstream pod-gateway sleeps 10 s between pings)`);
+    figure(`scenario 4 recovery: ${(recoveryMs / 1000).toFixed(2)} s from the new gateway pod being Ready to traffic through it (client sidecar exits: ${lab.restarts('client-sidecar').length})`);
     noLeak(d);
     expect(recoveryMs).toBeGreaterThanOrEqual(0);
   });
@@ -297,11 +311,13 @@ describe.sequential('5 the tunnel down while the gateway pod lives', () => {
       await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
     }
     expect(reply.ok).toBe(false);
-    expect(d.gwForwardDropped).toBeGreaterThan(0);
+    // Refused at the gateway: by its routing kill switch (no route but the empty tunnel table) or
+    // by the firewall's FORWARD policy.
+    expect(d.gwNoRoute + d.gwForwardDropped).toBeGreaterThan(0);
     noLeak(d);
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
-  it('the WireGuard process killed during a flow: nothing leaves in the clear; a restart restores the tunnel', async () => {
+  it('the WireGuard process killed during a flow (gluetun dead, restarted in place): nothing leaves in the clear; the restart restores the tunnel', async () => {
     lab.bgStart('flow5', 'client', `ping -i 0.2 -W 1 ${ADDR.inet}`);
     let reply = { ok: true, body: '' };
     let d: Snapshot;
@@ -316,7 +332,8 @@ describe.sequential('5 the tunnel down while the gateway pod lives', () => {
       });
     } finally {
       await lab.bgStop('flow5');
-      // gluetun restarts its tunnel: wireguard-go again (stale UAPI socket removed), same keys.
+      // gluetun restarted in place (same network namespace): its start wrapper from the manifest,
+      // then its start, which adds its routing rule (priority 101) again; the dead process left it.
       await lab.bgStop('wg-gw');
       const t0 = Date.now();
       await lab.startGatewayTunnel(true);
@@ -324,7 +341,9 @@ describe.sequential('5 the tunnel down while the gateway pod lives', () => {
       figure(`scenario 5 tunnel restart (wireguard-go restarted and configured, first reply): ${((Date.now() - t0) / 1000).toFixed(2)} s`);
     }
     expect(reply.ok).toBe(false);
-    expect(d.gwForwardDropped).toBeGreaterThan(0);
+    // Refused at the gateway: by its routing kill switch (no route but the empty tunnel table) or
+    // by the firewall's FORWARD policy.
+    expect(d.gwNoRoute + d.gwForwardDropped).toBeGreaterThan(0);
     noLeak(d);
   });
 });
@@ -392,6 +411,9 @@ describe.sequential('6 DNS', () => {
 
 describe.sequential('7 IPv6 switched on everywhere', () => {
   it('IPv6 is on: the client has a global IPv6 address and an IPv6 default route; the node reaches the internet over IPv6', async () => {
+    // client_init.sh deletes the pod's IPv6 default route; put it back: the worst case (a router
+    // advertisement or the CNI restores it) is what the kill switch must hold against.
+    await lab.in('client', 'ip -6 route replace default via fe80::1 dev eth0');
     for (const ns of ['client', 'gw', 'node', 'inet'] as const) {
       expect((await lab.in(ns, 'sysctl -n net.ipv6.conf.all.disable_ipv6')).trim()).toBe('0');
     }
@@ -455,9 +477,11 @@ describe.sequential('9 negative controls: with a layer removed, the lab sees the
     expect(v6(reply6.body)).toBe(ADDR.nodeWan6);
     expect(d.inetLeak6).toBeGreaterThan(0);
   });
-  it('gateway firewall removed, tunnel down: traffic leaves the gateway in the clear, and the lab says so', async () => {
+  it('gateway firewall and routing kill switch removed, tunnel down: traffic leaves the gateway in the clear, and the lab says so', async () => {
     let reply = { ok: false, body: '' };
     await lab.removeGatewayFirewall();
+    const routingBack = await lab.removeGatewayRoutingKillSwitch();
+    expect(routingBack.length, 'the gateway has its routing kill switch').toBe(2);
     await lab.in('gw', `ip link set ${lab.vpnIf} down`);
     let d: Snapshot;
     try {
@@ -466,6 +490,7 @@ describe.sequential('9 negative controls: with a layer removed, the lab sees the
       });
     } finally {
       await lab.restoreGatewayFirewall();
+      await lab.script('gw', routingBack);
       await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
     }
     log(`negative control (no gateway firewall): the internet saw ${reply.body || 'nothing'} (a leak, as it must be)`);
@@ -531,6 +556,182 @@ describe.sequential("10 Cilium's reading of ipBlock (pod addresses match no ipBl
     await waitFor('the tunnel', tunnelWorks, 15_000, 100);
   });
 });
+
+describe.sequential("11 NodeLocal DNSCache: the gateway pod's resolv.conf names a link-local address", () => {
+  it('cluster names resolve through the gateway via NodeLocal on eth0; nothing for a link-local address enters the tunnel', async () => {
+    await lab.startNodeLocalDns();
+    const intoTunnel = () => lab.counter('vpn', 'lab_linklocal', 'into_tunnel');
+    await lab.restartGatewaySidecar(ADDR.nodeLocalDns);
+    try {
+      // gateway_sidecar.sh took the cluster DNS from the pod's resolv.conf (DNS_LOCAL_SERVER empty).
+      const conf = readFileSync(lab.containerFile('gateway-sidecar', '/etc/dnsmasq.d/pod-gateway.conf'), 'utf8');
+      expect(conf).toContain(`server=/${lab.inputs.clusterDomain}/${ADDR.nodeLocalDns}`);
+      const before = await intoTunnel();
+      const name = (await lab.tryIn('client', `dig +short +time=2 +tries=2 ${APP_NAME}`)).stdout.trim();
+      // gluetun's own lookups (its health check resolves through the pod's resolv.conf) take the
+      // path of an unmarked packet from the gateway: the same as dnsmasq's.
+      const route = await lab.in('gw', `ip route get ${ADDR.nodeLocalDns}`);
+      const after = await intoTunnel();
+      const seen = (await tryRun(`cat ${lab.work}/nodelocal.queries`)).stdout;
+      log(`NodeLocal: route from the gateway: ${route.trim()}; into the tunnel for 169.254/16: ${after - before}`);
+      expect({ name, viaEth0: /dev eth0/.test(route), intoTunnel: after - before }).toEqual({ name: ADDR.appService, viaEth0: true, intoTunnel: 0 });
+      expect(seen).toContain(`${APP_NAME} from ${lab.gwIP}`);
+    } finally {
+      await lab.restartGatewaySidecar(ADDR.dnsService);
+    }
+  });
+});
+
+describe.sequential('12 a pod network MTU of 1400 (Flannel or Calico VXLAN on a 1450 underlay)', () => {
+  afterAll(async () => {
+    await lab.removePod('c1400', ADDR.c1400);
+    await lab.removePod('g1400', ADDR.g1400);
+  });
+  it("the gateway's init container succeeds; vxlan0 fits eth0 - 50", async () => {
+    await lab.addExtraPod('g1400', ADDR.g1400, 1400);
+    const rc = await lab.runGatewayInit('g1400', 'g1400-init');
+    const mtu = Number((await lab.tryIn('g1400', 'cat /sys/class/net/vxlan0/mtu')).stdout.trim() || '0');
+    expect({ rc, fits: mtu > 0 && mtu <= 1350 }).toEqual({ rc: 0, fits: true });
+  });
+  it('negative control: with VPN_INTERFACE_MTU 1370 (the old default) the same init container fails', async () => {
+    const rc = await lab.runGatewayInit('g1400', 'g1400-init-1370', { VPN_INTERFACE_MTU: '1370' });
+    expect(rc).not.toBe(0);
+    expect(readFileSync(`${lab.work}/g1400-init-1370.log`, 'utf8')).toMatch(/ip link set mtu 1370 dev vxlan0\n.*(Invalid argument|RTNETLINK)/);
+  });
+  it("a routed pod's init succeeds, and a DF packet of its vxlan0 MTU crosses VXLAN and the tunnel", async () => {
+    await lab.addExtraPod('c1400', ADDR.c1400, 1400);
+    await lab.applyPolicy();
+    const rc = await lab.clientInitIn('c1400');
+    expect(rc).toBe(0);
+    const mtu = Number((await lab.in('c1400', 'cat /sys/class/net/vxlan0/mtu')).trim());
+    figure(`MTUs on a 1400-byte pod network: client vxlan0 ${mtu}, gateway ${lab.vpnIf} ${lab.gluetun.wireguardMtu}`);
+    const r = await lab.tryIn('c1400', `ping -M do -s ${mtu - 28} -c 2 -W 2 ${ADDR.inet}`);
+    expect(r.stdout).toMatch(/ 0% packet loss/);
+  });
+});
+
+describe.sequential('13 gluetun restarted in place after an unclean exit (OOM kill, crash)', () => {
+  it('negative control: without the start wrapper the restarted gluetun cannot add its routing rule (File exists)', async () => {
+    await lab.killGluetun();
+    await expect(lab.startGatewayTunnel(true, { noWrapper: true })).rejects.toThrow(/File exists/);
+  });
+  it("with the manifest's start wrapper it comes back, and the tunnel works", async () => {
+    await lab.bgStop('wg-gw');
+    const t0 = Date.now();
+    await lab.startGatewayTunnel(true);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+    figure(`gluetun restarted in place (stand-in): tunnel back ${((Date.now() - t0) / 1000).toFixed(2)} s after its start`);
+  });
+});
+
+describe.sequential("13b the gateway's own packets to the VPN port while the tunnel is down", () => {
+  it('pod-gateway opens OUTPUT to port 51820 for any destination; only the WireGuard socket may use it: nothing leaves in the clear', async () => {
+    await lab.in('gw', `ip link set ${lab.vpnIf} down`);
+    let d: Snapshot;
+    try {
+      d = await measured('gateway-port-51820', async () => {
+        for (let i = 0; i < 3; i++) await lab.tryIn('gw', `bash -c ${q(`echo probe > /dev/udp/${ADDR.inet}/${ADDR.wgPort}`)}`);
+        await lab.tryIn('gw', `curl -s --max-time 1 http://${ADDR.inet}:${ADDR.wgPort}/`);
+      });
+    } finally {
+      await lab.script('gw', [`ip link set ${lab.vpnIf} up`, `ip route replace default dev ${lab.vpnIf} table 51820`]);
+    }
+    noLeak(d);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+  });
+});
+
+describe.sequential("14 gluetun's firewall setup fails: the filter table flushed, ACCEPT policies, gluetun down", () => {
+  const traffic = async () => {
+    await lab.curlInet('client', 2);
+    await lab.tryIn('client', `ping -c 3 -i 0.3 -W 1 ${ADDR.inet}`);
+  };
+  it("negative control: without the gateway's routing kill switch the routed pod's traffic leaves eth0 in the clear, and the lab says so", async () => {
+    const back = await lab.removeGatewayRoutingKillSwitch();
+    expect(back.length).toBe(2);
+    let d: Snapshot;
+    try {
+      await lab.killGluetun();
+      await lab.flushGatewayFirewall();
+      d = await measured('flush-no-routing-killswitch', traffic);
+    } finally {
+      await lab.script('gw', back);
+      await lab.restartGluetun();
+    }
+    expect(d.gatewayClear).toBeGreaterThan(0);
+    expect(d.inetLeak).toBeGreaterThan(0);
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+  });
+  it('with it: nothing leaves in the clear while gluetun is down (refused by routing)', async () => {
+    await lab.killGluetun();
+    await lab.flushGatewayFirewall();
+    expect((await lab.in('gw', 'iptables -S')).trim().split('\n')).toEqual(['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-P OUTPUT ACCEPT']);
+    const d = await measured('flush', traffic);
+    expect(d.gwNoRoute).toBeGreaterThan(0);
+    noLeak(d);
+  });
+  it('negative control: gluetun back with post-rules lacking the return rule: the replies are dropped (black hole)', async () => {
+    const product = lab.gluetun.postRules;
+    const ret = product.filter((r) => / FORWARD -i \S+ -o vxlan0 .*ESTABLISHED,RELATED/.test(r));
+    expect(ret.length, 'the post-rules carry the return rule').toBe(1);
+    lab.gluetun.postRules = product.filter((r) => !ret.includes(r));
+    let reply: Awaited<ReturnType<typeof lab.curlInet>> | undefined;
+    try {
+      await lab.restartGluetun();
+      reply = await lab.curlInet('client', 3);
+      if (!reply.ok) reply = await lab.curlInet('client', 3);
+    } finally {
+      lab.gluetun.postRules = product;
+      await lab.killGluetun();
+      await lab.flushGatewayFirewall();
+    }
+    expect(reply?.ok).toBe(false);
+  });
+  it("gluetun back (its firewall with the post-rules, its tunnel): replies reach the routed pod again, pod-gateway's rules being gone", async () => {
+    await lab.restartGluetun();
+    expect(await lab.in('gw', 'iptables -S FORWARD')).not.toContain('-m state');
+    await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+    const d = await measured('after-flush', async () => {
+      expect((await lab.curlInet('client', 5)).body).toBe(ADDR.vpnExit);
+    });
+    noLeak(d);
+  });
+});
+
+/** The gateway gone for a while (deleted; the new pod Ready `gapS` later): recovery measured from Ready. */
+function gatewayGone(n: number, gapS: number, newIP: string) {
+  describe.sequential(`${n} the gateway gone for ${gapS} s`, () => {
+    it('nothing leaks meanwhile; the sidecar restores the tunnel soon after the new gateway is Ready', { timeout: (gapS + 420) * 1000 }, async () => {
+      lab.startClientSidecar();
+      const flow = `${lab.work}/flow${n}.out`;
+      lab.bgStart(`flow${n}`, 'client', `bash -c ${q(`while :; do curl -s -m 1 http://${ADDR.inet}:8080/ >> ${flow}; echo >> ${flow}; sleep 0.5; done`)}`);
+      let recoveryMs = -1;
+      let d: Snapshot;
+      try {
+        await waitFor('the tunnel', tunnelWorks, 15_000, 100);
+        await sleep(2_000);
+        d = await measured(`gateway-gone-${gapS}s`, async () => {
+          const ready = await lab.replaceGateway(newIP, gapS * 1000);
+          await waitFor('the tunnel through the new gateway', tunnelWorks, 400_000, 200);
+          recoveryMs = Date.now() - ready;
+        });
+      } finally {
+        await lab.bgStop(`flow${n}`);
+        await lab.bgStop('client-sidecar');
+      }
+      const exits = lab.restarts('client-sidecar').length;
+      figure(`gateway gone ${gapS} s: back ${(recoveryMs / 1000).toFixed(2)} s after the new gateway was Ready (client sidecar container exits: ${exits})`);
+      const seen = new Set((await tryRun(`cat ${flow}`)).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== ''));
+      expect([...seen]).toEqual([ADDR.vpnExit]);
+      noLeak(d);
+      // Generous: the kubelet's back-off alone would add up to 300 s; the sidecar's loop retries every few seconds.
+      expect(recoveryMs).toBeGreaterThanOrEqual(0);
+      expect(recoveryMs).toBeLessThan(30_000);
+    });
+  });
+}
+gatewayGone(15, 30, ADDR.gwGone30);
+gatewayGone(16, 180, ADDR.gwGone180);
 
 describe.sequential('throughput (figures)', () => {
   // The figure is printed, not judged; the check is only that a sustained TCP stream gets through.

@@ -121,7 +121,7 @@ describe("the product's kill-switch policy, as the lab enforces it", () => {
   const labInv = labInventory(CLIENT_NAMESPACE, product.clientLabels);
   const nft = translatePolicies(product.policies, labInv, 'podvpn_netpol');
   it('isolates exactly the routed pods (the webhook label), not the app, DNS or gateway pods', () => {
-    expect(isolatedPods(product.policies, labInv).map((p) => p.name)).toEqual(['client', 'nogw']);
+    expect(isolatedPods(product.policies, labInv).map((p) => p.name)).toEqual(['client', 'nogw', 'c1400']);
   });
   it('allows the cluster ranges, every cluster pod and DNS; nothing else', () => {
     expect(nft).toContain(`ip daddr ${ADDR.podCIDR} accept`);

@@ -11,10 +11,15 @@ import { type Config, type Gateway, gatewayServiceName, parseConfig } from '../.
 import { type K8sObject, find, parseShellSettings, render, volumeConfigMap } from './render.js';
 
 const NON_PUBLIC = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
+/** Link-local: NodeLocal DNSCache's address (the gateway's cluster DNS on such clusters) lives there. */
+const LINK_LOCAL = '169.254.0.0/16';
 /** WireGuard's worst-case overhead (outer IPv6): 40 + 8 (UDP) + 32 (WireGuard). */
 const WIREGUARD_OVERHEAD = 80;
-/** The smallest common pod network MTU: Flannel and Cilium VXLAN (1500 - 50). */
-const SMALLEST_POD_MTU = 1450;
+/**
+ * The smallest pod network MTU the defaults must fit: Flannel or Calico VXLAN on a 1450-byte
+ * underlay (OpenStack, some clouds) is 1400; on a 1500 underlay 1450.
+ */
+const SMALLEST_POD_MTU = 1400;
 
 interface Rendered {
   objects: K8sObject[];
@@ -34,6 +39,8 @@ interface GatewayView {
   gluetun: K8sObject;
   env: Record<string, string>;
   settings: Record<string, string>;
+  /** Every key of the settings ConfigMap (the volume at /config hides the image's /config). */
+  settingsFiles: string[];
   postRules: string[];
   dnsmasq: string[];
 }
@@ -53,6 +60,7 @@ function gatewayView(objects: K8sObject[], name: string): GatewayView {
     gluetun,
     env,
     settings: parseShellSettings(settingsCm.data['settings.sh'] as string),
+    settingsFiles: Object.keys(settingsCm.data ?? {}).sort(),
     postRules: lines(firewallCm.data['post-rules.txt'] as string),
     dnsmasq: lines(firewallCm.data['dnsmasq.conf'] as string),
   };
@@ -75,9 +83,15 @@ function checkAgreesWithConfig(gw: Gateway, v: GatewayView, config: Config): voi
   expect(gw.dns).toBe(gw.overlayGatewayIP);
   // MTU: the routed pods' vxlan0 and the gateway's vxlan0 equal the tunnel's MTU, which fits inside
   // the smallest pod network with WireGuard's overhead.
+  // pod-gateway sets vxlan0 to VPN_INTERFACE_MTU as it is (its min() test never works), so it
+  // must fit the pod network with VXLAN's 50 bytes, and WireGuard's 80 around the tunnel.
   expect(v.settings.VPN_INTERFACE_MTU).toBe(String(gw.mtu));
-  expect(Number(v.env.WIREGUARD_MTU)).toBeGreaterThanOrEqual(gw.mtu);
+  expect(Number(v.env.WIREGUARD_MTU)).toBe(gw.mtu);
   expect(Number(v.env.WIREGUARD_MTU) + WIREGUARD_OVERHEAD).toBeLessThanOrEqual(SMALLEST_POD_MTU);
+  expect(Number(v.settings.VPN_INTERFACE_MTU) + 50).toBeLessThanOrEqual(SMALLEST_POD_MTU);
+  // gateway_init.sh reads /config/nat.conf under set -e; the volume hides the image's /config.
+  expect(v.settingsFiles).toContain('nat.conf');
+  expect(v.settingsFiles).toContain('settings.sh');
   // The cluster domain goes to cluster DNS; everything else over the tunnel.
   expect((v.settings.DNS_LOCAL_CIDRS ?? '').split(' ')).toContain(config.cluster.domain);
   // The client image is the one the webhook injects (same scripts, same settings format).
@@ -106,10 +120,10 @@ describe('gateway "default" in the default install', () => {
     expect(v.env.FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT).toBe('on');
     expect(Object.keys(v.env)).not.toContain('FIREWALL');
     const subnets = v.env.FIREWALL_OUTBOUND_SUBNETS!.split(',');
-    expect(subnets).toEqual(NON_PUBLIC);
+    expect(subnets).toEqual([...NON_PUBLIC, LINK_LOCAL]);
     for (const s of subnets) {
       const [addr] = ipaddr.parseCIDR(s);
-      expect(['private', 'carrierGradeNat'], s).toContain(addr.range());
+      expect(['private', 'carrierGradeNat', 'linkLocal'], s).toContain(addr.range());
     }
     // pod-gateway's local ranges are the same set: route back to the cluster via eth0.
     expect(v.settings.VPN_LOCAL_CIDRS!.split(' ')).toEqual(subnets);
@@ -132,9 +146,8 @@ describe('gateway "default" in the default install', () => {
     const rules = v.postRules;
     for (const r of rules) {
       // gluetun runs lines that start with "iptables "; a failing line makes it tear its firewall
-      // down, so only appends with standard matches are allowed.
-      expect(r, r).toMatch(/^iptables -A (INPUT|OUTPUT|FORWARD) /);
-      expect(r, r).toMatch(/ -j ACCEPT$/);
+      // down, so only appends that cannot fail (and inserted drops) are allowed: never a delete.
+      expect(r, r).toMatch(/^iptables -(A (INPUT|OUTPUT|FORWARD) .* -j ACCEPT|I OUTPUT .* -j DROP)$/);
     }
     for (const s of NON_PUBLIC) {
       expect(rules).toContain(`iptables -A INPUT -i eth0 -s ${s} -p udp --dport ${v.settings.VXLAN_PORT} -j ACCEPT`);
@@ -146,14 +159,26 @@ describe('gateway "default" in the default install', () => {
     expect(rules).toContain('iptables -A INPUT -i vxlan0 -p icmp -j ACCEPT');
     expect(rules).toContain('iptables -A OUTPUT -o vxlan0 -j ACCEPT');
     expect(rules).toContain(`iptables -A FORWARD -i vxlan0 -o ${v.env.VPN_INTERFACE} -j ACCEPT`);
-    const forwards = rules.filter((r) => r.includes(' FORWARD '));
+    // The return path: gluetun re-applies its post-rules on every start, so replies reach the routed
+    // pods even after its firewall was flushed (which erases pod-gateway's own FORWARD rules).
+    const ret = `iptables -A FORWARD -i ${v.env.VPN_INTERFACE} -o vxlan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`;
+    expect(rules).toContain(ret);
+    const forwards = rules.filter((r) => r.includes(' FORWARD ') && r !== ret);
     for (const r of forwards) expect(r, 'forwarding only into the VPN interface').toContain(`-o ${v.env.VPN_INTERFACE} `);
-    expect(rules.join('\n')).not.toContain('-o eth0');
+    // pod-gateway's OUTPUT accept for VPN_TRAFFIC_PORT (any destination, UDP and TCP) is narrowed to
+    // the WireGuard socket's own packets (fwmark 51820 = 0xca6c): inserted drops, the only -o eth0.
+    expect(rules).toContain(`iptables -I OUTPUT -o eth0 -p udp --dport ${v.settings.VPN_TRAFFIC_PORT} -m mark ! --mark 0xca6c -j DROP`);
+    expect(rules).toContain(`iptables -I OUTPUT -o eth0 -p tcp --dport ${v.settings.VPN_TRAFFIC_PORT} -j DROP`);
+    expect(rules.filter((r) => r.includes('-o eth0') && !r.endsWith(' -j DROP'))).toEqual([]);
   });
 
   it('DNS: dnsmasq never uses resolv.conf and its upstreams are reachable only through the tunnel', () => {
     expect(v.env.DNS_SERVER).toBe('off'); // gluetun's :53 would collide with dnsmasq
-    expect(v.env.DOT).toBe('off');
+    // DOT is a deprecated alias gluetun reads first and warns about.
+    expect(Object.keys(v.env)).not.toContain('DOT');
+    // dnsmasq does not validate DNSSEC (the public upstreams do; a resolver that strips it would
+    // make every internet name fail).
+    expect(v.settings.GATEWAY_ENABLE_DNSSEC).toBe('false');
     expect(v.dnsmasq).toContain('no-resolv');
     const upstreams = v.dnsmasq.filter((l) => l.startsWith('server=')).map((l) => l.slice('server='.length));
     expect(upstreams.length).toBeGreaterThan(0);
@@ -161,7 +186,7 @@ describe('gateway "default" in the default install', () => {
       expect(u, 'no per-domain upstream here: cluster names are pod-gateway DNS_LOCAL_CIDRS').not.toContain('/');
       const addr = ipaddr.parse(u);
       expect(addr.range(), u).toBe('unicast');
-      for (const s of NON_PUBLIC) expect(addr.match(ipaddr.parseCIDR(s)), `${u} in ${s}`).toBe(false);
+      for (const s of [...NON_PUBLIC, LINK_LOCAL]) expect(addr.match(ipaddr.parseCIDR(s)), `${u} in ${s}`).toBe(false);
     }
   });
 
@@ -169,7 +194,17 @@ describe('gateway "default" in the default install', () => {
     const spec = v.deployment.spec.template.spec;
     expect((spec.initContainers as K8sObject[]).map((c) => c.name)).toEqual(['gateway-init', 'gluetun']);
     expect((spec.containers as K8sObject[]).map((c) => c.name)).toEqual(['gateway-sidecar']);
-    expect(spec.initContainers[0].command).toEqual(['/bin/gateway_init.sh']);
+    // gateway_init.sh, then the routing kill switch (iif vxlan0: the tunnel's table or unreachable).
+    const init = spec.initContainers[0].command as string[];
+    expect(init.slice(0, 2)).toEqual(['/bin/bash', '-c']);
+    expect(init[2]).toMatch(/^set -e\n\/bin\/gateway_init.sh\n/);
+    expect(init[2]).toContain('ip rule add iif vxlan0 lookup 51820 pref 51');
+    expect(init[2]).toContain('ip rule add iif vxlan0 unreachable pref 52');
+    // gluetun's start wrapper: its stale routing rules removed, then its own entrypoint.
+    const g = v.gluetun.command as string[];
+    expect(g.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    expect(g[2]).toMatch(/ip -4 rule del pref "\$pref"/);
+    expect(g[2]).toMatch(/exec \/gluetun-entrypoint\n?$/);
     expect(spec.containers[0].command).toEqual(['/bin/gateway_sidecar.sh']);
     expect(v.gluetun.restartPolicy).toBe('Always');
     for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {

@@ -7,11 +7,15 @@ VXLAN_PORT="4789"
 VXLAN_IP_NETWORK="172.16.0"
 VXLAN_GATEWAY_FIRST_DYNAMIC_IP="20"
 VPN_INTERFACE="wg0"
-VPN_INTERFACE_MTU="1370"
+VPN_INTERFACE_MTU="1320"
 VPN_BLOCK_OTHER_TRAFFIC="true"
 VPN_TRAFFIC_PORT="51820"
-VPN_LOCAL_CIDRS="10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10"
+VPN_LOCAL_CIDRS="10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 169.254.0.0/16"
 DNS_LOCAL_CIDRS="cluster.local"
 DNS_LOCAL_SERVER=""
 SNAT_IP=""
 IPTABLES_NFT="no"
+# No DNSSEC validation in dnsmasq (the image's default is true): the upstreams (dnsmasq.conf,
+# 1.1.1.1/1.0.0.1) validate and answer SERVFAIL for bogus data, and a provider resolver that strips
+# DNSSEC records (a common replacement, manifests/README.md) would make every internet name fail.
+GATEWAY_ENABLE_DNSSEC="false"

@@ -6,20 +6,40 @@ import { parseAllDocuments } from 'yaml';
 export const GATEWAY_DEPLOYMENT = 'podvpn-gateway-default';
 export const GATEWAY_NAMESPACE = 'podvpn-system';
 
-/** pod-gateway's /default_config/settings.sh (the image's defaults, before /config/settings.sh). */
+/**
+ * pod-gateway v1.13.0's /default_config/settings.sh (the image's defaults, before /config/settings.sh),
+ * for the lab's own reading of the settings (the scripts themselves source the image's file).
+ */
 export const POD_GATEWAY_DEFAULTS: Readonly<Record<string, string>> = {
   VXLAN_ID: '42',
   VXLAN_PORT: '0',
   VXLAN_IP_NETWORK: '172.16.0',
   VXLAN_GATEWAY_FIRST_DYNAMIC_IP: '20',
   VPN_INTERFACE: 'tun0',
-  VPN_BLOCK_OTHER_TRAFFIC: 'false',
+  VPN_BLOCK_OTHER_TRAFFIC: 'true',
   VPN_TRAFFIC_PORT: '443',
   VPN_LOCAL_CIDRS: '10.0.0.0/8 192.168.0.0/16',
   DNS_LOCAL_CIDRS: 'local',
-  VPN_INTERFACE_MTU: '',
+  DNS_LOCAL_SERVER: '',
   CONNECTION_RETRY_COUNT: '1',
+  GATEWAY_ENABLE_DNSSEC: 'true',
+  VPN_INTERFACE_MTU: '',
 };
+
+/** A volume a container sees: a directory (hides the image's) or one file (subPath). */
+export interface VolumeMount {
+  path: string;
+  dir: boolean;
+  /** Directory mounts: file name -> text. subPath mounts: one entry, keyed ''. */
+  files: Record<string, string>;
+}
+
+/** A pod-gateway container of the gateway pod, as the manifest runs it. */
+export interface GatewayContainer {
+  name: string;
+  command: string[];
+  mounts: VolumeMount[];
+}
 
 export interface GatewayManifestSettings {
   /** Where the values came from (for the lab's log and report). */
@@ -32,6 +52,10 @@ export interface GatewayManifestSettings {
   postRules: string[];
   /** Extra dnsmasq config files the pod-gateway sidecar sees in /etc/dnsmasq.d/. */
   dnsmasqConf: string[];
+  /** The pod-gateway containers (gateway-init, gateway-sidecar) with their commands and volumes. */
+  podGatewayContainers?: GatewayContainer[];
+  /** gluetun's command when the manifest overrides the image's entrypoint (a start wrapper). */
+  gluetunCommand?: string[];
 }
 
 type Obj = Record<string, unknown>;
@@ -127,6 +151,29 @@ export function readGatewayManifest(yamlText: string, source: string): GatewayMa
     }
     return files;
   };
+  /** The ConfigMap volumes as mounts (directory or subPath), for the lab's containers. */
+  const volumeMounts = (c: Obj): VolumeMount[] => {
+    const out: VolumeMount[] = [];
+    for (const m of arr(c.volumeMounts).filter(isObj)) {
+      const vol = volumes.get(String(m.name));
+      if (!vol || !isObj(vol.configMap)) continue;
+      const data = configMaps.get(String(vol.configMap.name)) ?? {};
+      const items = arr(vol.configMap.items).filter(isObj);
+      const entries: [string, string][] =
+        items.length > 0 ? items.map((i) => [String(i.path), String(i.key)]) : Object.keys(data).map((k) => [k, k]);
+      const path = (typeof m.mountPath === 'string' ? m.mountPath : '').replace(/\/+$/, '');
+      const files: Record<string, string> = {};
+      if (typeof m.subPath === 'string' && m.subPath !== '') {
+        const hit = entries.find(([p]) => p === m.subPath);
+        const text = hit ? data[hit[1]] : undefined;
+        if (text !== undefined) out.push({ path, dir: false, files: { '': text } });
+        continue;
+      }
+      for (const [p, key] of entries) if (data[key] !== undefined) files[p] = data[key];
+      out.push({ path, dir: true, files });
+    }
+    return out;
+  };
   const image = (c: Obj) => (typeof c.image === 'string' ? c.image : '');
   const gluetun = containers.find((c) => /gluetun/.test(image(c)) || c.name === 'gluetun');
   if (!gluetun) throw new Error(`${source}: the gateway Deployment has no gluetun container`);
@@ -148,6 +195,12 @@ export function readGatewayManifest(yamlText: string, source: string): GatewayMa
     podGateway,
     gluetunEnv: envOf(gluetun),
     dnsmasqConf,
+    podGatewayContainers: podGatewayContainers.map((c) => ({
+      name: typeof c.name === 'string' ? c.name : '',
+      command: arr(c.command).map(String),
+      mounts: volumeMounts(c),
+    })),
+    ...(arr(gluetun.command).length > 0 ? { gluetunCommand: arr(gluetun.command).map(String) } : {}),
     postRules: postRulesText
       .split('\n')
       .map((l) => l.trim())

@@ -39,6 +39,9 @@ export interface ProductInputs {
   gatewayName: string;
   clusterDomain: string;
   policies: NetworkPolicy[];
+  /** The injected client init and sidecar containers' commands. */
+  clientInitCommand: string[];
+  clientSidecarCommand: string[];
 }
 
 /** Runs the webhook's pure injection on a plain pod and reads back what a real pod would carry. */
@@ -71,6 +74,9 @@ export function productInputs(): ProductInputs {
       ? [`options ${dns.options.map((o) => (o.value !== undefined ? `${o.name}:${o.value}` : o.name)).join(' ')}`]
       : []),
   ].join('\n');
+  const injected = (mutated.spec?.initContainers ?? []).filter((c) => (c.image ?? '') === config.images.client);
+  const [initC, sidecarC] = [injected[0], injected[1] ?? (mutated.spec?.containers ?? []).find((c) => c.image === config.images.client)];
+  if (!initC?.command || !sidecarC?.command) throw new Error('the injected pod has no client init and sidecar containers with commands');
   const policy = buildKillSwitchPolicy({ namespace: CLIENT_NAMESPACE, gateway: gateway.name, ranges: LAB_RANGES });
   return {
     clientSettingsScript: script,
@@ -80,6 +86,8 @@ export function productInputs(): ProductInputs {
     gatewayName: gateway.address,
     clusterDomain: config.cluster.domain,
     policies: [policy],
+    clientInitCommand: [...initC.command],
+    clientSidecarCommand: [...sidecarC.command],
   };
 }
 

@@ -8,7 +8,7 @@
 // counters of what leaves the uplink. vpn: the provider's WireGuard endpoint and exit (and the
 // node's upstream router). inet: HTTP/HTTPS/iperf3 servers, a resolver for internet names, counters.
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, appendFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -17,11 +17,13 @@ import {
   q,
   run,
   startBackground,
+  sleep,
   stopBackground,
   tryRun,
   waitFor,
 } from './exec.js';
 import {
+  type GatewayContainer,
   type GatewayManifestSettings,
   type GatewayRuntime,
   type GluetunSettings,
@@ -30,7 +32,18 @@ import {
 } from './gateway.js';
 import { type Inventory, type NetworkPolicy, translatePolicies } from './netpol.js';
 
-const SCRIPTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SCRIPTS = join(HERE, '..', 'scripts');
+/** The lab's stand-in of the pod-gateway v1.13.0 image (bin, default_config, the etc files it relies on). */
+const IMAGE = join(HERE, '..', 'image');
+/**
+ * Busybox applets that come first in PATH, as on Alpine, where the pod-gateway image installs
+ * coreutils, iproute2, bind-tools, iptables and dnsmasq over busybox but not these.
+ */
+const BUSYBOX_APPLETS = ['ping', 'killall', 'awk', 'grep', 'hostname', 'route', 'udhcpc', 'sysctl'];
+/** LAB_POD_GATEWAY_DIR=<pod-gateway checkout>: run its real bin/*.sh and config/ instead of the stand-ins. */
+export const POD_GATEWAY_DIR = process.env.LAB_POD_GATEWAY_DIR || undefined;
+const UNSHARE = 'unshare --mount --pid --uts --fork --kill-child --propagation private';
 
 export const POD_MTU = 1450; // a VXLAN pod network (Flannel, Cilium): the harder case for MTU
 export const ADDR = {
@@ -45,6 +58,13 @@ export const ADDR = {
   nogw6: 'fd00:10:244::11',
   gw: '10.244.1.20',
   gwReplaced: '10.244.1.21',
+  gwGone30: '10.244.1.23',
+  gwGone180: '10.244.1.24',
+  /** A routed pod on a 1400-byte pod network, and a gateway pod's init on one. */
+  c1400: '10.244.1.12',
+  g1400: '10.244.1.22',
+  /** NodeLocal DNSCache's link-local address (kubespray's default), on the node. */
+  nodeLocalDns: '169.254.25.10',
   gw6: 'fd00:10:244::20',
   dns: '10.244.2.53',
   app: '10.244.3.30',
@@ -79,6 +99,9 @@ export interface LabInputs {
   clusterDomain: string;
   policies: NetworkPolicy[];
   gateway: GatewayManifestSettings;
+  /** The injected client containers' commands (from the webhook's patch). */
+  clientInitCommand: string[];
+  clientSidecarCommand: string[];
   log: (line: string) => void;
 }
 
@@ -94,11 +117,17 @@ export interface Snapshot {
   gatewayClear: number;
   netpolDropped: number;
   gwForwardDropped: number;
+  /** Forwarded packets the gateway found no route for (its routing kill switch: iif vxlan0 unreachable). */
+  gwNoRoute: number;
 }
 
-export type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw';
+export type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw' | 'c1400' | 'g1400';
 export type NsName = PodName | 'node' | 'vpn' | 'inet';
-const ALL_NS: NsName[] = ['client', 'nogw', 'app', 'dns', 'gw', 'node', 'vpn', 'inet'];
+const ALL_NS: NsName[] = ['client', 'nogw', 'app', 'dns', 'gw', 'c1400', 'g1400', 'node', 'vpn', 'inet'];
+
+/** A routed pod's hostname (client_init.sh reads it for nat.conf). */
+const CLIENT_HOSTNAME = 'qbittorrent-7c9d8f6b5-x2x5q';
+const GATEWAY_HOSTNAME = 'podvpn-gateway-default-6f7d9c8b4-k4z2m';
 
 export class Lab {
   readonly work: string;
@@ -175,7 +204,8 @@ export class Lab {
     }
     await Lab.downPrefix(this.inputs.prefix); // a previous run's leftovers with this prefix
     mkdirSync(this.work, { recursive: true });
-    for (const n of ALL_NS.filter((x) => x !== 'gw')) {
+    this.prepareImage();
+    for (const n of ALL_NS.filter((x) => x !== 'gw' && x !== 'c1400' && x !== 'g1400')) {
       await run(`ip netns add ${this.ns(n)}`);
       await this.in(n, 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
       await run(`ip -n ${this.ns(n)} link set lo up`);
@@ -235,6 +265,7 @@ export class Lab {
     await this.genKeys();
     await this.startVpnServer();
     await this.bootGateway(ADDR.gw);
+    this.setGatewayReady(true);
     mark('vpn+gateway');
 
     // The routed pod: its resolv.conf from the webhook's dnsConfig, then pod-gateway's client init.
@@ -242,8 +273,8 @@ export class Lab {
       mkdirSync(`/etc/netns/${this.ns(p)}`, { recursive: true });
       writeFileSync(`/etc/netns/${this.ns(p)}/resolv.conf`, this.inputs.clientResolvConf);
     }
-    writeFileSync(join(this.work, 'client-settings.sh'), this.inputs.clientSettingsScript);
-    writeFileSync(join(this.work, 'client-defaults.sh'), shellAssignments(CLIENT_DEFAULTS));
+    mkdirSync(join(this.work, 'vol', 'client-config'), { recursive: true });
+    writeFileSync(join(this.work, 'vol', 'client-config', 'settings.sh'), this.inputs.clientSettingsScript);
     await this.clientInit();
     await waitFor('a first reply through the tunnel', async () => (await this.curlInet('client', 2)).body === ADDR.vpnExit, 20_000, 100);
     mark('client-init');
@@ -261,9 +292,9 @@ export class Lab {
     await this.in(ns, `nft -f ${q(file)}`);
   }
 
-  private async addPod(pod: PodName, ip: string, ip6?: string): Promise<void> {
+  async addPod(pod: PodName, ip: string, ip6?: string, mtu = POD_MTU): Promise<void> {
     const hostIf = `v-${pod}`;
-    await run(`ip -n ${this.ns('node')} link add ${hostIf} mtu ${POD_MTU} type veth peer name eth0 netns ${this.ns(pod)}`);
+    await run(`ip -n ${this.ns('node')} link add ${hostIf} mtu ${mtu} type veth peer name eth0 netns ${this.ns(pod)}`);
     const node = [
       // The pods' gateway: the same link-scoped address on every veth, as Calico's 169.254.1.1.
       `ip addr add ${ADDR.podGateway}/32 dev ${hostIf}`,
@@ -274,7 +305,7 @@ export class Lab {
     if (ip6) node.push(`ip -6 route add ${ip6}/128 dev ${hostIf}`);
     await this.script('node', node);
     const inPod = [
-      `ip link set eth0 mtu ${POD_MTU}`,
+      `ip link set eth0 mtu ${mtu}`,
       `ip addr add ${ip}/32 dev eth0`,
       'ip link set eth0 up',
       `ip route add ${ADDR.podGateway} dev eth0 scope link`,
@@ -284,7 +315,7 @@ export class Lab {
     await this.script(pod, inPod);
   }
 
-  private async removePod(pod: PodName, ip: string): Promise<void> {
+  async removePod(pod: PodName, ip: string): Promise<void> {
     await tryRun(`ip netns del ${this.ns(pod)}`);
     await tryRun(`ip -n ${this.ns('node')} link del v-${pod}`);
     await tryRun(`ip -n ${this.ns('node')} route del ${ip}/32`);
@@ -340,11 +371,84 @@ export class Lab {
     await waitFor('cluster DNS', async () => (await this.tryIn('dns', 'ss -lunH')).stdout.includes(`${ADDR.dns}:53`), 15_000);
   }
 
+  /** The gateway's headless Service answers with its pod's IP only while the pod is Ready. */
+  gatewayReady = false;
+
   private writeClusterHosts(): void {
     writeFileSync(
       join(this.work, 'cluster-hosts'),
-      `${this.gwIP} ${this.inputs.gatewayName}\n${ADDR.appService} ${APP_NAME}\n`,
+      `${this.gatewayReady ? `${this.gwIP} ${this.inputs.gatewayName}\n` : ''}${ADDR.appService} ${APP_NAME}\n`,
     );
+  }
+
+  /** Publishes (or withdraws) the gateway's address in cluster DNS, as the endpoints controller does. */
+  setGatewayReady(ready: boolean): void {
+    this.gatewayReady = ready;
+    this.writeClusterHosts();
+    const dnsPid = this.bg.get('kube-dns')?.pid;
+    if (dnsPid !== undefined) process.kill(dnsPid, 'SIGHUP');
+  }
+
+  /** The lab's pod-gateway image: the stand-ins, or pod-gateway's real files (LAB_POD_GATEWAY_DIR). */
+  get image(): string {
+    return join(this.work, 'image');
+  }
+
+  private prepareImage(): void {
+    const img = this.image;
+    const src = POD_GATEWAY_DIR;
+    const bin = src ? join(src, 'bin') : join(IMAGE, 'bin');
+    const config = src ? join(src, 'config') : join(IMAGE, 'default_config');
+    for (const need of [join(bin, 'client_init.sh'), join(config, 'settings.sh')]) {
+      if (!existsSync(need)) throw new Error(`${need} not found (LAB_POD_GATEWAY_DIR=${src ?? ''})`);
+    }
+    cpSync(bin, join(img, 'bin'), { recursive: true });
+    for (const f of readdirSync(join(img, 'bin'))) chmodSync(join(img, 'bin', f), 0o755);
+    // COPY config /default_config and COPY config /config, as the image's Dockerfile does.
+    cpSync(config, join(img, 'default_config'), { recursive: true });
+    cpSync(config, join(img, 'config'), { recursive: true });
+    cpSync(join(IMAGE, 'etc'), join(img, 'etc'), { recursive: true });
+    mkdirSync(join(img, 'lab', 'busybox'), { recursive: true });
+    const busybox = ['/usr/bin/busybox', '/bin/busybox', '/usr/sbin/busybox'].find((b) => existsSync(b));
+    if (busybox === undefined) throw new Error('busybox not found');
+    for (const applet of BUSYBOX_APPLETS) symlinkSync(busybox, join(img, 'lab', 'busybox', applet));
+    // LAB: Debian's busybox has no inotifyd; gateway_sidecar.sh only uses it to copy resolv.conf on
+    // change, which podvpn's no-resolv makes moot. A stand-in that waits forever.
+    writeFileSync(join(img, 'lab', 'busybox', 'inotifyd'), '#!/bin/sh\nexec sleep infinity\n', { mode: 0o755 });
+    this.inputs.log(`pod-gateway scripts: ${src ? `REAL, from ${src}` : 'the lab stand-ins (test/dataplane/image)'}`);
+  }
+
+  /**
+   * The shell command that runs one container of a pod: its own PID, mount and UTS namespaces in the
+   * pod's network namespace, the image's layout, the pod's volumes (scripts/container.sh).
+   */
+  containerCmd(ns: NsName, key: string, hostname: string, mounts: [string, string][], command: string[]): string {
+    const mountsFile = join(this.work, `${key}.mounts`);
+    writeFileSync(mountsFile, `${mounts.map(([a, b]) => `${a} ${b}`).join('\n')}\n`);
+    return `ip netns exec ${this.ns(ns)} ${UNSHARE} bash ${SCRIPTS}/container.sh ${join(this.work, 'ct', key)} ${this.image} ${hostname} ${mountsFile} -- ${command.map(q).join(' ')}`;
+  }
+
+  /** A container restarted like the kubelet does (scripts/kubelet.sh); its exits go to <key>.restarts. */
+  startContainer(key: string, containerCmd: string): Background {
+    const b = startBackground(key, `bash ${SCRIPTS}/kubelet.sh ${join(this.work, `${key}.restarts`)} -- ${containerCmd}`, join(this.work, `${key}.log`));
+    this.bg.set(key, b);
+    appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
+    return b;
+  }
+
+  /** The container's exits so far (kubelet.sh's log). */
+  restarts(key: string): string[] {
+    const f = join(this.work, `${key}.restarts`);
+    return existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter((l) => l !== '') : [];
+  }
+
+  /** A file inside a container's root (what it wrote: dnsmasq's leases, pod-gateway.conf, ...). */
+  containerFile(key: string, path: string): string {
+    const rel = path.replace(/^\/+/, '');
+    // /etc and /bin are overlays: what the container wrote there is in their upper layers.
+    const layer = /^(etc|bin)\//.exec(rel);
+    if (layer) return join(this.work, 'ct', key, `${layer[1]}.up`, rel.slice(layer[0].length));
+    return join(this.work, 'ct', key, 'root', rel);
   }
 
   /** The lab's cluster inventory, as the CNI sees it (namespaces, pods, labels, addresses). */
@@ -407,6 +511,56 @@ export class Lab {
     ]);
   }
 
+  /** The gateway pod's resolv.conf (ClusterFirst: the kubelet's clusterDNS; NodeLocal's address on such clusters). */
+  gatewayNameserver: string = ADDR.dnsService;
+
+  /** The volumes a gateway container mounts, written out for container.sh (ConfigMaps; the pod's resolv.conf). */
+  private gatewayMounts(c: GatewayContainer): [string, string][] {
+    const mounts: [string, string][] = [];
+    const base = join(this.work, 'vol', c.name);
+    for (const m of c.mounts) {
+      const at = join(base, m.path.replaceAll('/', '_'));
+      if (m.dir) {
+        mkdirSync(at, { recursive: true });
+        for (const [name, text] of Object.entries(m.files)) writeFileSync(join(at, name), text);
+      } else {
+        mkdirSync(base, { recursive: true });
+        const text = m.files[''] ?? '';
+        // LAB: the public dnsmasq upstreams become the lab's internet resolver (see rewriteUpstream).
+        writeFileSync(at, m.path.startsWith('/etc/dnsmasq.d/') ? text.split('\n').map(rewriteUpstream).join('\n') : text);
+      }
+      mounts.push([at, m.path]);
+    }
+    const resolv = join(base, 'resolv.conf');
+    mkdirSync(base, { recursive: true });
+    writeFileSync(resolv, `search podvpn-system.svc.${this.inputs.clusterDomain} svc.${this.inputs.clusterDomain} ${this.inputs.clusterDomain}\nnameserver ${this.gatewayNameserver}\noptions ndots:5\n`);
+    mounts.push([resolv, '/etc/resolv.conf']);
+    return mounts;
+  }
+
+  private gatewayContainer(name: 'gateway-init' | 'gateway-sidecar'): GatewayContainer {
+    const c = (this.inputs.gateway.podGatewayContainers ?? []).find((x) => x.name === name);
+    if (!c) throw new Error(`the gateway manifest has no container ${name}`);
+    return c;
+  }
+
+  /** Runs the manifest's gateway-init container in a pod's namespace; returns its exit code (log: <key>.log). */
+  async runGatewayInit(ns: NsName, key = 'gateway-init', settingsOverride?: Record<string, string>): Promise<number> {
+    const c = this.gatewayContainer('gateway-init');
+    let mounts = this.gatewayMounts(c);
+    if (settingsOverride) {
+      // A variant of the manifest's settings.sh (negative controls): appended assignments win.
+      const dir = join(this.work, 'vol', key);
+      const config = mounts.find(([, p]) => p === '/config')?.[0];
+      if (config === undefined) throw new Error('the manifest mounts nothing at the gateway-init container\'s /config');
+      cpSync(config, dir, { recursive: true });
+      appendFileSync(join(dir, 'settings.sh'), `\n${Object.entries(settingsOverride).map(([k, v]) => `${k}=${q(v)}`).join('\n')}\n`);
+      mounts = mounts.map(([a, b]) => (b === '/config' ? [dir, b] : [a, b]));
+    }
+    const r = await tryRun(`${this.containerCmd(ns, key, GATEWAY_HOSTNAME, mounts, c.command)} >> ${join(this.work, `${key}.log`)} 2>&1`, 60_000);
+    return r.code;
+  }
+
   /** The gateway pod: pod-gateway's gateway_init, gluetun (tunnel, routing, firewall), pod-gateway's sidecar. */
   async bootGateway(ip: string): Promise<void> {
     this.gwIP = ip;
@@ -414,35 +568,125 @@ export class Lab {
     await this.in('gw', 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
     await run(`ip -n ${this.ns('gw')} link set lo up`);
     await this.addPod('gw', ip, ADDR.gw6);
-    mkdirSync(`/etc/netns/${this.ns('gw')}`, { recursive: true });
-    // ClusterFirst: the gateway pod's own resolv.conf names cluster DNS.
-    writeFileSync(`/etc/netns/${this.ns('gw')}/resolv.conf`, `nameserver ${ADDR.dnsService}\n`);
 
-    // 1. pod-gateway's gateway_init.sh with the manifest's settings.sh.
-    writeFileSync(join(this.work, 'gw-settings.sh'), shellAssignments(this.pg));
-    await this.in(
-      'gw',
-      `env LAB_DEFAULT_SETTINGS=/dev/null LAB_SETTINGS=${this.work}/gw-settings.sh bash ${SCRIPTS}/gateway-init.sh >> ${this.work}/gateway-init.log 2>&1`,
-      20_000,
-    );
-    // 2. gluetun: the tunnel and its routing (as wg-quick and gluetun do), then its firewall.
+    // 1. pod-gateway's gateway_init.sh, as the manifest runs it (its command, its volumes).
+    const rc = await this.runGatewayInit('gw');
+    if (rc !== 0) {
+      const tail = (await tryRun(`tail -n 8 ${join(this.work, 'gateway-init.log')}`)).stdout;
+      throw new Error(`the gateway's init container exited ${rc} (a real gateway pod would crash-loop here):\n${tail}`);
+    }
+    // 2. gluetun: its start wrapper (if the manifest has one), the tunnel and its routing, the firewall.
     await this.startGatewayTunnel(false);
     await this.applyGatewayFirewall();
     await this.connectGatewayTunnel();
     // 3. pod-gateway's gateway_sidecar.sh: dnsmasq for DHCP and DNS on vxlan0.
-    await this.startGatewayDnsmasq();
+    await this.startGatewaySidecar();
     if (this.policyApplied) await this.applyPolicy(); // the CNI learns the new pod's address
   }
 
-  /** wireguard-go up with gluetun's interface name, MTU, address and routing (no peer yet). */
-  async startGatewayTunnel(connect = true): Promise<void> {
+  /** The gateway-sidecar container restarted with the pod's resolv.conf naming `nameserver`. */
+  async restartGatewaySidecar(nameserver: string): Promise<void> {
+    await this.bgStop('gateway-sidecar');
+    this.gatewayNameserver = nameserver;
+    await this.startGatewaySidecar();
+  }
+
+  /**
+   * NodeLocal DNSCache on the node: its link-local address (on the node's lo; the real one uses a
+   * dummy interface) and a cache that forwards to cluster DNS and logs every query. A counter in
+   * the VPN server counts what arrives through the tunnel for link-local addresses.
+   */
+  async startNodeLocalDns(): Promise<void> {
+    if (this.bg.has('nodelocal-dns')) return;
+    await this.in('node', `ip addr add ${ADDR.nodeLocalDns}/32 dev lo`);
+    this.bgStart(
+      'nodelocal-dns',
+      'node',
+      `dnsmasq -k -C /dev/null --user=root --pid-file=${this.work}/nodelocal.pid --no-resolv --no-hosts --server=${ADDR.dns} --listen-address=${ADDR.nodeLocalDns} --bind-interfaces --log-queries --log-facility=${this.work}/nodelocal.queries`,
+    );
+    await this.nft('vpn', `table inet lab_linklocal {\n  counter into_tunnel {\n  }\n  chain pre {\n    type filter hook prerouting priority -300; policy accept;\n    iifname "wgsrv0" ip daddr 169.254.0.0/16 counter name into_tunnel\n  }\n}\n`);
+    await waitFor('NodeLocal DNS', async () => (await this.tryIn('node', 'ss -lunH')).stdout.includes(`${ADDR.nodeLocalDns}:53`), 15_000);
+  }
+
+  /** A pod of its own (a network namespace on the pod network) with the given eth0 MTU. */
+  async addExtraPod(pod: 'c1400' | 'g1400', ip: string, mtu: number): Promise<void> {
+    await run(`ip netns add ${this.ns(pod)}`);
+    await this.in(pod, 'sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
+    await run(`ip -n ${this.ns(pod)} link set lo up`);
+    await this.addPod(pod, ip, undefined, mtu);
+  }
+
+  /** gluetun dies (its process and tunnel gone), as after an OOM kill or a crash. */
+  async killGluetun(): Promise<void> {
+    const wg = this.bg.get('wg-gw');
+    if (wg) process.kill(wg.pid, 'SIGKILL');
+    await waitFor('wg0 to vanish', async () => (await this.tryIn('gw', `ip link show ${this.vpnIf}`)).code !== 0, 5_000);
+    await this.bgStop('wg-gw');
+  }
+
+  /**
+   * gluetun's fallbackToDisabled after a failed firewall setup: the whole filter table flushed
+   * (pod-gateway's rules with it), chains deleted, every policy ACCEPT, IPv4 and IPv6; the nat table
+   * (pod-gateway's MASQUERADE) stays.
+   */
+  async flushGatewayFirewall(): Promise<void> {
+    await this.script('gw', [
+      'for t in iptables ip6tables; do',
+      '  $t -F; $t -X',
+      '  $t -P INPUT ACCEPT; $t -P OUTPUT ACCEPT; $t -P FORWARD ACCEPT',
+      'done',
+    ]);
+  }
+
+  /** gluetun started again in the pod: its wrapper, its firewall (with the post-rules), its tunnel. */
+  async restartGluetun(): Promise<void> {
+    await this.startGatewayTunnel(false);
+    await this.applyGatewayFirewall();
+    await this.connectGatewayTunnel();
+  }
+
+  async startGatewaySidecar(): Promise<void> {
+    const c = this.gatewayContainer('gateway-sidecar');
+    this.startContainer('gateway-sidecar', this.containerCmd('gw', 'gateway-sidecar', GATEWAY_HOSTNAME, this.gatewayMounts(c), c.command));
+    const vx = `${this.pg.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
+    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 15_000);
+  }
+
+  /** dnsmasq's lease file in the gateway-sidecar container. */
+  get gatewayLeases(): string {
+    return this.containerFile('gateway-sidecar', '/var/lib/misc/dnsmasq.leases');
+  }
+
+  /**
+   * gluetun's start wrapper from the manifest (its `sh -c` script up to `exec /gluetun-entrypoint`),
+   * run in the gateway's namespace with the host's tools; undefined when the manifest has none.
+   */
+  async runGluetunWrapper(): Promise<boolean> {
+    const cmd = this.inputs.gateway.gluetunCommand;
+    if (!cmd || cmd.length < 3 || !/sh$/.test(cmd[0] ?? '') || cmd[1] !== '-c') return false;
+    const script = (cmd[2] ?? '').replace(/exec \/gluetun-entrypoint.*$/m, 'exit 0');
+    writeFileSync(join(this.work, 'gluetun-wrapper.sh'), script);
+    await this.in('gw', `sh ${join(this.work, 'gluetun-wrapper.sh')}`);
+    return true;
+  }
+
+  /**
+   * gluetun's start: the wrapper, then wireguard-go up with gluetun's interface name, MTU, address
+   * and routing (no peer yet). Like gluetun v3.41.1 it adds its policy rule (priority 101) with a
+   * plain add, which fails ("File exists") when a dead gluetun left it: then gluetun's VPN loop
+   * fails forever. `clean` is gluetun's own orderly tunnel restart, which removes its rule first.
+   */
+  async startGatewayTunnel(connect = true, opts: { clean?: boolean; noWrapper?: boolean } = {}): Promise<void> {
     const vpnIf = this.vpnIf;
+    if (opts.clean) await this.tryIn('gw', 'ip rule del pref 101');
+    else if (!opts.noWrapper) await this.runGluetunWrapper();
     await this.startWireguard('gw', 'gw', vpnIf, this.gluetun.wireguardMtu);
     const lines = [`ip addr add ${ADDR.tunnelClient}/32 dev ${vpnIf}`, `ip link set ${vpnIf} up`, `ip route replace default dev ${vpnIf} table 51820`];
     await this.script('gw', lines);
+    const added = await this.tryIn('gw', 'ip rule add not fwmark 51820 table 51820 pref 101');
+    if (added.code !== 0) throw new Error(`gluetun: adding its routing rule failed: ${added.stderr.trim()} (gluetun v3.41.1 retries this forever)`);
     const rules = (await this.in('gw', 'ip rule show')).toString();
     const add: string[] = [];
-    if (!rules.includes('not from all fwmark 0xca6c lookup 51820')) add.push('ip rule add not fwmark 51820 table 51820 pref 101');
     // gluetun routes FIREWALL_OUTBOUND_SUBNETS through the main table (around the tunnel).
     for (const s of this.gluetun.outboundSubnets) {
       if (!s.includes(':') && !rules.includes(`to ${s} lookup main`)) add.push(`ip rule add to ${s} lookup main pref 99`);
@@ -527,76 +771,55 @@ export class Lab {
     await this.in('gw', `bash -c ${q(`iptables-restore < ${this.work}/gw-iptables.save && ip6tables-restore < ${this.work}/gw-ip6tables.save`)}`);
   }
 
-  /** The dnsmasq config pod-gateway's gateway_sidecar.sh writes, plus the manifest's /etc/dnsmasq.d files. */
-  gatewayDnsmasqConfig(): string {
-    const net = this.pg.VXLAN_IP_NETWORK ?? '172.16.0';
-    const first = this.pg.VXLAN_GATEWAY_FIRST_DYNAMIC_IP ?? '20';
-    const lines = [
-      '# pod-gateway gateway_sidecar.sh',
-      'interface=vxlan0',
-      'bind-interfaces',
-      `dhcp-range=${net}.${first},${net}.255,12h`,
-      'log-queries',
-      'log-dhcp',
-      `log-facility=${this.work}/gw-dnsmasq.log`,
-      'clear-on-reload',
-      `resolv-file=${this.work}/gw-resolv-copy`,
-      ...(this.pg.DNS_LOCAL_CIDRS ?? '').split(/\s+/).filter(Boolean).map((d) => `server=/${d}/${ADDR.dnsService}`),
-      '# LAB: state files under the lab directory',
-      `dhcp-leasefile=${this.work}/gw.leases`,
-      `pid-file=${this.work}/gw-dnsmasq.pid`,
-      'user=root',
-    ];
-    for (const conf of this.inputs.gateway.dnsmasqConf) {
-      lines.push('# from the manifest (/etc/dnsmasq.d)');
-      for (const line of conf.split('\n')) lines.push(rewriteUpstream(line));
-    }
-    return `${lines.join('\n')}\n`;
-  }
-
-  async startGatewayDnsmasq(): Promise<void> {
-    writeFileSync(join(this.work, 'gw-resolv-copy'), `nameserver ${ADDR.dnsService}\n`);
-    writeFileSync(join(this.work, 'gw-dnsmasq.conf'), this.gatewayDnsmasqConfig());
-    rmSync(join(this.work, 'gw.leases'), { force: true });
-    this.bgStart('gw-dnsmasq', 'gw', `dnsmasq -k -C ${this.work}/gw-dnsmasq.conf`);
-    const vx = `${this.pg.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
-    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 15_000);
-  }
-
   async stopGateway(): Promise<void> {
-    await this.bgStop('gw-dnsmasq');
+    this.setGatewayReady(false);
+    await this.bgStop('gateway-sidecar');
     await this.bgStop('wg-gw');
     rmSync(`/var/run/wireguard/${this.wgProcessName('gw')}.sock`, { force: true });
     await this.removePod('gw', this.gwIP);
   }
 
-  /** The gateway pod replaced: the old one deleted, a new one with a new address; cluster DNS updated. */
-  async replaceGateway(newIP: string): Promise<void> {
+  /**
+   * The gateway pod replaced: the old one deleted (its address withdrawn from cluster DNS), `gapMs`
+   * later a new one at a new address; once it is up (Ready) cluster DNS answers with it. Returns
+   * the time it became Ready.
+   */
+  async replaceGateway(newIP: string, gapMs = 0): Promise<number> {
     await this.stopGateway();
+    if (gapMs > 0) await sleep(gapMs);
     await this.bootGateway(newIP);
-    this.writeClusterHosts();
-    const dnsPid = this.bg.get('kube-dns')?.pid;
-    if (dnsPid !== undefined) process.kill(dnsPid, 'SIGHUP');
+    this.setGatewayReady(true);
+    return Date.now();
   }
 
-  private clientEnv(): string {
+  /** The routed pod's volumes: the downward-API /config (settings.sh only) and its resolv.conf. */
+  private clientMounts(): [string, string][] {
+    const resolv = join(this.work, 'vol', 'client-resolv.conf');
+    writeFileSync(resolv, this.inputs.clientResolvConf);
     return [
-      `LAB_DEFAULT_SETTINGS=${this.work}/client-defaults.sh`,
-      `LAB_SETTINGS=${this.work}/client-settings.sh`,
-      `LAB_INTERNET_IP=${ADDR.inet}`,
-      `LAB_UDHCPC_SCRIPT=${SCRIPTS}/udhcpc.sh`,
-      `LAB_CLIENT_INIT=${SCRIPTS}/client-init.sh`,
-      'LAB_SIDECAR_INTERVAL=1',
-    ].join(' ');
+      [join(this.work, 'vol', 'client-config'), '/config'],
+      [resolv, '/etc/resolv.conf'],
+    ];
   }
 
-  /** pod-gateway's client init in the client pod (first run or re-entry). */
+  /** The injected client init container (pod-gateway's client_init.sh) in a routed pod; its exit code. */
+  async clientInitIn(pod: 'client' | 'c1400', key = `${pod}-init`): Promise<number> {
+    const cmd = this.containerCmd(pod, key, CLIENT_HOSTNAME, this.clientMounts(), this.inputs.clientInitCommand);
+    return (await tryRun(`${cmd} >> ${join(this.work, `${key}.log`)} 2>&1`, 90_000)).code;
+  }
+
+  /** The client init in the client pod (first run, or run again); throws when it fails. */
   async clientInit(): Promise<void> {
-    await this.in('client', `env ${this.clientEnv()} bash ${SCRIPTS}/client-init.sh >> ${this.work}/client-init.log 2>&1`, 40_000);
+    const rc = await this.clientInitIn('client', 'client-init');
+    if (rc !== 0) {
+      const tail = (await tryRun(`tail -n 8 ${join(this.work, 'client-init.log')}`)).stdout;
+      throw new Error(`the client init container exited ${rc}:\n${tail}`);
+    }
   }
 
+  /** The injected client sidecar (its command from the webhook), restarted like the kubelet does. */
   startClientSidecar(): void {
-    this.bgStart('client-sidecar', 'client', `env ${this.clientEnv()} bash ${SCRIPTS}/client-sidecar.sh`);
+    this.startContainer('client-sidecar', this.containerCmd('client', 'client-sidecar', CLIENT_HOSTNAME, this.clientMounts(), this.inputs.clientSidecarCommand));
   }
 
   /** curl to the internet host from a pod: the body is the source address the internet saw. */
@@ -621,6 +844,28 @@ export class Lab {
   }
 
   /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
+  async gwNoRoute(): Promise<number> {
+    const r = await this.tryIn('gw', 'cat /proc/net/netstat');
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('IpExt:'));
+    const names = (lines[0] ?? '').split(/\s+/);
+    const values = (lines[1] ?? '').split(/\s+/);
+    const i = names.indexOf('InNoRoutes');
+    return i > 0 ? Number(values[i] ?? 0) : 0;
+  }
+
+  /** Removes the gateway's routing kill switch (negative controls); returns the rules to put back. */
+  async removeGatewayRoutingKillSwitch(): Promise<string[]> {
+    const rules = (await this.in('gw', 'ip rule show')).split('\n').filter((l) => /iif vxlan0/.test(l));
+    const back: string[] = [];
+    for (const line of rules) {
+      const m = /^(\d+):\s+from all (.*)$/.exec(line.trim());
+      if (!m) continue;
+      await this.in('gw', `ip rule del pref ${m[1]}`);
+      back.push(`ip rule add ${(m[2] ?? '').replace(/\s+$/, '')} pref ${m[1]}`);
+    }
+    return back;
+  }
+
   async gwForwardDropped(): Promise<number> {
     const r = await this.tryIn('gw', 'iptables -L FORWARD -v -x -n');
     const m = /policy DROP (\d+) packets/.exec(r.stdout);
@@ -638,6 +883,7 @@ export class Lab {
       gatewayClear: await this.counter('node', 'lab_uplink', 'gw_clear'),
       netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
       gwForwardDropped: await this.gwForwardDropped(),
+      gwNoRoute: await this.gwNoRoute(),
     };
   }
 
@@ -680,6 +926,7 @@ export function labInventory(clientNamespace: string, clientLabels: Record<strin
     pods: [
       { name: 'client', namespace: ns, labels: clientLabels, ips: [ADDR.client, ADDR.client6], hostIf: 'v-client' },
       { name: 'nogw', namespace: ns, labels: clientLabels, ips: [ADDR.nogw, ADDR.nogw6], hostIf: 'v-nogw' },
+      { name: 'c1400', namespace: ns, labels: clientLabels, ips: [ADDR.c1400], hostIf: 'v-c1400' },
       { name: 'app', namespace: ns, labels: { app: 'web' }, ips: [ADDR.app], hostIf: 'v-app' },
       { name: 'coredns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [ADDR.dns], hostIf: 'v-dns' },
       { name: 'gateway', namespace: 'podvpn-system', labels: { 'app.kubernetes.io/name': 'podvpn-gateway' }, ips: [gwIP, ADDR.gw6], hostIf: 'v-gw' },
@@ -695,22 +942,6 @@ export const TLS_BODY_BYTES = 16 * 1024;
  */
 const READ_REQUEST = `while IFS= read -r -t 2 line; do line=\${line%$'\\r'}; [[ -z $line ]] && break; done\n`;
 const HTTP_ECHO = `${READ_REQUEST}printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$SOCAT_PEERADDR"\n`;
-
-/** pod-gateway's /default_config/settings.sh values the client scripts read. */
-const CLIENT_DEFAULTS: Record<string, string> = {
-  VXLAN_ID: '42',
-  VXLAN_PORT: '0',
-  VXLAN_IP_NETWORK: '172.16.0',
-  NOT_ROUTED_TO_GATEWAY_CIDRS: '',
-  CONNECTION_RETRY_COUNT: '1',
-  VPN_INTERFACE_MTU: '',
-};
-
-export function shellAssignments(values: Record<string, string>): string {
-  return `${Object.entries(values)
-    .map(([k, v]) => `${k}=${q(v)}`)
-    .join('\n')}\n`;
-}
 
 /**
  * The manifest's dnsmasq upstreams are public resolvers (reachable only through the tunnel). The lab
