@@ -26,7 +26,9 @@ export type DenyReason =
   | 'unsupported-os'
   | 'namespace-unverified'
   | 'existing-vpn'
-  | 'dns-config-too-large';
+  | 'dns-config-too-large'
+  /** The gateway's tunnel MTU does not fit the pod network's MTU (src/cluster/pod-mtu.ts). */
+  | 'gateway-mtu-too-large';
 
 /** Errors answered with a non-200 status: the request itself is not a usable AdmissionReview. */
 export const HTTP_ERRORS = {

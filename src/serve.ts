@@ -4,6 +4,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
+import { gatewayMTUProblem } from './cluster/pod-mtu.js';
 import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
 import { loadConfig } from './config/load.js';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from './constants.js';
@@ -101,6 +102,14 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     });
     guard = killSwitch.guard;
   }
+
+  metrics.observePodMTU(() => {
+    const podMTU = guard.ranges()?.podMTU;
+    return {
+      podMTU: podMTU?.value,
+      gateways: Object.values(config.gateways).map((g) => ({ name: g.name, tooLarge: gatewayMTUProblem(g, podMTU) !== undefined })),
+    };
+  });
 
   const ports: AdmissionPorts = {
     config,

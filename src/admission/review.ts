@@ -1,6 +1,7 @@
 // AdmissionReview in, AdmissionReview out. Reads the review, asks the pure decision and injection,
 // ensures the kill switch through an injected port, and shapes the reply the API server expects.
 
+import { gatewayMTUProblem } from '../cluster/pod-mtu.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
@@ -144,6 +145,10 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     return { outcome: 'denied', reason: decision.reason, message: problem ?? decision.message, warnings: [] };
   }
   const ranges = ports.ranges()!; // decide() denies when they are missing
+  // A tunnel MTU the pod network cannot carry: the client's vxlan0 would be refused and its init
+  // container crash-loop. Deny before any policy is written.
+  const mtuProblem = gatewayMTUProblem(decision.gateway, ranges.podMTU);
+  if (mtuProblem !== undefined) return { outcome: 'denied', reason: 'gateway-mtu-too-large', message: mtuProblem, warnings: [] };
   const injection = injectionPatch({
     pod: request.object as Pod,
     namespace: request.namespace,

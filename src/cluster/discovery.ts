@@ -10,6 +10,9 @@
 //                  dryRun=All Service create with an out-of-range clusterIP, else kubeadm-config's
 //                  serviceSubnet
 //   DNS IPs        Service kube-system/kube-dns
+//   pod MTU        what the CNI publishes (src/cluster/pod-mtu.ts): Calico's calico-config veth_mtu or
+//                  its operator's Installation, Cilium's cilium-config mtu; Flannel says none. The
+//                  ConfigMaps the pod-range sources read are read once and serve both.
 //
 // IPv6 ranges are found but not used unless configured: the policy carries no IPv6 by default.
 // Each result says where it came from; what failed is kept as notes for the log and the deny message.
@@ -19,16 +22,19 @@ import { ApiException, CoreV1Api, CustomObjectsApi, type KubeConfig, NetworkingV
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { type CidrError, mergeCidrStrings, parseAddress, parseCidr } from '../cidr/cidr.js';
-import type { Config } from '../config/schema.js';
+import { type Config, MTU_OVERHEAD } from '../config/schema.js';
 import { SYSTEM_NAMESPACE } from '../constants.js';
 import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolveRanges } from './ranges.js';
 import { calicoPools, ciliumClusterPool, combinePodRanges, flannelNetwork, k3sClusterCIDR, kubeProxyClusterCIDR } from './pod-range-sources.js';
+import { gatewayMTUProblem, type PodMTU, podMTUFromCni } from './pod-mtu.js';
 import { withDeadline } from '../util/deadline.js';
 
 export interface Discovered {
   podCIDRs?: Found;
   serviceCIDRs?: Found;
   dnsIPs?: Found;
+  /** The pod network's MTU, where the CNI publishes it. */
+  podMTU?: PodMTU;
   /** Each node's own IPv4 pod ranges (when the nodes were listed): the coverage check reads them. */
   nodeRanges?: NodeRange[];
   /** What was tried and did not answer, one line each. */
@@ -42,15 +48,19 @@ export interface NodeRange {
 
 /** The ConfigMaps and API the pod-range sources read (src/kube/permissions.ts grants exactly these). */
 export const POD_RANGE_CONFIGMAPS = { kubeProxy: 'kube-proxy', cilium: 'cilium-config', flannel: 'kube-flannel-cfg' } as const;
+/** Where Calico's manifest install keeps veth_mtu (the pod MTU source; src/kube/permissions.ts grants it). */
+export const CALICO_CONFIGMAP = 'calico-config';
+/** The Tigera operator's Installation: spec.calicoNetwork.mtu. */
+export const TIGERA_INSTALLATION = { group: 'operator.tigera.io', version: 'v1', plural: 'installations', name: 'default' } as const;
 export const FLANNEL_NAMESPACES = ['kube-flannel', 'kube-system'];
 
 /** An address no service range contains: the dry-run probe asks for it and reads the refusal. */
 export const PROBE_CLUSTER_IP = '1.1.1.1';
 export const PROBE_SERVICE_NAME = 'podvpn-service-range-probe';
 
-type Kind = 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs';
+type Kind = 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs' | 'podMTU';
 
-/** Ask the cluster for the kinds of range listed in `want` (default: all three). */
+/** Ask the cluster for the kinds listed in `want` (default: all four). */
 export interface DiscoveryOptions {
   /** Each API call gets this long (default 5 s): a hung API server must not hang start-up. */
   timeoutMs?: number;
@@ -58,19 +68,40 @@ export interface DiscoveryOptions {
 
 type Timed = <T>(p: Promise<T>) => Promise<T>;
 
+/** One GET per ConfigMap per discovery: the pod-range and the pod-MTU sources share the answer. */
+type ConfigMapRead = { data: Record<string, string> } | { missing: true } | { error: unknown };
+type ReadConfigMap = (namespace: string, name: string) => Promise<ConfigMapRead>;
+
+function configMapReader(core: CoreV1Api, t: Timed): ReadConfigMap {
+  const reads = new Map<string, Promise<ConfigMapRead>>();
+  return (namespace, name) => {
+    const key = `${namespace}/${name}`;
+    let read = reads.get(key);
+    if (read === undefined) {
+      read = t(core.readNamespacedConfigMap({ namespace, name })).then(
+        (cm): ConfigMapRead => ({ data: cm.data ?? {} }),
+        (err: unknown): ConfigMapRead => (err instanceof ApiException && err.code === 404 ? { missing: true } : { error: err }),
+      );
+      reads.set(key, read);
+    }
+    return read;
+  };
+}
+
 function timed(ms: number): Timed {
   return <T>(p: Promise<T>) => withDeadline(p, ms);
 }
 
 export async function discover(
   kc: KubeConfig,
-  want: readonly Kind[] = ['podCIDRs', 'serviceCIDRs', 'dnsIPs'],
+  want: readonly Kind[] = ['podCIDRs', 'serviceCIDRs', 'dnsIPs', 'podMTU'],
   opts: DiscoveryOptions = {},
 ): Promise<Discovered> {
   const core = kc.makeApiClient(CoreV1Api);
   const t = timed(opts.timeoutMs ?? 5000);
   const notes: string[] = [];
   const out: Discovered = { notes };
+  const cm = configMapReader(core, t);
   let kubeadm: { podSubnet?: string[]; serviceSubnet?: string[] } | undefined | null = null;
   const kubeadmConfig = async () => {
     if (kubeadm === null) kubeadm = await readKubeadm(core, notes, t);
@@ -83,13 +114,13 @@ export async function discover(
     const nodes = listed?.found;
     const wide = [
       fromKubeadm((await kubeadmConfig())?.podSubnet, 'podSubnet', notes),
-      await fromConfigMap(core, t, notes, 'kube-system', POD_RANGE_CONFIGMAPS.kubeProxy, (d) => kubeProxyClusterCIDR(d['config.conf']), 'config.conf clusterCIDR'),
-      await fromFlannel(core, t, notes),
+      await fromConfigMap(cm, notes, 'kube-system', POD_RANGE_CONFIGMAPS.kubeProxy, (d) => kubeProxyClusterCIDR(d['config.conf']), 'config.conf clusterCIDR'),
+      await fromFlannel(cm, notes),
       fromK3s(listed?.items ?? [], notes),
     ].filter((f): f is Found => f !== undefined);
     const ipam = [
       await fromCalico(kc, t, notes),
-      await fromConfigMap(core, t, notes, 'kube-system', POD_RANGE_CONFIGMAPS.cilium, (d) => ciliumClusterPool(d), 'cluster-pool-ipv4-cidr'),
+      await fromConfigMap(cm, notes, 'kube-system', POD_RANGE_CONFIGMAPS.cilium, (d) => ciliumClusterPool(d), 'cluster-pool-ipv4-cidr'),
     ].filter((f): f is Found => f !== undefined);
     out.podCIDRs = combinePodRanges(nodes, wide, ipam);
   }
@@ -100,6 +131,10 @@ export async function discover(
       fromKubeadm((await kubeadmConfig())?.serviceSubnet, 'serviceSubnet', notes);
   }
   if (want.includes('dnsIPs')) out.dnsIPs = await fromKubeDns(core, notes, t);
+  if (want.includes('podMTU')) {
+    const podMTU = await fromCni(kc, cm, t, notes);
+    if (podMTU !== undefined) out.podMTU = podMTU;
+  }
   return out;
 }
 
@@ -131,8 +166,7 @@ async function fromNodes(
  * and is not noted; a refusal or an unreadable value is.
  */
 async function fromConfigMap(
-  core: CoreV1Api,
-  t: Timed,
+  cm: ReadConfigMap,
   notes: string[],
   namespace: string,
   name: string,
@@ -140,13 +174,10 @@ async function fromConfigMap(
   field: string,
 ): Promise<Found | undefined> {
   const label = `ConfigMap ${namespace}/${name}`;
-  let data: Record<string, string>;
-  try {
-    data = (await t(core.readNamespacedConfigMap({ namespace, name }))).data ?? {};
-  } catch (err) {
-    if (!(err instanceof ApiException && err.code === 404)) notes.push(`${label}: ${describeError(err)}`);
-    return undefined;
-  }
+  const answer = await cm(namespace, name);
+  if ('error' in answer) notes.push(`${label}: ${describeError(answer.error)}`);
+  if (!('data' in answer)) return undefined;
+  const data = answer.data;
   let values: string[];
   try {
     values = ipv4Only(read(data), `${label} ${field}`, notes);
@@ -161,9 +192,9 @@ async function fromConfigMap(
   return { values: mergeCidrStrings(values), source: `${label} (${field})` };
 }
 
-async function fromFlannel(core: CoreV1Api, t: Timed, notes: string[]): Promise<Found | undefined> {
+async function fromFlannel(cm: ReadConfigMap, notes: string[]): Promise<Found | undefined> {
   for (const ns of FLANNEL_NAMESPACES) {
-    const found = await fromConfigMap(core, t, notes, ns, POD_RANGE_CONFIGMAPS.flannel, (d) => flannelNetwork(d['net-conf.json']), 'net-conf.json Network');
+    const found = await fromConfigMap(cm, notes, ns, POD_RANGE_CONFIGMAPS.flannel, (d) => flannelNetwork(d['net-conf.json']), 'net-conf.json Network');
     if (found !== undefined) return found;
   }
   return undefined;
@@ -178,6 +209,43 @@ function fromK3s(nodes: Array<{ annotations?: Record<string, string> }>, notes: 
     values: mergeCidrStrings(values),
     source: k3s.defaulted ? "k3s's default --cluster-cidr (a server's k3s.io/node-args sets none)" : "k3s --cluster-cidr (a server node's k3s.io/node-args)",
   };
+}
+
+/**
+ * The pod network's MTU from the CNIs' own objects. ConfigMaps already read for the pod ranges are
+ * not read again; a missing object (404) is the normal case (one CNI) and is not noted.
+ */
+async function fromCni(kc: KubeConfig, cm: ReadConfigMap, t: Timed, notes: string[]): Promise<PodMTU | undefined> {
+  const dataOf = async (namespace: string, name: string): Promise<Record<string, string> | undefined> => {
+    const read = await cm(namespace, name);
+    if ('error' in read) notes.push(`pod MTU: ConfigMap ${namespace}/${name}: ${describeError(read.error)}`);
+    return 'data' in read ? read.data : undefined;
+  };
+  let flannel: { namespace: string; data: Record<string, string> } | undefined;
+  for (const namespace of FLANNEL_NAMESPACES) {
+    const data = await dataOf(namespace, POD_RANGE_CONFIGMAPS.flannel);
+    if (data !== undefined) {
+      flannel = { namespace, data };
+      break;
+    }
+  }
+  let installation: { spec?: { calicoNetwork?: { mtu?: unknown } } } | undefined;
+  try {
+    installation = (await t(kc.makeApiClient(CustomObjectsApi).getClusterCustomObject({ ...TIGERA_INSTALLATION }))) as typeof installation;
+  } catch (err) {
+    // 404: no Tigera operator (its CRD is not served), or no Installation named default.
+    if (!(err instanceof ApiException && err.code === 404)) notes.push(`pod MTU: Installation ${TIGERA_INSTALLATION.name} (${TIGERA_INSTALLATION.group}): ${describeError(err)}`);
+  }
+  const calico = await dataOf('kube-system', CALICO_CONFIGMAP);
+  const cilium = await dataOf('kube-system', POD_RANGE_CONFIGMAPS.cilium);
+  const reading = podMTUFromCni({
+    ...(calico !== undefined ? { calicoConfig: calico } : {}),
+    ...(installation !== undefined ? { tigeraInstallation: installation } : {}),
+    ...(cilium !== undefined ? { ciliumConfig: cilium } : {}),
+    ...(flannel !== undefined ? { flannelConfig: flannel } : {}),
+  });
+  notes.push(...reading.notes.map((n) => `pod MTU: ${n}`));
+  return reading.found;
 }
 
 export const CALICO_IPPOOLS = { group: 'crd.projectcalico.org', version: 'v1', plural: 'ippools' } as const;
@@ -373,6 +441,7 @@ export async function resolveClusterRanges(kc: KubeConfig, config: Config, log: 
   if (c.podCIDRs.length === 0) want.push('podCIDRs');
   if (c.serviceCIDRs.length === 0) want.push('serviceCIDRs');
   if (c.dnsIPs.length === 0) want.push('dnsIPs');
+  if (c.podMTU === undefined) want.push('podMTU');
   const found: Discovered = want.length === 0 ? { notes: [] } : await discover(kc, want, opts);
   const outcome = checkRanges(resolveRanges(c, found), config, found.notes, log);
   return found.nodeRanges === undefined ? outcome : { ...outcome, nodeRanges: found.nodeRanges };
@@ -411,5 +480,34 @@ export function checkRanges(ranges: ClusterRanges, config: Config, notes: string
     },
     `cluster ranges: pods ${ranges.podCIDRs.join(' ')} from ${ranges.sources.podCIDRs}; services ${ranges.serviceCIDRs.join(' ')} from ${ranges.sources.serviceCIDRs}; DNS ${ranges.dnsIPs.join(' ')} from ${ranges.sources.dnsIPs}`,
   );
+  if (log !== undefined) logPodMTUOnce(ranges, config, log);
   return { ranges, notes };
+}
+
+/** What was last logged about the pod MTU, per config: start-up logs it, rediscovery only a change. */
+const loggedPodMTU = new WeakMap<Config, string>();
+
+/**
+ * Say once (and again when it changes) what the pod network's MTU is, and which gateways do not fit
+ * it (their routed pods are denied: src/admission/review.ts), or that it is unknown.
+ */
+function logPodMTUOnce(ranges: ClusterRanges, config: Config, log: Logger): void {
+  const podMTU = ranges.podMTU;
+  const problems = Object.values(config.gateways).flatMap((g) => {
+    const problem = gatewayMTUProblem(g, podMTU);
+    return problem === undefined ? [] : [{ gateway: g.name, mtu: g.mtu, problem }];
+  });
+  const key = JSON.stringify([podMTU ?? null, problems.map((p) => p.gateway)]);
+  if (loggedPodMTU.get(config) === key) return;
+  loggedPodMTU.set(config, key);
+  const mtus = Object.values(config.gateways).map((g) => `${g.name} ${g.mtu}`).join(', ');
+  if (podMTU === undefined) {
+    log.warn(
+      { gatewayMTUs: mtus },
+      `pod network MTU: not discovered (the CNI does not publish it); gateway tunnel MTUs used unchecked (${mtus}). If your pod network's MTU is below ${Math.min(...Object.values(config.gateways).map((g) => g.mtu)) + MTU_OVERHEAD}, set cluster.podMTU and lower the gateways' mtu`,
+    );
+    return;
+  }
+  log.info({ podMTU: podMTU.value, source: podMTU.source, gatewayMTUs: mtus }, `pod network MTU ${podMTU.value} from ${podMTU.source}`);
+  for (const p of problems) log.error({ gateway: p.gateway, mtu: p.mtu, podMTU: podMTU.value }, p.problem);
 }

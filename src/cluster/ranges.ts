@@ -4,6 +4,7 @@
 
 import { assertNoPublicRanges, containsCidr, formatCidr, mergeCidrStringsStable, parseAddress, parseCidr } from '../cidr/cidr.js';
 import { STANDALONE_CLUSTER_DEFAULTS } from '../config/schema.js';
+import type { PodMTU } from './pod-mtu.js';
 
 export interface ClusterRanges {
   podCIDRs: string[];
@@ -14,6 +15,11 @@ export interface ClusterRanges {
   dnsIPs: string[];
   /** Where each kind of range came from, for the log ("config", "nodes' spec.podCIDRs", ...). */
   sources: { podCIDRs: string; serviceCIDRs: string; dnsIPs: string };
+  /**
+   * The pod network's MTU: config cluster.podMTU, else what the CNI publishes (src/cluster/pod-mtu.ts);
+   * undefined when neither says it. A gateway whose mtu does not fit it gets no routed pods.
+   */
+  podMTU?: PodMTU;
 }
 
 /**
@@ -63,8 +69,8 @@ export interface Found {
  * what discovery found, else empty (then `missingRanges` says what to configure). Pure.
  */
 export function resolveRanges(
-  cluster: { podCIDRs: string[]; serviceCIDRs: string[]; extraAllowedCIDRs: string[]; dnsIPs: string[] },
-  discovered: { podCIDRs?: Found; serviceCIDRs?: Found; dnsIPs?: Found },
+  cluster: { podCIDRs: string[]; serviceCIDRs: string[]; extraAllowedCIDRs: string[]; dnsIPs: string[]; podMTU?: number | undefined },
+  discovered: { podCIDRs?: Found; serviceCIDRs?: Found; dnsIPs?: Found; podMTU?: PodMTU | undefined },
 ): ClusterRanges {
   const pick = (configured: string[], key: 'podCIDRs' | 'serviceCIDRs' | 'dnsIPs'): Found => {
     if (configured.length > 0) return { values: [...configured], source: `config cluster.${key}` };
@@ -81,7 +87,14 @@ export function resolveRanges(
     extraCIDRs: [...cluster.extraAllowedCIDRs],
     dnsIPs: dns.values,
     sources: { podCIDRs: pod.source, serviceCIDRs: svc.source, dnsIPs: dns.source },
+    ...podMTUOf(cluster.podMTU, discovered.podMTU),
   };
+}
+
+/** Config cluster.podMTU over the discovered MTU. */
+function podMTUOf(configured: number | undefined, discovered: PodMTU | undefined): { podMTU?: PodMTU } {
+  if (configured !== undefined) return { podMTU: { value: configured, source: 'config cluster.podMTU' } };
+  return discovered === undefined ? {} : { podMTU: discovered };
 }
 
 /** Without a cluster (standalone `serve`, offline `inject`): config, else kubeadm's defaults. */
@@ -90,6 +103,7 @@ export function standaloneRanges(cluster: {
   serviceCIDRs: string[];
   extraAllowedCIDRs: string[];
   dnsIPs: string[];
+  podMTU?: number | undefined;
 }): ClusterRanges {
   const fallback = 'built-in standalone default (kubeadm)';
   return resolveRanges(cluster, {

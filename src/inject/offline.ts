@@ -8,6 +8,7 @@
 // alone; and there is no AdmissionReview operation: every pod is a CREATE.
 
 import jsonpatch from 'fast-json-patch';
+import { gatewayMTUProblem } from '../cluster/pod-mtu.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { LABEL_MANAGED_BY, PRODUCT } from '../constants.js';
@@ -138,6 +139,12 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         const why = `${SKIP_REASONS[decision.reason]} (${decision.reason})`;
         if (undo === undefined) return { patch: [], drop: false, reports: [report(where, 'skipped', why)] };
         return { patch: prefixed(base, prefix), drop: false, reports: [report(where, 'uninjected', `${why}: podvpn's earlier injection removed`, undo.notes)] };
+      }
+      // As the webhook denies it: a tunnel MTU the pod network cannot carry crash-loops the client.
+      const mtuProblem = gatewayMTUProblem(decision.gateway, opts.ranges?.podMTU);
+      if (mtuProblem !== undefined) {
+        refused = true;
+        return refuse(where, mtuProblem);
       }
       const injection = injectionPatch({
         pod,

@@ -90,9 +90,9 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
     resource: 'configmaps',
     verbs: ['get'],
     scope: 'kube-system',
-    resourceNames: ['kubeadm-config', 'kube-proxy', 'cilium-config'],
+    resourceNames: ['kubeadm-config', 'kube-proxy', 'cilium-config', 'calico-config'],
     feature: 'core',
-    usedBy: "cluster range discovery: kubeadm podSubnet/serviceSubnet, kube-proxy's clusterCIDR, Cilium's cluster pool",
+    usedBy: "cluster range discovery: kubeadm podSubnet/serviceSubnet, kube-proxy's clusterCIDR, Cilium's cluster pool and mtu, Calico's veth_mtu",
   },
   {
     apiGroup: '',
@@ -112,6 +112,15 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
     scope: 'cluster',
     feature: 'core',
     usedBy: "cluster range discovery: Calico's IP pools",
+  },
+  {
+    apiGroup: 'operator.tigera.io',
+    resource: 'installations',
+    verbs: ['get'],
+    scope: 'cluster',
+    resourceNames: ['default'],
+    feature: 'core',
+    usedBy: "pod MTU discovery: the Tigera operator's Installation spec.calicoNetwork.mtu",
   },
   {
     apiGroup: '',

@@ -11,12 +11,25 @@ export interface Metrics {
   nodeRangesNotInForce: Gauge;
   /** Routed pods whose not-routed list (fixed at admission) misses a node's pod range. */
   routedPodsMissingNodeRanges: Gauge;
+  /**
+   * Where the pod-MTU gauges read from at scrape time (podvpn_pod_network_mtu,
+   * podvpn_gateway_mtu_too_large): set once the cluster ranges are known.
+   */
+  observePodMTU(read: () => PodMTUStatus): void;
+}
+
+export interface PodMTUStatus {
+  /** undefined: unknown (neither config nor the CNI says it). */
+  podMTU: number | undefined;
+  /** Each gateway, and whether its mtu is too big for the pod network (its routed pods are denied). */
+  gateways: Array<{ name: string; tooLarge: boolean }>;
 }
 
 export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
+  let podMTU: (() => PodMTUStatus) | undefined;
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'podvpn_' });
-  return {
+  const metrics: Metrics = {
     registry,
     reviews: new Counter({
       name: 'podvpn_admission_reviews_total',
@@ -48,5 +61,27 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics 
       help: "Routed pods whose not-routed list, fixed at admission, misses a node's pod range (restart them)",
       registers: [registry],
     }),
+    observePodMTU(read) {
+      podMTU = read;
+    },
   };
+  new Gauge({
+    name: 'podvpn_pod_network_mtu',
+    help: "The pod network's MTU podvpn checks the gateways' tunnel MTU against (config cluster.podMTU, else what the CNI publishes); 0 when unknown",
+    registers: [registry],
+    collect() {
+      this.set(podMTU?.().podMTU ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'podvpn_gateway_mtu_too_large',
+    help: "1 when a gateway's mtu does not fit the pod network's MTU (at most podMTU - 80): its routed pods are denied",
+    labelNames: ['gateway'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of podMTU?.().gateways ?? []) this.set({ gateway: g.name }, g.tooLarge ? 1 : 0);
+    },
+  });
+  return metrics;
 }

@@ -276,3 +276,113 @@ describe('the whole cluster pod range, where the cluster says it', () => {
     }
   });
 });
+
+describe('the pod network MTU, where the CNI publishes it', () => {
+  const ippools: ResourceType = { group: 'crd.projectcalico.org', version: 'v1', resource: 'ippools', kind: 'IPPool', namespaced: false };
+  const installations: ResourceType = { group: 'operator.tigera.io', version: 'v1', resource: 'installations', kind: 'Installation', namespaced: false };
+  const configMap = (a: KubeApiDouble, namespace: string, name: string, data: Record<string, string>) => {
+    if (a.get('v1', 'Namespace', undefined, namespace) === undefined) a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
+    a.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data });
+  };
+  const configMapGets = (a: KubeApiDouble) => a.requests.filter((r) => r.resource === 'configmaps' && r.verb === 'get').map((r) => `${r.namespace}/${r.name}`);
+  const everyCallGranted = async (a: KubeApiDouble) => {
+    const { API_PERMISSIONS } = await import('../../src/kube/permissions.js');
+    for (const r of a.requests.filter((x) => x.resource !== undefined)) {
+      const granted = API_PERMISSIONS.some(
+        (p) =>
+          p.resource === r.resource &&
+          p.verbs.includes(r.verb as never) &&
+          (p.scope === 'cluster' || p.scope === r.namespace) &&
+          (p.resourceNames === undefined || p.resourceNames.includes(r.name!)),
+      );
+      expect(granted, `${r.verb} ${r.resource} ${r.namespace ?? ''}/${r.name ?? ''}`).toBe(true);
+    }
+  };
+  const calicoManifest = (vethMTU: string) => ({ typha_service_name: 'none', calico_backend: 'bird', veth_mtu: vethMTU, cni_network_config: '{"name":"k8s-pod-network","plugins":[{"type":"calico","mtu":__CNI_MTU__}]}' });
+
+  it("Calico (manifest install): calico-config veth_mtu, beside its IPPools; every call granted by the RBAC", async () => {
+    const a = await cluster({ nodes: [['10.244.0.0/24']], kubeDns: ['10.96.0.10'], resources: [...DEFAULT_RESOURCES, ippools, installations] });
+    a.put({ apiVersion: 'crd.projectcalico.org/v1', kind: 'IPPool', metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16', ipipMode: 'Always' } });
+    configMap(a, 'kube-system', 'calico-config', calicoManifest('1380'));
+    const found = await discover(a.kubeConfig());
+    expect(found.podMTU).toEqual({ value: 1380, source: 'ConfigMap kube-system/calico-config veth_mtu 1380' });
+    expect(a.requests.some((r) => r.resource === 'installations' && r.verb === 'get' && r.name === 'default')).toBe(true);
+    await everyCallGranted(a);
+  });
+
+  it('Calico with veth_mtu "0" (auto-detect, the manifests\' default): unknown, with a note', async () => {
+    const a = await cluster();
+    configMap(a, 'kube-system', 'calico-config', calicoManifest('0'));
+    const found = await discover(a.kubeConfig(), ['podMTU']);
+    expect(found.podMTU).toBeUndefined();
+    expect(found.notes.join('\n')).toMatch(/pod MTU: ConfigMap kube-system\/calico-config veth_mtu: 0 or absent, Calico auto-detects/);
+  });
+
+  it("the Tigera operator's Installation default: spec.calicoNetwork.mtu", async () => {
+    const a = await cluster({ resources: [...DEFAULT_RESOURCES, installations] });
+    a.put({ apiVersion: 'operator.tigera.io/v1', kind: 'Installation', metadata: { name: 'default' }, spec: { calicoNetwork: { mtu: 1410, ipPools: [{ cidr: '192.168.0.0/16', encapsulation: 'VXLAN' }] } } });
+    const found = await discover(a.kubeConfig(), ['podMTU']);
+    expect(found.podMTU).toEqual({ value: 1410, source: 'Installation default (operator.tigera.io/v1) spec.calicoNetwork.mtu 1410' });
+  });
+
+  it('Cilium: cilium-config mtu less the tunnel, from the same single read that gives the cluster pool', async () => {
+    const a = await cluster({ nodes: [[], []], kubeDns: ['10.96.0.10'] });
+    configMap(a, 'kube-system', 'cilium-config', { ipam: 'cluster-pool', 'cluster-pool-ipv4-cidr': '10.0.0.0/8', 'routing-mode': 'tunnel', 'tunnel-protocol': 'vxlan', mtu: '1450' });
+    const found = await discover(a.kubeConfig());
+    expect(found.podCIDRs?.values).toEqual(['10.0.0.0/8']);
+    expect(found.podMTU).toEqual({ value: 1400, source: 'ConfigMap kube-system/cilium-config mtu 1450 (tunnel - 50)' });
+    const gets = configMapGets(a);
+    expect(gets.filter((g) => g === 'kube-system/cilium-config')).toHaveLength(1);
+    expect(gets.length, `one GET per ConfigMap: ${gets.join(', ')}`).toBe(new Set(gets).size);
+  });
+
+  it('Flannel: no MTU in the API, so unknown, and the note says why; a refused read is noted too', async () => {
+    const a = await cluster();
+    configMap(a, 'kube-flannel', 'kube-flannel-cfg', { 'net-conf.json': '{\n  "Network": "10.244.0.0/16",\n  "Backend": {\n    "Type": "vxlan"\n  }\n}\n' });
+    a.fault({ verb: 'get', resource: 'configmaps', name: 'calico-config', status: 403, message: 'configmaps "calico-config" is forbidden' });
+    const found = await discover(a.kubeConfig(), ['podMTU']);
+    expect(found.podMTU).toBeUndefined();
+    expect(found.notes).toContain('pod MTU: ConfigMap kube-flannel/kube-flannel-cfg: Flannel publishes no MTU (backend vxlan: flanneld derives it on each node from the underlay - 50)');
+    expect(found.notes.join('\n')).toMatch(/pod MTU: ConfigMap kube-system\/calico-config: HTTP 403 Forbidden/);
+  });
+
+  it('config cluster.podMTU overrides: the CNI is not asked, and the source says config', async () => {
+    const a = await cluster({ kubeDns: ['10.96.0.10'], resources: [...DEFAULT_RESOURCES, installations] });
+    configMap(a, 'kube-system', 'calico-config', calicoManifest('1380'));
+    const config = parseConfig({ cluster: { podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], podMTU: 1500 } });
+    const out = await resolveClusterRanges(a.kubeConfig(), config, captureLogger().logger);
+    expect(out.ranges?.podMTU).toEqual({ value: 1500, source: 'config cluster.podMTU' });
+    expect(configMapGets(a)).toEqual([]);
+    expect(a.requests.some((r) => r.resource === 'installations')).toBe(false);
+  });
+
+  it('a gateway whose mtu does not fit is logged once with the fix (a second discovery does not repeat it)', async () => {
+    const a = await cluster({ nodes: [['10.244.0.0/24']], kubeDns: ['10.96.0.10'] });
+    a.put({ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/12'] } });
+    configMap(a, 'kube-system', 'calico-config', calicoManifest('1380'));
+    const config = parseConfig({ gateways: { default: {}, big: { mtu: 1300, vxlanId: 43, overlayNetwork: '172.16.1.0/24' } } });
+    const log = captureLogger();
+    const out = await resolveClusterRanges(a.kubeConfig(), config, log.logger);
+    expect(out.ranges?.podMTU?.value).toBe(1380);
+    await resolveClusterRanges(a.kubeConfig(), config, log.logger);
+    const errors = log.lines.filter((l) => l.level === 50);
+    expect(errors).toHaveLength(1); // "big" (1300) fits 1380 - 80; "default" (1320) does not
+    expect(errors[0]).toMatchObject({ gateway: 'default', mtu: 1320, podMTU: 1380 });
+    expect(log.text()).toMatch(/pod network MTU 1380 from ConfigMap kube-system\/calico-config veth_mtu 1380/);
+
+  });
+
+  it('an MTU no CNI publishes is logged once, as unknown (the gateways are used as configured)', async () => {
+    const a = await cluster({ nodes: [['10.244.0.0/24']], kubeDns: ['10.96.0.10'] });
+    a.put({ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/12'] } });
+    const log = captureLogger();
+    const config = parseConfig({});
+    const first = await resolveClusterRanges(a.kubeConfig(), config, log.logger);
+    expect(first.ranges).toBeDefined();
+    expect(first.ranges?.podMTU).toBeUndefined();
+    await resolveClusterRanges(a.kubeConfig(), config, log.logger);
+    const warned = log.lines.filter((l) => /pod network MTU: not discovered/.test(String(l.msg)));
+    expect(warned).toHaveLength(1);
+    expect(String(warned[0]!.msg)).toMatch(/below 1400, set cluster\.podMTU/);
+  });
+});
