@@ -92,7 +92,8 @@ const ClusterSchema = z
     dnsIPs: z.array(ipv4).default([]),
     /**
      * The pod network's MTU (a pod's eth0). When set, every gateway's `mtu` is checked against it
-     * (at most podMTU - 80). Not discovered: set it when your CNI uses less than 1400.
+     * (at most podMTU - 80) and discovery is not asked. Unset: read where the CNI publishes it
+     * (src/cluster/pod-mtu.ts); set it where the CNI does not (Flannel, k3s) and uses less than 1400.
      */
     podMTU: z.number().int().min(1280).max(9000).optional(),
   })

@@ -40,6 +40,8 @@ interface Case {
   config?: unknown;
   /** null: the ranges are unknown. */
   ranges?: null;
+  /** The pod network's MTU as discovery found it (src/cluster/pod-mtu.ts). */
+  podMTU?: { value: number; source: string };
   pod: Pod;
 }
 
@@ -55,11 +57,16 @@ const OFFLINE_DIFFERS: Record<string, string> = {
   refresh: 'offline refreshes an earlier injection with the current config, or removes it where the pod is no longer routed',
 };
 
+function rangesOf(c: Case): ClusterRanges | undefined {
+  if (c.ranges === null) return undefined;
+  return c.podMTU === undefined ? RANGES : { ...RANGES, podMTU: c.podMTU };
+}
+
 function portsFor(c: Case): AdmissionPorts {
   return {
     config: parseConfig(c.config ?? {}),
     namespaceFacts: () => c.namespaceFacts,
-    ranges: () => (c.ranges === null ? undefined : RANGES),
+    ranges: () => rangesOf(c),
     ensureKillSwitch: async () => ({ ok: true }),
   };
 }
@@ -98,7 +105,7 @@ function offline(c: Case, text: string): { reports: Report[]; docs: Document[]; 
   const docs = parseAllDocuments(text) as Document[];
   const plan = planInjection(
     docs.map((d) => d.toJS() as unknown),
-    { config: parseConfig(c.config ?? {}), ranges: c.ranges === null ? undefined : RANGES, namespace: c.namespace ?? 'downloads' },
+    { config: parseConfig(c.config ?? {}), ranges: rangesOf(c), namespace: c.namespace ?? 'downloads' },
   );
   if (!plan.refused) plan.documents.forEach((p, i) => applyToDocument(docs[i]!, p.patch));
   return { reports: plan.documents.flatMap((p) => p.reports), docs, text: docs.map((d) => d.toString({ lineWidth: 0 })).join('') };
