@@ -94,6 +94,8 @@ describe('podMTUFromCni: Cilium', () => {
       value: 1420,
       source: 'ConfigMap kube-system/cilium-config mtu 1500 (native routing, WireGuard - 80)',
     });
+    // WireGuard in the default tunnel mode: both overheads (pkg/mtu getRouteMTU)
+    expect(podMTUFromCni({ ciliumConfig: ciliumConfig({ mtu: '1500', 'enable-wireguard': 'true' }) }).found?.value).toBe(1370);
   });
 
   it('mtu "0" or absent (the chart\'s default): auto-detected, unknown here; IPsec: not read', () => {

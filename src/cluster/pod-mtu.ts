@@ -8,8 +8,10 @@
 //                       absent: auto-detected.
 //   Cilium              ConfigMap kube-system/cilium-config, mtu: the device MTU ("0" or absent:
 //                       auto-detected). Pods' routes leave room for the tunnel (VXLAN/Geneve 50 in the
-//                       default tunnel routing mode, 0 in native routing) and for WireGuard (80).
-//                       With IPsec the overhead depends on the cipher: not read.
+//                       default tunnel routing mode, 0 in native routing) and for WireGuard (80), as
+//                       Cilium's pkg/mtu getRouteMTU does (older releases took only the 80 with
+//                       WireGuard in tunnel mode: then this is 50 low, on the safe side).
+//                       With IPsec the overhead depends on the key length: not read.
 //   Flannel (and k3s)   net-conf.json names no MTU: flanneld derives it per node from the underlay
 //                       (VXLAN: underlay - 50) into /run/flannel/subnet.env, which the API never shows.
 //
