@@ -31,6 +31,8 @@ interface GoldenCase {
   namespaceFacts?: NamespaceFacts;
   config?: unknown;
   ranges?: null;
+  /** The pod network's MTU as discovery found it. */
+  podMTU?: { value: number; source: string };
   pod: Pod;
 }
 type Golden =
@@ -58,7 +60,7 @@ async function caseServer(c: GoldenCase): Promise<number> {
     ports: {
       config: parseConfig(c.config ?? {}),
       namespaceFacts: () => c.namespaceFacts,
-      ranges: () => (c.ranges === null ? undefined : GOLDEN_RANGES),
+      ranges: () => (c.ranges === null ? undefined : c.podMTU === undefined ? GOLDEN_RANGES : { ...GOLDEN_RANGES, podMTU: c.podMTU }),
       ensureKillSwitch: async () => ({ ok: true }),
     },
     logger: pino({ level: 'silent' }),
