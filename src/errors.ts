@@ -22,6 +22,7 @@ export const DENY_REASONS = {
   'incomplete-injection': 'injected pod lost the routed label',
   'unsupported-os': 'pod cannot run on Linux nodes, where the VPN client runs',
   'namespace-unverified': 'namespace could not be read within the live-read budget',
+  'invalid-data-plane': 'invalid podvpn.io/data-plane value',
 } as const;
 export type DenyReason = keyof typeof DENY_REASONS;
 

@@ -77,6 +77,7 @@ export function injectDocuments(documents: unknown[], opts: OfflineOptions): Off
       namespace,
       gateway: decision.gateway,
       settings: clientSettings(decision.gateway, opts.ranges),
+      dataPlane: decision.dataPlane,
       config: opts.config,
     });
     for (const w of [...decision.warnings, ...warnings]) notes.push(`${label}: ${w}`);

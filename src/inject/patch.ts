@@ -18,6 +18,8 @@ import {
   SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
 } from '../constants.js';
+import type { DataPlane } from '../constants.js';
+import { agentInjectionPatch } from './agent-patch.js';
 import { type ClientSettings, renderSettingsScript } from './settings.js';
 import type { InjectionStatus, PatchOperation, Pod } from './types.js';
 
@@ -28,6 +30,8 @@ export interface InjectionInput {
   gateway: Gateway;
   settings: ClientSettings;
   config: Config;
+  /** The decision's data plane; absent means pod-gateway. */
+  dataPlane?: DataPlane;
 }
 
 export interface Injection {
@@ -36,6 +40,7 @@ export interface Injection {
 }
 
 export function injectionPatch(input: InjectionInput): Injection {
+  if (input.dataPlane === 'agent') return agentInjectionPatch(input);
   const { pod, gateway, config } = input;
   const spec = pod.spec ?? {};
   const native = config.sidecarMode === 'native';
@@ -106,7 +111,7 @@ function clientContainer(name: string, command: string[], config: Config): V1Con
 }
 
 /** An empty directory: what the client sees where the app's API token would be. */
-function noTokenVolume(): V1Volume {
+export function noTokenVolume(): V1Volume {
   return { name: CLIENT_NO_TOKEN_VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } };
 }
 
@@ -130,7 +135,7 @@ function clientVolume(): V1Volume {
  * for in-cluster names (dnsmasq forwards the cluster domain to cluster DNS) and the user's own
  * searches and options. The user's own nameservers are dropped: they would be asked outside the VPN.
  */
-function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: string[] } {
+export function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: string[] } {
   const domain = input.config.cluster.domain;
   const user = input.pod.spec?.dnsConfig ?? {};
   const searches = [`${input.namespace}.svc.${domain}`, `svc.${domain}`, domain];
@@ -148,14 +153,14 @@ function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: s
 }
 
 /** Add keys to a map that may be missing or null (then the whole map is added). */
-function mapEntries(path: string, current: unknown, entries: Record<string, string>): PatchOperation[] {
+export function mapEntries(path: string, current: unknown, entries: Record<string, string>): PatchOperation[] {
   if (current === undefined || current === null || typeof current !== 'object') {
     return [{ op: 'add', path, value: { ...entries } }];
   }
   return Object.entries(entries).map(([key, value]) => ({ op: 'add', path: `${path}/${escapePointer(key)}`, value }));
 }
 
-function listAppend(path: string, current: unknown, ...values: unknown[]): PatchOperation[] {
+export function listAppend(path: string, current: unknown, ...values: unknown[]): PatchOperation[] {
   return Array.isArray(current)
     ? values.map((value) => ({ op: 'add', path: `${path}/-`, value }))
     : [{ op: 'add', path, value: values }];
