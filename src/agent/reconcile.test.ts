@@ -9,7 +9,7 @@ const HOUR = 3_600_000;
 const healthy: PodObserved = {
   netns: 'net:[4026532999]',
   firewallCIDRs: allowedCIDRs(RANGES),
-  tunnelRemote: '10.42.2.9',
+  tunnelRemote: ['10.42.2.9'],
   tunnelAddress: '172.16.0.23',
   defaultViaTunnel: true,
   readyMarker: true,
@@ -41,9 +41,17 @@ describe('reconcile plan', () => {
 
   it('a replaced gateway: repoint the tunnel and ask the new dnsmasq for the same address', () => {
     expect(planPod(POD, healthy, { ...GW, podIP: '10.42.3.4' }, RANGES, lease, HOUR).actions).toEqual([
-      { kind: 'repoint', from: '10.42.2.9', to: '10.42.3.4' },
+      { kind: 'repoint', from: ['10.42.2.9'], to: '10.42.3.4' },
       { kind: 'lease', requestIP: '172.16.0.23' },
     ]);
+  });
+
+  it('a repoint left half done (two FDB destinations): repointed again', () => {
+    expect(planPod(POD, { ...healthy, tunnelRemote: ['10.42.2.9', '10.42.3.4'] }, { ...GW, podIP: '10.42.3.4' }, RANGES, lease, HOUR).actions[0]).toEqual({
+      kind: 'repoint',
+      from: ['10.42.2.9', '10.42.3.4'],
+      to: '10.42.3.4',
+    });
   });
 
   it('new cluster ranges: the firewall sets and routes are updated, nothing else', () => {

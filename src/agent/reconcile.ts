@@ -24,8 +24,8 @@ export interface PodObserved {
   netnsProblem?: string;
   /** The cluster ranges in the firewall's sets; undefined: no podvpn table. */
   firewallCIDRs: string[] | undefined;
-  /** The VXLAN default destination (all-zeros FDB entry); undefined: no vxlan0. */
-  tunnelRemote: string | undefined;
+  /** The VXLAN default destinations (all-zeros FDB entries; one when healthy); undefined: no vxlan0. */
+  tunnelRemote: string[] | undefined;
   /** vxlan0's IPv4 address, if any. */
   tunnelAddress: string | undefined;
   defaultViaTunnel: boolean;
@@ -50,7 +50,7 @@ export type Action =
   | { kind: 'wait'; reason: string }
   | { kind: 'firewall' }
   | { kind: 'setup' }
-  | { kind: 'repoint'; from: string; to: string }
+  | { kind: 'repoint'; from: string[]; to: string }
   | { kind: 'update-ranges' }
   | { kind: 'lease'; requestIP?: string }
   | { kind: 'mark-ready' }
@@ -89,7 +89,7 @@ export function planPod(
     // setup includes the firewall; do not list it twice
     return plan([{ kind: 'setup' }, { kind: 'lease' }, { kind: 'mark-ready' }]);
   }
-  if (observed.tunnelRemote !== gateway.podIP) {
+  if (observed.tunnelRemote.length !== 1 || observed.tunnelRemote[0] !== gateway.podIP) {
     // A replaced gateway: a new pod IP and a new dnsmasq that does not know our lease. Ask for the
     // same address so the pod's flows keep their source.
     actions.push({ kind: 'repoint', from: observed.tunnelRemote, to: gateway.podIP });

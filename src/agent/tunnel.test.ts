@@ -36,7 +36,7 @@ describe('tunnel plan', () => {
     golden(
       'changes',
       show([
-        ...repointTunnel({ ...GW, podIP: '10.42.3.4' }),
+        ...repointTunnel({ ...GW, podIP: '10.42.3.4' }, ['10.42.2.9']),
         dhcpStep('172.16.0.23'),
         // a node range added, the extra LAN range dropped
         ...updateRanges(POD, GW, { ...RANGES, podCIDRs: ['10.42.0.0/16', '10.52.0.0/16'], extraCIDRs: [] }, RANGES),

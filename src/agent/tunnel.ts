@@ -136,9 +136,18 @@ export function readyMarker(): Step[] {
   ];
 }
 
-/** A replaced gateway (new pod IP): repoint the tunnel, then a new lease from the new dnsmasq. */
-export function repointTunnel(gw: GatewayFacts): Step[] {
-  return [{ argv: ['bridge', 'fdb', 'replace', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] }];
+/**
+ * A replaced gateway (new pod IP): point the tunnel at it, then (the caller) a new lease from the new
+ * dnsmasq. The kernel refuses `bridge fdb replace` on the all-zeros entry ("Cannot replace non-unicast
+ * fdb entries"): append the new destination, then delete the old ones.
+ */
+export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
+  return [
+    ...(previous.includes(gw.podIP) ? [] : [{ argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] }]),
+    ...previous
+      .filter((ip) => ip !== gw.podIP)
+      .map((ip) => ({ argv: ['bridge', 'fdb', 'del', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', ip], mayFail: true })),
+  ];
 }
 
 /** Ranges changed: the firewall's sets (one transaction), the new routes, then the routes no longer wanted. */
