@@ -108,7 +108,10 @@ export class Agent {
       ? await this.observe(ns.nsPath)
       : { netns: undefined, netnsProblem: ns.reason, firewallCIDRs: undefined, tunnelRemote: undefined, tunnelAddress: undefined, defaultViaTunnel: false, readyMarker: false };
     const plan = planPod(pod, observed, gw?.state, ranges, this.leases.get(pod.uid), this.ports.now());
-    if (!ns.ok) return;
+    if (!ns.ok) {
+      this.events.failed?.(pod, ns.reason);
+      return;
+    }
     const podFacts: PodNetFacts | undefined =
       'eth0Gateway' in observed && observed.eth0Gateway !== undefined && observed.eth0Mtu !== undefined
         ? { eth0Gateway: observed.eth0Gateway, eth0Mtu: observed.eth0Mtu }
