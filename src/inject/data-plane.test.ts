@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/schema.js';
 import { GATE_INIT_NAME } from '../constants.js';
 import { dataPlaneFor, decide } from './decision.js';
+import { injectDocuments } from './offline.js';
 import { clientsFirstPatch } from './reorder.js';
 
 const ranges = {
@@ -53,5 +54,21 @@ describe('data-plane mode', () => {
       { op: 'test', path: '/spec/initContainers/1/name', value: GATE_INIT_NAME },
       { op: 'move', from: '/spec/initContainers/1', path: '/spec/initContainers/0' },
     ]);
+  });
+
+  it('podvpn inject (offline) honours dataPlane: agent from the config: a Deployment gets only the gate', () => {
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web', namespace: 'apps' },
+      spec: { template: { metadata: { labels: { 'podvpn.io/inject': 'true' } }, spec: { containers: [{ name: 'app', image: 'x' }] } } },
+    };
+    const out = injectDocuments([deployment], { config: parseConfig({ dataPlane: 'agent' }), ranges, defaultNamespace: 'default' });
+    const spec = (out.documents[0] as typeof deployment & { spec: { template: { spec: Record<string, any> } } }).spec.template.spec;
+    expect(spec.initContainers.map((c: { name: string }) => c.name)).toEqual([GATE_INIT_NAME]);
+    expect(spec.containers.map((c: { name: string }) => c.name)).toEqual(['app']);
+    const pg = injectDocuments([deployment], { config: parseConfig({}), ranges, defaultNamespace: 'default' });
+    const pgSpec = (pg.documents[0] as { spec: { template: { spec: { initContainers: Array<{ name: string }> } } } }).spec.template.spec;
+    expect(pgSpec.initContainers.map((c) => c.name)).toEqual(['podvpn-client-init', 'podvpn-client']);
   });
 });

@@ -206,6 +206,17 @@ function warningsFor(
       warnings.push(`podvpn: ${c.name} also rewrites this pod's routing; the VPN route may conflict with that mesh`);
     }
   }
+  if (dataPlane === 'agent') {
+    // The in-pod firewall holds against pods without NET_ADMIN; one with it (or privileged) can undo it.
+    const spec = input.pod.spec ?? {};
+    for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+      const sc = c?.securityContext;
+      const add = Array.isArray(sc?.capabilities?.add) ? sc.capabilities.add : [];
+      if (sc?.privileged === true || add.includes('NET_ADMIN') || add.includes('ALL')) {
+        warnings.push(`podvpn: container ${clip(String(c?.name))} has NET_ADMIN and can undo agent mode's in-pod firewall`);
+      }
+    }
+  }
   const owners = input.pod.metadata?.ownerReferences ?? [];
   if (dataPlane === 'pod-gateway' && input.config.sidecarMode === 'container' && Array.isArray(owners) && owners.some((o) => o?.kind === 'Job')) {
     warnings.push('podvpn: sidecarMode "container" keeps this Job\'s pod running; use "native" so Jobs complete');
