@@ -3,11 +3,11 @@
 // process placed in real kubelet-shaped cgroups (v1 cgroupfs and v2 systemd) in a new network namespace.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync, existsSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cgroupPaths, findPodNetns, inPodCgroup } from './discover.js';
+import { cgroupPaths, findPodNetns, findPodsNetns, inPodCgroup } from './discover.js';
 
 const UID = '6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b';
 const U_ = UID.replaceAll('-', '_');
@@ -83,6 +83,19 @@ describe('findPodNetns over a fake /proc tree', () => {
     symlinkSync('net:[1]', join(hostOnly, '5', 'ns', 'net'));
     expect(findPodNetns(hostOnly, UID, { hostNetns: 'net:[1]' })).toMatchObject({ ok: false, reason: expect.stringMatching(/node's network namespace/) });
     rmSync(hostOnly, { recursive: true });
+  });
+
+  it('many pods in one pass: each file read once, the same answers as one by one', () => {
+    let reads = 0;
+    const counting = {
+      readdir: (p: string) => readdirSync(p),
+      readFile: (p: string) => (reads++, readFileSync(p, 'utf8')),
+      readlink: (p: string) => readlinkSync(p),
+    };
+    const both = findPodsNetns(root, [UID, OTHER], { fs: counting });
+    expect(reads).toBe(6); // each pid directory once: 1, 900, 901, 950, 960, and 970 (whose read fails)
+    expect(both.get(UID)).toEqual(findPodNetns(root, UID));
+    expect(both.get(OTHER)).toEqual(findPodNetns(root, OTHER));
   });
 
   it('bounds the scan', () => {

@@ -80,27 +80,50 @@ export function findPodNetns(
   podUID: string,
   opts: { fs?: ProcFs; maxPids?: number; hostNetns?: string } = {},
 ): NetnsResult {
+  return findPodsNetns(procRoot, [podUID], opts).get(podUID)!;
+}
+
+/**
+ * findPodNetns for many pods in ONE pass over /proc (the agent's round: each /proc/<pid>/cgroup is
+ * read once, whatever the number of pods).
+ */
+export function findPodsNetns(
+  procRoot: string,
+  podUIDs: string[],
+  opts: { fs?: ProcFs; maxPids?: number; hostNetns?: string } = {},
+): Map<string, NetnsResult> {
   const fs = opts.fs ?? nodeProcFs;
   const maxPids = opts.maxPids ?? 100_000;
   // The node's namespace: init's (the agent runs with hostPID), unless the caller knows better.
   const hostNetns = opts.hostNetns ?? safe(() => fs.readlink(join(procRoot, '1', 'ns', 'net')));
-  const byNetns = new Map<string, number[]>();
-  let matched = 0;
-  const pids = fs.readdir(procRoot).filter((d) => /^\d+$/.test(d)).slice(0, maxPids);
+  const state = new Map(podUIDs.map((uid) => [uid, { matched: 0, byNetns: new Map<string, number[]>() }]));
+  for (const uid of podUIDs) podCgroupSegments(uid); // throws on a malformed UID, before any read
+  const pids = state.size === 0 ? [] : fs.readdir(procRoot).filter((d) => /^\d+$/.test(d)).slice(0, maxPids);
   for (const pid of pids) {
     const content = safe(() => fs.readFile(join(procRoot, pid, 'cgroup')));
-    if (content === undefined || !inPodCgroup(content, podUID)) continue;
-    matched++;
-    const netns = safe(() => fs.readlink(join(procRoot, pid, 'ns', 'net')));
-    if (netns === undefined || netns === hostNetns) continue; // exited, or conmon / hostNetwork
-    byNetns.set(netns, [...(byNetns.get(netns) ?? []), Number(pid)]);
+    if (content === undefined || !content.includes('kubepods')) continue;
+    for (const [uid, st] of state) {
+      if (!inPodCgroup(content, uid)) continue;
+      st.matched++;
+      const netns = safe(() => fs.readlink(join(procRoot, pid, 'ns', 'net')));
+      if (netns === undefined || netns === hostNetns) break; // exited, or conmon / hostNetwork
+      st.byNetns.set(netns, [...(st.byNetns.get(netns) ?? []), Number(pid)]);
+      break; // a process is in one pod
+    }
   }
-  if (matched === 0) return { ok: false, reason: `no process in pod ${podUID}'s cgroup (not started yet, or not on this node)` };
-  if (byNetns.size === 0) return { ok: false, reason: `pod ${podUID}'s processes are all in the node's network namespace` };
-  if (byNetns.size > 1) return { ok: false, reason: `pod ${podUID}'s processes are in ${byNetns.size} network namespaces: ${[...byNetns.keys()].join(', ')}` };
-  const [netns, members] = [...byNetns.entries()][0]!;
-  const pid = Math.min(...members);
-  return { ok: true, pid, netns, nsPath: join(procRoot, String(pid), 'ns', 'net'), candidates: members.length };
+  const out = new Map<string, NetnsResult>();
+  for (const [uid, { matched, byNetns }] of state) {
+    if (matched === 0) out.set(uid, { ok: false, reason: `no process in pod ${uid}'s cgroup (not started yet, or not on this node)` });
+    else if (byNetns.size === 0) out.set(uid, { ok: false, reason: `pod ${uid}'s processes are all in the node's network namespace` });
+    else if (byNetns.size > 1) {
+      out.set(uid, { ok: false, reason: `pod ${uid}'s processes are in ${byNetns.size} network namespaces: ${[...byNetns.keys()].join(', ')}` });
+    } else {
+      const [netns, members] = [...byNetns.entries()][0]!;
+      const pid = Math.min(...members);
+      out.set(uid, { ok: true, pid, netns, nsPath: join(procRoot, String(pid), 'ns', 'net'), candidates: members.length });
+    }
+  }
+  return out;
 }
 
 function safe<T>(f: () => T): T | undefined {

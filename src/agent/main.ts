@@ -10,7 +10,7 @@ import { loadConfig } from '../config/load.js';
 import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
 import { Agent, execRun } from './agent.js';
 import { GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
-import { findPodNetns } from './discover.js';
+import { findPodsNetns, type NetnsResult } from './discover.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const nodeName = process.env.NODE_NAME;
@@ -19,7 +19,9 @@ if (nodeName === undefined || nodeName === '') {
   process.exit(2);
 }
 const config = loadConfig(arg('config'));
-const periodMs = Number(arg('period-ms') ?? '2000');
+// A full round (one /proc scan, a few `ip -j` reads per pod) every period; pod and gateway events
+// start one at once, so a new pod or a replaced gateway does not wait for the tick.
+const periodMs = Number(arg('period-ms') ?? '5000');
 const log = (msg: string, fields: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), msg, ...fields })}\n`);
 
 const registry = new Registry();
@@ -49,10 +51,12 @@ const gatewayInformer = makeInformer<V1Pod>(
 );
 const nodeInformer = makeInformer<V1Node>(kc, '/api/v1/nodes', () => api.listNode());
 
+let netnsThisRound = new Map<string, NetnsResult>();
+const lastProblem = new Map<string, string>(); // log a pod's problem when it changes, not every round
 const agent = new Agent(
   {
     netnsOf: (uid) => {
-      const r = findPodNetns('/proc', uid);
+      const r = netnsThisRound.get(uid) ?? { ok: false, reason: 'not scanned' };
       return r.ok ? { ok: true, nsPath: r.nsPath } : { ok: false, reason: r.reason };
     },
     run: (step) => execRun(step),
@@ -69,11 +73,14 @@ const agent = new Agent(
     },
     failed: (pod, message) => {
       failures.inc();
+      if (lastProblem.get(pod.uid) === message) return;
+      lastProblem.set(pod.uid, message);
       log('pod not routed yet', { pod: `${pod.namespace}/${pod.name}`, error: message });
     },
   },
 );
 
+const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let lastRound = 0;
 let running = false;
 let synced = false; // no round before every list has arrived: a half-seen cluster is not acted on
@@ -91,7 +98,10 @@ async function round(): Promise<void> {
     }
     if (ranges !== undefined) {
       const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
-      await agent.reconcile(agentPods([...podInformer.list()], nodeName!), gateways, ranges);
+      const pods = agentPods([...podInformer.list()], nodeName!);
+      netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
+      for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
+      await agent.reconcile(pods, gateways, ranges);
     }
     routedGauge.reset();
     for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
