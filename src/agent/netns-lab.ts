@@ -21,7 +21,8 @@ export interface NetnsLab {
   close(): Promise<void>;
 }
 
-export async function startNetnsLab(tag: string): Promise<NetnsLab> {
+/** extraDnsmasqArgs: for experiments (e.g. --no-ping); the default is gateway_sidecar.sh's settings. */
+export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []): Promise<NetnsLab> {
   const pod = `pv-pod-${tag}`;
   const node = `pv-node-${tag}`;
   const gw = `pv-gw-${tag}`;
@@ -84,7 +85,7 @@ export async function startNetnsLab(tag: string): Promise<NetnsLab> {
       'ip',
       ['netns', 'exec', gw, 'dnsmasq', '--keep-in-foreground', '--port=0', '--interface=vxlan0', '--bind-interfaces',
         '--dhcp-range=172.16.0.20,172.16.0.255,12h', `--dhcp-leasefile=${join(tmp, `leases-${generation}`)}`,
-        `--pid-file=${join(tmp, `pid-${generation}`)}`, '--log-facility=-'],
+        `--pid-file=${join(tmp, `pid-${generation}`)}`, '--log-facility=-', ...extraDnsmasqArgs],
       { stdio: 'ignore' },
     );
   }
