@@ -2,6 +2,7 @@
 // same pod injected in pod-gateway mode fails (negative control), and each rule of the evaluator is
 // shown to fire on a pod that breaks it (so a pass means something).
 
+import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { admit } from '../../src/admission/review.js';
@@ -142,4 +143,53 @@ describe('the restricted evaluator detects each rule (negative controls)', () =>
       expect(restrictedViolations(pod)).toEqual(expect.arrayContaining([expect.stringMatching(expected)]));
     });
   }
+});
+
+describe('property: agent mode adds no restricted violation to any pod', () => {
+  const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/).filter((n) => !n.startsWith('podvpn'));
+  // Each security field present or absent, good or bad, at pod and container level.
+  const containerSC = fc.record(
+    {
+      allowPrivilegeEscalation: fc.boolean(),
+      privileged: fc.boolean(),
+      runAsNonRoot: fc.boolean(),
+      runAsUser: fc.constantFrom(0, 1000),
+      seccompProfile: fc.constantFrom({ type: 'RuntimeDefault' }, { type: 'Unconfined' }),
+      capabilities: fc.record({ drop: fc.constantFrom(['ALL'], []), add: fc.constantFrom([], ['NET_BIND_SERVICE'], ['SYS_ADMIN']) }),
+    },
+    { requiredKeys: [] },
+  );
+  const hardenedSC = fc.constant({ allowPrivilegeEscalation: false, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' }, capabilities: { drop: ['ALL'] } });
+  // Half the containers hardened, so restricted pods are well represented
+  const container = fc.record(
+    { name, image: fc.constant('example.com/app:1'), securityContext: fc.oneof(hardenedSC, containerSC) },
+    { requiredKeys: ['name', 'image'] },
+  );
+  const podSC = fc.record(
+    { runAsNonRoot: fc.boolean(), runAsUser: fc.constantFrom(0, 1000), seccompProfile: fc.constantFrom({ type: 'RuntimeDefault' }, { type: 'Localhost', localhostProfile: 'p.json' }) },
+    { requiredKeys: [] },
+  );
+  const pods = fc.record({
+    securityContext: fc.option(podSC, { nil: undefined }),
+    initContainers: fc.uniqueArray(container, { maxLength: 3, selector: (c) => c.name }),
+    containers: fc.uniqueArray(container, { minLength: 1, maxLength: 3, selector: (c) => c.name }),
+  }).filter((p) => new Set([...p.initContainers, ...p.containers].map((c) => c.name)).size === p.initContainers.length + p.containers.length);
+
+  it('the violations after injection are exactly the app\'s own (300 random pods)', async () => {
+    let restrictedApps = 0;
+    let otherApps = 0;
+    await fc.assert(
+      fc.asyncProperty(pods, async (spec) => {
+        const pod: Pod = { metadata: { name: 'p' }, spec: JSON.parse(JSON.stringify(spec)) as Pod['spec'] };
+        const before = restrictedViolations(pod);
+        if (before.length === 0) restrictedApps++;
+        else otherApps++;
+        expect(restrictedViolations(await inject(pod, 'agent'))).toEqual(before);
+      }),
+      { numRuns: 300 },
+    );
+    // The generator must reach restricted pods too, or the property says little about them
+    expect(restrictedApps).toBeGreaterThan(10);
+    expect(otherApps).toBeGreaterThan(10);
+  });
 });
