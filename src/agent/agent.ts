@@ -169,6 +169,8 @@ export class Agent {
       case 'lease':
       case 'renew': {
         if (action.kind === 'lease' && action.requestIP !== undefined) this.events.rebuilt?.(pod, pod.gateway, 'lease');
+        // An agent stopped between creating vxlan0 and raising it leaves it down: DHCP would never work
+        await steps([{ argv: ['ip', 'link', 'set', TUNNEL, 'up'] }]);
         const dhcp = await this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript)));
         const lease = parseLease(dhcp.stdout, need(gw, 'gateway'));
         if (!lease.ok) throw new Error(`DHCP from gateway ${pod.gateway}: ${lease.reason}`);
