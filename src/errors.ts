@@ -26,7 +26,8 @@ export type DenyReason =
   | 'unsupported-os'
   | 'namespace-unverified'
   | 'existing-vpn'
-  | 'dns-config-too-large';
+  | 'dns-config-too-large'
+  | 'invalid-data-plane';
 
 /** Errors answered with a non-200 status: the request itself is not a usable AdmissionReview. */
 export const HTTP_ERRORS = {
