@@ -82,3 +82,21 @@ export const CLIENT_NO_TOKEN_VOLUME_NAME = 'podvpn-no-api-token';
 
 /** The Secret holding the self-managed CA and serving certificate (src/tls/self-managed.ts). */
 export const SELF_MANAGED_SECRET_NAME = 'podvpn-webhook-tls';
+
+/** Data-plane modes (config `dataPlane`, namespace annotation below). */
+export const DATA_PLANES = ['pod-gateway', 'agent'] as const;
+export type DataPlane = (typeof DATA_PLANES)[number];
+export const ANNOTATION_DATA_PLANE = 'podvpn.io/data-plane';
+/** Agent mode: the one init container podvpn injects, unprivileged; it waits for the node agent. */
+export const GATE_INIT_NAME = 'podvpn-gate';
+/** distroless "nonroot": the gate runs as this fixed non-root UID and GID. */
+export const GATE_UID = 65532;
+/** How long the gate waits for the tunnel and firewall before it fails (the kubelet then retries it). */
+export const GATE_TIMEOUT_SECONDS = 120;
+/**
+ * The agent's readiness marker inside the pod's network namespace: a link (an empty bridge, kept down;
+ * "dummy" was not built into the kernel the tests run on, the bridge driver was) it creates last, after
+ * the tunnel and the firewall. Any process in the namespace sees it in /proc/net/dev without
+ * privileges; only a holder of CAP_NET_ADMIN (the agent, not the pod) can create or remove it.
+ */
+export const AGENT_READY_LINK = 'podvpn-ready';

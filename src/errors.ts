@@ -27,6 +27,7 @@ export type DenyReason =
   | 'namespace-unverified'
   | 'existing-vpn'
   | 'dns-config-too-large'
+  | 'invalid-data-plane'
   /** The gateway's tunnel MTU does not fit the pod network's MTU (src/cluster/pod-mtu.ts). */
   | 'gateway-mtu-too-large';
 

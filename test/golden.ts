@@ -35,7 +35,14 @@ export function goldenPath(dir: string, name: string, output?: string): string {
 
 /** Compare `text` with the golden (or write it, when refreshing). */
 export function expectGolden(dir: string, name: string, output: string | undefined, text: string): void {
-  const path = goldenPath(dir, name, output);
+  expectGoldenFile(goldenPath(dir, name, output), text);
+}
+
+/**
+ * The same for a golden whose cases live in the test's code, not in input files (the agent's
+ * rendered firewall and tunnel plans): one refresh switch, one failure message.
+ */
+export function expectGoldenFile(path: string, text: string): void {
   if (REFRESH) writeFileSync(path, text);
   if (!existsSync(path)) throw new Error(`no golden ${path}: run npm run test:golden:refresh and review the diff`);
   expect(text, `${path} differs: run npm run test:golden:refresh and review the diff`).toBe(readFileSync(path, 'utf8'));

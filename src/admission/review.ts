@@ -154,6 +154,7 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     namespace: request.namespace,
     gateway: decision.gateway,
     settings: clientSettings(decision.gateway, ranges),
+    dataPlane: decision.dataPlane,
     config: ports.config,
   });
   const warnings = [...decision.warnings, ...injection.warnings];

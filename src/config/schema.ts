@@ -2,7 +2,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { SYSTEM_NAMESPACE } from '../constants.js';
+import { DATA_PLANES, SYSTEM_NAMESPACE, VERSION } from '../constants.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -67,6 +67,8 @@ const ImagesSchema = z
     /** pod-gateway image with client_init.sh and client_sidecar.sh. */
     client: z.string().min(1).default('ghcr.io/angelnu/pod-gateway:v1.13.0'),
     pullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+    /** podvpn's own image: agent mode's gate init container runs from it. */
+    podvpn: z.string().min(1).default(`ghcr.io/podvpn/podvpn:v${VERSION}`),
   })
   .strict();
 
@@ -111,6 +113,12 @@ export const ConfigSchema = z
     resources: ResourcesSchema.default(ResourcesSchema.parse({})),
     /** `native`: restartPolicy Always init container (Kubernetes >= 1.29; Jobs complete). `container`: a plain container. */
     sidecarMode: z.enum(['native', 'container']).default('native'),
+    /**
+     * `pod-gateway`: pod-gateway's client init and sidecar in each routed pod (root, NET_ADMIN).
+     * `agent`: the podvpn-agent DaemonSet builds the tunnel from the node; the pod gets one unprivileged
+     * gate init container. A namespace overrides it with the podvpn.io/data-plane annotation.
+     */
+    dataPlane: z.enum(DATA_PLANES).default('pod-gateway'),
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -5,6 +5,7 @@ import { missingRanges } from '../cluster/ranges.js';
 import type { Config, Gateway } from '../config/schema.js';
 import {
   ANNOTATION_ALLOW_EXISTING_VPN,
+  ANNOTATION_DATA_PLANE,
   ANNOTATION_GATEWAY,
   ANNOTATION_MIRROR,
   ANNOTATION_STATUS,
@@ -12,8 +13,11 @@ import {
   CLIENT_NO_TOKEN_VOLUME_NAME,
   CLIENT_SIDECAR_NAME,
   CLIENT_VOLUME_NAME,
+  DATA_PLANES,
+  type DataPlane,
   EXCLUDED_NAMESPACES,
   FOREIGN_MESH_INIT_CONTAINERS,
+  GATE_INIT_NAME,
   LABEL_INJECT,
   LABEL_PSA_ENFORCE,
   LABEL_PSA_WARN,
@@ -43,7 +47,7 @@ export interface DecisionInput {
 export type Decision =
   | { action: 'skip'; reason: SkipReason }
   | { action: 'deny'; reason: DenyReason; message: string }
-  | { action: 'inject'; gateway: Gateway; warnings: string[] };
+  | { action: 'inject'; gateway: Gateway; dataPlane: DataPlane; warnings: string[] };
 
 const RESTRICTIVE_LEVELS = new Set(['baseline', 'restricted']);
 
@@ -139,12 +143,25 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
+  const mode = dataPlaneFor(config.dataPlane, nsFacts);
+  if (!mode.ok) {
+    return deny(
+      'invalid-data-plane',
+      `namespace annotation ${ANNOTATION_DATA_PLANE}="${clip(mode.value)}" is not a data plane podvpn knows ` +
+        `(use ${DATA_PLANES.map((d) => `"${d}"`).join(' or ')}); podvpn will not pick one for the pod`,
+    );
+  }
+  const dataPlane = mode.dataPlane;
+
+  // Pod Security follows the mode: only pod-gateway's client needs NET_ADMIN and root. The agent-mode
+  // gate passes "restricted" (see agent-patch.ts and pod-security.test.ts).
   const enforce = nsFacts?.labels[LABEL_PSA_ENFORCE];
-  if (enforce !== undefined && RESTRICTIVE_LEVELS.has(enforce)) {
+  if (dataPlane === 'pod-gateway' && enforce !== undefined && RESTRICTIVE_LEVELS.has(enforce)) {
     return deny(
       'pod-security',
       `namespace ${clip(input.namespace)} enforces Pod Security level "${enforce}", which forbids the NET_ADMIN and NET_RAW ` +
-        `capabilities the VPN client needs; label the namespace ${LABEL_PSA_ENFORCE}=privileged, or opt the pod out with ${LABEL_INJECT}=false`,
+        `capabilities the VPN client needs; label the namespace ${LABEL_PSA_ENFORCE}=privileged, annotate it ` +
+        `${ANNOTATION_DATA_PLANE}=agent (no capabilities in the pod; needs the podvpn-agent DaemonSet), or opt the pod out with ${LABEL_INJECT}=false`,
     );
   }
 
@@ -162,7 +179,7 @@ export function decide(input: DecisionInput): Decision {
 
   const taken = [...(spec.initContainers ?? []), ...spec.containers].map((c) => c?.name);
   const volumes = (spec.volumes ?? []).map((v) => v?.name);
-  const clash = [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME].find((n) => taken.includes(n)) ??
+  const clash = [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME, GATE_INIT_NAME].find((n) => taken.includes(n)) ??
     [CLIENT_VOLUME_NAME, CLIENT_NO_TOKEN_VOLUME_NAME].find((n) => volumes.includes(n));
   if (clash !== undefined) {
     return deny(
@@ -171,11 +188,11 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
-  const warnings = warningsFor(input, spec.initContainers ?? [], nsFacts);
+  const warnings = warningsFor(input, spec.initContainers ?? [], nsFacts, dataPlane);
   if (vpn !== undefined) {
     warnings.push(`podvpn: ${vpn.where} runs its own VPN (${vpn.what}); kept because ${ANNOTATION_ALLOW_EXISTING_VPN} is "true"`);
   }
-  return { action: 'inject', gateway, warnings };
+  return { action: 'inject', gateway, dataPlane, warnings };
 }
 
 /** A VPN the pod already runs: what the user has to remove before podvpn can route the pod. */
@@ -230,14 +247,33 @@ export function existingVpn(spec: { containers?: unknown; initContainers?: unkno
   return undefined;
 }
 
+
+/**
+ * The data plane: the namespace's podvpn.io/data-plane annotation, else the config's `dataPlane`.
+ * An unknown value is reported, never replaced by the default (a typo must not silently pick a mode).
+ */
+export function dataPlaneFor(
+  configured: DataPlane,
+  nsFacts: NamespaceFacts | undefined,
+): { ok: true; dataPlane: DataPlane } | { ok: false; value: string } {
+  const annotations = nsFacts?.annotations;
+  if (annotations === undefined || !Object.hasOwn(annotations, ANNOTATION_DATA_PLANE)) return { ok: true, dataPlane: configured };
+  const value = annotations[ANNOTATION_DATA_PLANE];
+  if (typeof value === 'string' && (DATA_PLANES as readonly string[]).includes(value)) {
+    return { ok: true, dataPlane: value as DataPlane };
+  }
+  return { ok: false, value: String(value) };
+}
+
 function warningsFor(
   input: DecisionInput,
   initContainers: Array<{ name?: string } | null>,
   nsFacts: NamespaceFacts | undefined,
+  dataPlane: DataPlane,
 ): string[] {
   const warnings: string[] = [];
   const warnLevel = nsFacts?.labels[LABEL_PSA_WARN];
-  if (warnLevel !== undefined && RESTRICTIVE_LEVELS.has(warnLevel)) {
+  if (dataPlane === 'pod-gateway' && warnLevel !== undefined && RESTRICTIVE_LEVELS.has(warnLevel)) {
     warnings.push(`podvpn: namespace Pod Security warn=${warnLevel} flags the VPN client's NET_ADMIN; set it to privileged`);
   }
   const meshes = new Set<string>(); // one warning per mesh, however many containers carry its name
@@ -247,8 +283,19 @@ function warningsFor(
       warnings.push(`podvpn: ${c.name} also rewrites this pod's routing; the VPN route may conflict with that mesh`);
     }
   }
+  if (dataPlane === 'agent') {
+    // The in-pod firewall holds against pods without NET_ADMIN; one with it (or privileged) can undo it.
+    const spec = input.pod.spec ?? {};
+    for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+      const sc = c?.securityContext;
+      const add = Array.isArray(sc?.capabilities?.add) ? sc.capabilities.add : [];
+      if (sc?.privileged === true || add.includes('NET_ADMIN') || add.includes('ALL')) {
+        warnings.push(`podvpn: container ${clip(String(c?.name))} has NET_ADMIN and can undo agent mode's in-pod firewall`);
+      }
+    }
+  }
   const owners = input.pod.metadata?.ownerReferences ?? [];
-  if (input.config.sidecarMode === 'container' && Array.isArray(owners) && owners.some((o) => o?.kind === 'Job')) {
+  if (dataPlane === 'pod-gateway' && input.config.sidecarMode === 'container' && Array.isArray(owners) && owners.some((o) => o?.kind === 'Job')) {
     warnings.push('podvpn: sidecarMode "container" keeps this Job\'s pod running; use "native" so Jobs complete');
   }
   return warnings;

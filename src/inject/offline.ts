@@ -151,6 +151,7 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         namespace,
         gateway: decision.gateway,
         settings: clientSettings(decision.gateway, opts.ranges!),
+        dataPlane: decision.dataPlane,
         config: opts.config,
       });
       routed.set(`${namespace}/${decision.gateway.name}`, { namespace, gateway: decision.gateway.name });

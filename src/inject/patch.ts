@@ -1,8 +1,8 @@
 // The injection (pure): a pod in, an RFC 6902 patch out. The patch is valid against the object as
 // the API server sent it: missing or null lists and maps, no name, no namespace in the object.
 
-import type { V1Container, V1PodDNSConfig, V1Volume } from '@kubernetes/client-node';
-import type { Config, Gateway } from '../config/schema.js';
+import type { V1Container, V1Volume } from '@kubernetes/client-node';
+import type { Config } from '../config/schema.js';
 import {
   ANNOTATION_CLIENT_SETTINGS,
   ANNOTATION_STATUS,
@@ -18,25 +18,13 @@ import {
   SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
 } from '../constants.js';
-import { clusterSearches, droppedNameservers, mergeSearches } from './dns.js';
-import { type ClientSettings, renderSettingsScript } from './settings.js';
-import type { InjectionStatus, PatchOperation, Pod } from './types.js';
-
-export interface InjectionInput {
-  pod: Pod;
-  /** The namespace the pod is created in (request.namespace). */
-  namespace: string;
-  gateway: Gateway;
-  settings: ClientSettings;
-  config: Config;
-}
-
-export interface Injection {
-  patch: PatchOperation[];
-  warnings: string[];
-}
+import { agentInjectionPatch } from './agent-patch.js';
+import { dnsConfig, type Injection, undoRecord, type InjectionInput, listAppend, mapEntries, noTokenVolume } from './patch-parts.js';
+import { renderSettingsScript } from './settings.js';
+import type { InjectionStatus, PatchOperation } from './types.js';
 
 export function injectionPatch(input: InjectionInput): Injection {
+  if (input.dataPlane === 'agent') return agentInjectionPatch(input);
   const { pod, gateway, config } = input;
   const spec = pod.spec ?? {};
   const native = config.sidecarMode === 'native';
@@ -80,34 +68,7 @@ export function injectionPatch(input: InjectionInput): Injection {
   return { patch, warnings: dns.warnings };
 }
 
-/**
- * What `podvpn uninject` needs to give the pod back exactly: the values podvpn replaced (`prior`) and
- * what it created where nothing was (`created`, JSON pointers). Containers, the volume, the label and
- * the annotations are removed by name.
- */
-function undoRecord(pod: Pod, native: boolean): Pick<InjectionStatus, 'prior' | 'created'> {
-  const prior: Record<string, unknown> = {};
-  const created: string[] = [];
-  const note = (path: string, value: unknown): void => {
-    if (value === undefined) created.push(path);
-    else prior[path] = value;
-  };
-  const spec = isMap(pod.spec) ? pod.spec! : undefined;
-  if (!isMap(pod.metadata)) note('/metadata', pod.metadata);
-  if (!isMap(pod.metadata?.labels)) note('/metadata/labels', pod.metadata?.labels);
-  if (!isMap(pod.metadata?.annotations)) note('/metadata/annotations', pod.metadata?.annotations);
-  if (spec === undefined) note('/spec', pod.spec);
-  if (!Array.isArray(spec?.initContainers)) note('/spec/initContainers', spec?.initContainers);
-  if (!native && !Array.isArray(spec?.containers)) note('/spec/containers', spec?.containers);
-  if (!Array.isArray(spec?.volumes)) note('/spec/volumes', spec?.volumes);
-  note('/spec/dnsPolicy', spec?.dnsPolicy);
-  note('/spec/dnsConfig', spec?.dnsConfig);
-  return { ...(Object.keys(prior).length > 0 ? { prior } : {}), ...(created.length > 0 ? { created } : {}) };
-}
 
-function isMap(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function clientContainer(name: string, command: string[], config: Config): V1Container {
   return {
@@ -136,11 +97,6 @@ function clientContainer(name: string, command: string[], config: Config): V1Con
   };
 }
 
-/** An empty directory: what the client sees where the app's API token would be. */
-function noTokenVolume(): V1Volume {
-  return { name: CLIENT_NO_TOKEN_VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } };
-}
-
 function clientVolume(): V1Volume {
   return {
     name: CLIENT_VOLUME_NAME,
@@ -154,43 +110,4 @@ function clientVolume(): V1Volume {
       ],
     },
   };
-}
-
-/**
- * DNS goes to the gateway's dnsmasq through the tunnel. The pod keeps its namespace's search path
- * for in-cluster names (dnsmasq forwards the cluster domain to cluster DNS) and the user's own
- * searches and options. The user's own nameservers are dropped: they would be asked outside the VPN.
- */
-function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warnings: string[] } {
-  const domain = input.config.cluster.domain;
-  const user = input.pod.spec?.dnsConfig ?? {};
-  // decide() denies a list that does not fit; the merge never copies more than the API server accepts.
-  const { searches } = mergeSearches(clusterSearches(input.namespace, domain), user.searches);
-  const options = Array.isArray(user.options) ? user.options.filter((o) => o !== null && typeof o === 'object') : [];
-  if (!options.some((o) => o.name === 'ndots')) options.unshift({ name: 'ndots', value: '5' });
-  const warnings: string[] = [];
-  const dropped = droppedNameservers(user.nameservers, input.gateway.dns);
-  if (dropped.length > 0) {
-    warnings.push(`podvpn: dnsConfig nameservers ${dropped.join(', ')} replaced by the VPN gateway's DNS`.slice(0, 120));
-  }
-  return { config: { nameservers: [input.gateway.dns], searches, options }, warnings };
-}
-
-/** Add keys to a map that may be missing or null (then the whole map is added). */
-function mapEntries(path: string, current: unknown, entries: Record<string, string>): PatchOperation[] {
-  if (current === undefined || current === null || typeof current !== 'object') {
-    return [{ op: 'add', path, value: { ...entries } }];
-  }
-  return Object.entries(entries).map(([key, value]) => ({ op: 'add', path: `${path}/${escapePointer(key)}`, value }));
-}
-
-function listAppend(path: string, current: unknown, ...values: unknown[]): PatchOperation[] {
-  return Array.isArray(current)
-    ? values.map((value) => ({ op: 'add', path: `${path}/-`, value }))
-    : [{ op: 'add', path, value: values }];
-}
-
-/** RFC 6901: "~" is "~0" and "/" is "~1" in a JSON pointer. */
-export function escapePointer(token: string): string {
-  return token.replaceAll('~', '~0').replaceAll('/', '~1');
 }

@@ -3,7 +3,7 @@
 // already carries podvpn.io/status, and this patch moves podvpn's init containers back to the front,
 // so nothing the pod runs starts before the tunnel exists.
 
-import { CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME } from '../constants.js';
+import { CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME, GATE_INIT_NAME } from '../constants.js';
 import type { PatchOperation, Pod } from './types.js';
 
 /**
@@ -17,7 +17,7 @@ export function clientsFirstPatch(pod: Pod): PatchOperation[] {
   const list = pod.spec?.initContainers;
   if (!Array.isArray(list)) return [];
   const names = list.map((c) => (c !== null && typeof c === 'object' && typeof c.name === 'string' ? c.name : undefined));
-  const wanted = [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME].filter((n) => names.includes(n));
+  const wanted = [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME, GATE_INIT_NAME].filter((n) => names.includes(n));
   const ops: PatchOperation[] = [];
   wanted.forEach((name, target) => {
     const from = names.indexOf(name);

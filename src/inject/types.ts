@@ -48,6 +48,8 @@ export type PatchOperation =
 export interface InjectionStatus {
   version: string;
   gateway: string;
+  /** Present in agent mode only ("agent"); absent means pod-gateway. */
+  dataPlane?: 'agent';
   initContainers: string[];
   containers: string[];
   volumes: string[];

@@ -4,7 +4,7 @@
 // created where nothing was goes again (`created`; a list or map only when nothing else is in it).
 
 import { ANNOTATION_CLIENT_SETTINGS, ANNOTATION_STATUS, LABEL_ROUTED } from '../constants.js';
-import { escapePointer } from './patch.js';
+import { escapePointer } from './patch-parts.js';
 import type { InjectionStatus, PatchOperation, Pod } from './types.js';
 
 export interface Uninjection {

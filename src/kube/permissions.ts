@@ -164,3 +164,27 @@ export function grantKey(scope: string, apiGroup: string, resource: string, reso
   const names = resourceNames === undefined || resourceNames.length === 0 ? '*' : [...resourceNames].sort().join(',');
   return `${scope}|${apiGroup}|${resource}|${names}|${verb}`;
 }
+
+/**
+ * The podvpn node agent's API calls (manifests/agent/agent.yaml, ClusterRole podvpn-agent), held to
+ * its RBAC by test/manifests/rbac.test.ts like the webhook's. Read-only: the agent writes nothing
+ * through the API; everything it changes is inside pods' network namespaces on its own node.
+ */
+export const AGENT_API_PERMISSIONS: readonly ApiPermission[] = [
+  {
+    apiGroup: '',
+    resource: 'pods',
+    verbs: ['list', 'watch'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'podvpn-agent: routed pods on its node (fieldSelector spec.nodeName) and the gateway pods (IP, Ready)',
+  },
+  {
+    apiGroup: '',
+    resource: 'nodes',
+    verbs: ['list', 'watch'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: "podvpn-agent: nodes' spec.podCIDRs, so a node added later updates every routed pod's ranges",
+  },
+];

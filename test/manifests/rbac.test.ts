@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../../src/constants.js';
-import { API_PERMISSIONS, type Feature, grantKey, permissionGrants } from '../../src/kube/permissions.js';
+import { AGENT_API_PERMISSIONS, API_PERMISSIONS, type Feature, grantKey, permissionGrants } from '../../src/kube/permissions.js';
 import { type K8sObject, find, render } from './render.js';
 
 interface Rule {
@@ -14,9 +14,9 @@ interface Rule {
   nonResourceURLs?: string[];
 }
 
-/** Everything the webhook's ServiceAccount is granted, as grant keys. */
-function grantsOf(objects: K8sObject[]): string[] {
-  const deployment = find(objects, 'Deployment', 'podvpn-webhook', SYSTEM_NAMESPACE);
+/** Everything the webhook's (or another workload's) ServiceAccount is granted, as grant keys. */
+function grantsOf(objects: K8sObject[], kind = 'Deployment', name = 'podvpn-webhook'): string[] {
+  const deployment = find(objects, kind, name, SYSTEM_NAMESPACE);
   const sa = deployment.spec.template.spec.serviceAccountName as string;
   const boundTo = (b: K8sObject): boolean =>
     (b.subjects as Array<{ kind: string; name: string; namespace?: string }>).some(
@@ -51,6 +51,11 @@ function grantsOf(objects: K8sObject[]): string[] {
 describe('RBAC', () => {
   it('default install (self-managed certificates): exactly the listed API calls', () => {
     expect(grantsOf(render('.'))).toEqual(permissionGrants(API_PERMISSIONS));
+  });
+
+  it('agent overlay: the webhook unchanged, the node agent exactly its listed (read-only) calls', () => {
+    expect(grantsOf(render('overlays/agent'))).toEqual(permissionGrants(API_PERMISSIONS));
+    expect(grantsOf(render('overlays/agent'), 'DaemonSet', 'podvpn-agent')).toEqual(permissionGrants(AGENT_API_PERMISSIONS));
   });
 
   it('cert-manager overlay: the same minus the self-managed certificate calls', () => {

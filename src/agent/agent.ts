@@ -1,0 +1,188 @@
+// The agent's core loop, between the pure plan and the kernel: for each routed pod on the node, read
+// its namespace back, plan, run the steps with nsenter, record metrics. The edges (the API, /proc, the
+// commands) are ports, so the same code runs against real namespaces in tests.
+
+import { execFile } from 'node:child_process';
+import type { ClusterRanges } from '../cluster/ranges.js';
+import type { Gateway } from '../config/schema.js';
+import { AGENT_READY_LINK } from '../constants.js';
+import { parseAddress, parseFdbRemotes, parseLinks, parseNftSet, parseRoutes } from './observe.js';
+import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod } from './reconcile.js';
+import {
+  dhcpStep,
+  type GatewayFacts,
+  inNetns,
+  type PodNetFacts,
+  parseLease,
+  readyMarker,
+  repointTunnel,
+  setupAfterLease,
+  setupBeforeLease,
+  type Step,
+  TUNNEL,
+  updateRanges,
+} from './tunnel.js';
+import { FIREWALL_TABLE, firewallRuleset } from './firewall.js';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface AgentPorts {
+  /** The pod's netns path (/proc/<pid>/ns/net), or why not. */
+  netnsOf(uid: string): { ok: true; nsPath: string } | { ok: false; reason: string };
+  run(step: Step): Promise<RunResult>;
+  now(): number;
+}
+
+export interface AgentEvents {
+  routed?(pod: PodDesired, gateway: string, ms: number): void;
+  rebuilt?(pod: PodDesired, gateway: string, reason: Action['kind']): void;
+  failed?(pod: PodDesired, message: string): void;
+}
+
+/** Run a command with bounded time and output; stdin optional. */
+export function execRun(step: Step, timeoutMs = 15_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = execFile(step.argv[0]!, step.argv.slice(1), { timeout: timeoutMs, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
+      resolve({ code, stdout, stderr });
+    });
+    if (step.stdin !== undefined) child.stdin?.end(step.stdin);
+  });
+}
+
+export class Agent {
+  private readonly leases = new Map<string, LeaseMemory>();
+  private readonly firstSeen = new Map<string, number>();
+  readonly routedNow = new Map<string, string>(); // uid -> gateway
+
+  constructor(
+    private readonly ports: AgentPorts,
+    private readonly events: AgentEvents = {},
+  ) {}
+
+  async observe(nsPath: string): Promise<PodObserved & { eth0Gateway?: string; eth0Mtu?: number }> {
+    const q = async (argv: string[]) => {
+      const r = await this.ports.run(inNetns(nsPath, { argv }));
+      return r.code === 0 ? r.stdout : '';
+    };
+    const links = parseLinks(await q(['ip', '-j', 'link', 'show']));
+    const routes = parseRoutes(await q(['ip', '-j', '-4', 'route', 'show']));
+    const hasTunnel = links.names.includes(TUNNEL);
+    const set4 = await this.ports.run(inNetns(nsPath, { argv: ['nft', '-j', 'list', 'set', 'inet', FIREWALL_TABLE, 'cluster4'] }));
+    const set6 = set4.code === 0 ? await q(['nft', '-j', 'list', 'set', 'inet', FIREWALL_TABLE, 'cluster6']) : '';
+    return {
+      netns: nsPath,
+      firewallCIDRs: set4.code === 0 ? [...parseNftSet(set4.stdout, 4), ...parseNftSet(set6, 6)] : undefined,
+      tunnelRemote: hasTunnel ? parseFdbRemotes(await q(['bridge', '-j', 'fdb', 'show', 'dev', TUNNEL])) : undefined,
+      tunnelAddress: hasTunnel ? parseAddress(await q(['ip', '-j', '-4', 'addr', 'show', 'dev', TUNNEL])) : undefined,
+      defaultViaTunnel: routes.defaultViaTunnel !== undefined,
+      readyMarker: links.names.includes(AGENT_READY_LINK),
+      eth0Gateway: routes.eth0Gateway,
+      eth0Mtu: links.mtu.get('eth0'),
+    };
+  }
+
+  /** One pass over the node's routed pods. Errors are per pod: one broken pod does not stop the rest. */
+  async reconcile(pods: PodDesired[], gateways: Map<string, { config: Gateway; state: GatewayState }>, ranges: ClusterRanges): Promise<void> {
+    const live = new Set(pods.map((p) => p.uid));
+    for (const uid of [...this.leases.keys()]) if (!live.has(uid)) this.leases.delete(uid);
+    for (const uid of [...this.firstSeen.keys()]) if (!live.has(uid)) this.firstSeen.delete(uid);
+    for (const uid of [...this.routedNow.keys()]) if (!live.has(uid)) this.routedNow.delete(uid);
+    for (const pod of pods) {
+      try {
+        await this.reconcilePod(pod, gateways.get(pod.gateway), ranges);
+      } catch (err) {
+        this.events.failed?.(pod, (err as Error).message);
+      }
+    }
+  }
+
+  private async reconcilePod(pod: PodDesired, gw: { config: Gateway; state: GatewayState } | undefined, ranges: ClusterRanges): Promise<void> {
+    if (!this.firstSeen.has(pod.uid)) this.firstSeen.set(pod.uid, this.ports.now());
+    const ns = this.ports.netnsOf(pod.uid);
+    const observed = ns.ok
+      ? await this.observe(ns.nsPath)
+      : { netns: undefined, netnsProblem: ns.reason, firewallCIDRs: undefined, tunnelRemote: undefined, tunnelAddress: undefined, defaultViaTunnel: false, readyMarker: false };
+    const plan = planPod(pod, observed, gw?.state, ranges, this.leases.get(pod.uid), this.ports.now());
+    if (!ns.ok) {
+      this.events.failed?.(pod, ns.reason);
+      return;
+    }
+    const podFacts: PodNetFacts | undefined =
+      'eth0Gateway' in observed && observed.eth0Gateway !== undefined && observed.eth0Mtu !== undefined
+        ? { eth0Gateway: observed.eth0Gateway, eth0Mtu: observed.eth0Mtu }
+        : undefined;
+    const facts: GatewayFacts | undefined =
+      gw?.state.podIP === undefined
+        ? undefined
+        : { ...gw.config, podIP: gw.state.podIP };
+    for (const action of plan.actions) {
+      await this.apply(ns.nsPath, pod, action, podFacts, facts, gw?.config, ranges, observed.firewallCIDRs);
+    }
+    if (plan.actions.some((a) => a.kind === 'mark-ready') || plan.routed) {
+      if (!this.routedNow.has(pod.uid) && gw !== undefined) {
+        this.events.routed?.(pod, pod.gateway, this.ports.now() - this.firstSeen.get(pod.uid)!);
+      }
+      if (gw !== undefined) this.routedNow.set(pod.uid, pod.gateway);
+    }
+  }
+
+  private async apply(
+    nsPath: string,
+    pod: PodDesired,
+    action: Action,
+    podFacts: PodNetFacts | undefined,
+    gw: GatewayFacts | undefined,
+    gwConfig: Gateway | undefined,
+    ranges: ClusterRanges,
+    previousCIDRs: string[] | undefined,
+  ): Promise<void> {
+    const steps = async (list: Step[]) => {
+      for (const s of list) {
+        const r = await this.ports.run(inNetns(nsPath, s));
+        if (r.code !== 0 && s.mayFail !== true) throw new Error(`${s.argv.join(' ')}: ${r.stderr.trim().slice(0, 300)}`);
+      }
+    };
+    const need = <T>(v: T | undefined, what: string): T => {
+      if (v === undefined) throw new Error(`cannot ${action.kind}: ${what} unknown`);
+      return v;
+    };
+    switch (action.kind) {
+      case 'wait':
+        return;
+      case 'firewall':
+        return steps([{ argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: need(gwConfig, 'gateway').overlayGatewayIP }) }]);
+      case 'setup':
+        return steps(setupBeforeLease(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway'), ranges));
+      case 'repoint':
+        this.events.rebuilt?.(pod, pod.gateway, 'repoint');
+        return steps(repointTunnel(need(gw, 'gateway'), action.from));
+      case 'update-ranges': {
+        const previous = { ...ranges, podCIDRs: previousCIDRs ?? [], serviceCIDRs: [], extraCIDRs: [] };
+        this.events.rebuilt?.(pod, pod.gateway, 'update-ranges');
+        return steps(updateRanges(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway'), ranges, previous));
+      }
+      case 'lease':
+      case 'renew': {
+        if (action.kind === 'lease' && action.requestIP !== undefined) this.events.rebuilt?.(pod, pod.gateway, 'lease');
+        // An agent stopped between creating vxlan0 and raising it leaves it down: DHCP would never work
+        await steps([{ argv: ['ip', 'link', 'set', TUNNEL, 'up'] }]);
+        const dhcp = await this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript)));
+        const lease = parseLease(dhcp.stdout, need(gw, 'gateway'));
+        if (!lease.ok) throw new Error(`DHCP from gateway ${pod.gateway}: ${lease.reason}`);
+        this.leases.set(pod.uid, { takenAt: this.ports.now(), seconds: lease.lease.seconds });
+        // The marker goes in by its own action, after everything else
+        return steps(setupAfterLease(lease.lease).filter((s) => !s.argv.includes(AGENT_READY_LINK)));
+      }
+      case 'mark-ready':
+        return steps(readyMarker());
+    }
+  }
+
+  /** Overridable for tests (the image installs it at UDHCPC_SCRIPT). */
+  udhcpcScript: string | undefined;
+}

@@ -1,0 +1,51 @@
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/schema.js';
+import { agentPods, agentRanges, gatewayStates } from './cluster-view.js';
+
+const status = (dataPlane?: string) => JSON.stringify({ version: '0.1.0', gateway: 'default', ...(dataPlane ? { dataPlane } : {}) });
+const pod = (uid: string, extra: Partial<V1Pod> & { annotations?: Record<string, string>; labels?: Record<string, string> } = {}): V1Pod => ({
+  metadata: {
+    uid,
+    name: uid,
+    namespace: 'apps',
+    labels: extra.labels ?? { 'podvpn.io/routed': 'default' },
+    annotations: extra.annotations ?? { 'podvpn.io/status': status('agent') },
+    deletionTimestamp: extra.metadata?.deletionTimestamp,
+  },
+  spec: { nodeName: 'n1', containers: [] },
+  status: extra.status ?? { phase: 'Pending' },
+});
+
+describe('agent cluster view', () => {
+  it('takes agent-mode routed pods on its node only', () => {
+    const pods: V1Pod[] = [
+      pod('a'),
+      pod('pod-gateway-mode', { annotations: { 'podvpn.io/status': status() } }),
+      pod('bad-status', { annotations: { 'podvpn.io/status': '{' } }),
+      pod('not-routed', { labels: {} }),
+      pod('done', { status: { phase: 'Succeeded' } }),
+      { ...pod('other-node'), spec: { nodeName: 'n2', containers: [] } },
+    ];
+    expect(agentPods(pods, 'n1')).toEqual([{ uid: 'a', namespace: 'apps', name: 'a', gateway: 'default' }]);
+  });
+
+  it("picks each gateway's live pod, Ready preferred, ignoring a terminating one", () => {
+    const config = parseConfig({ gateways: { default: {}, nl: { vxlanId: 43 } } });
+    const gw = (name: string, ip: string, ready: boolean, terminating = false): V1Pod => ({
+      metadata: { name: `${name}-${ip}`, labels: { 'app.kubernetes.io/instance': `podvpn-gateway-${name}` }, ...(terminating ? { deletionTimestamp: new Date() } : {}) },
+      status: { podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+    });
+    const states = gatewayStates([gw('default', '10.0.0.1', true, true), gw('default', '10.0.0.2', false), gw('default', '10.0.0.3', true)], config);
+    expect(states.get('default')).toEqual({ name: 'default', podIP: '10.0.0.3', ready: true });
+    expect(states.get('nl')).toEqual({ name: 'nl', podIP: undefined, ready: false });
+    expect(gatewayStates([gw('default', '10.0.0.2', false)], config).get('default')).toEqual({ name: 'default', podIP: '10.0.0.2', ready: false });
+  });
+
+  it("ranges: config plus nodes' podCIDRs; unknown service range means none", () => {
+    const config = parseConfig({ cluster: { serviceCIDRs: ['10.43.0.0/16'], dnsIPs: ['10.43.0.10'] } });
+    const nodes: V1Node[] = [{ spec: { podCIDRs: ['10.42.0.0/24'] } }, { spec: { podCIDR: '10.42.1.0/24' } }];
+    expect(agentRanges(config, nodes)?.podCIDRs).toEqual(['10.42.0.0/24', '10.42.1.0/24']);
+    expect(agentRanges(parseConfig({}), nodes)).toBeUndefined();
+  });
+});

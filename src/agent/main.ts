@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// podvpn-agent: the node edge. Watches (list+watch informers) the routed pods on its node, the gateway
+// pods and the nodes; every reconcile round reads each pod's namespace back and applies the plan with
+// nsenter (agent.ts). Serves /healthz and /metrics on :9091. Tears nothing down on exit.
+
+import { createServer } from 'node:http';
+import { CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, type V1Node, type V1Pod, Watch, makeInformer } from '@kubernetes/client-node';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { loadConfig } from '../config/load.js';
+import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
+import { Agent, execRun } from './agent.js';
+import { GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
+import { findPodsNetns, type NetnsResult } from './discover.js';
+
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const nodeName = process.env.NODE_NAME;
+if (nodeName === undefined || nodeName === '') {
+  process.stderr.write('podvpn-agent: NODE_NAME is not set (the DaemonSet sets it from spec.nodeName)\n');
+  process.exit(2);
+}
+const config = loadConfig(arg('config'));
+// A full round (one /proc scan, a few `ip -j` reads per pod) every period; pod and gateway events
+// start one at once, so a new pod or a replaced gateway does not wait for the tick.
+const periodMs = Number(arg('period-ms') ?? '5000');
+const log = (msg: string, fields: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), msg, ...fields })}\n`);
+
+const registry = new Registry();
+const routedGauge = new Gauge({ name: 'podvpn_agent_pods_routed', help: 'Agent-mode pods on this node with tunnel, default route and marker in place, per gateway', labelNames: ['gateway'], registers: [registry] });
+const routeSeconds = new Histogram({ name: 'podvpn_agent_route_seconds', help: 'Time from the agent first seeing a pod to the pod being routed', buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60], registers: [registry] });
+const rebuilds = new Counter({ name: 'podvpn_agent_tunnel_rebuilds_total', help: 'Tunnel repairs: repoint to a replaced gateway, new lease, range update', labelNames: ['gateway', 'reason'], registers: [registry] });
+const gatewayReady = new Gauge({ name: 'podvpn_agent_gateway_ready', help: "1 when the gateway's pod is Ready (gluetun's healthcheck: the VPN is up)", labelNames: ['gateway'], registers: [registry] });
+const failures = new Counter({ name: 'podvpn_agent_pod_failures_total', help: 'Reconcile failures per pod round', registers: [registry] });
+
+const kc = new KubeConfig();
+kc.loadFromDefault();
+const api = kc.makeApiClient(CoreV1Api);
+// Only this node's routed pods, in the list and in the watch (makeInformer takes no field selector).
+const podInformer = new ListWatch<V1Pod>(
+  '/api/v1/pods',
+  new Watch(kc),
+  () => api.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}`, labelSelector: LABEL_ROUTED }),
+  false,
+  LABEL_ROUTED,
+  `spec.nodeName=${nodeName}`,
+);
+const gatewayInformer = makeInformer<V1Pod>(
+  kc,
+  `/api/v1/namespaces/${SYSTEM_NAMESPACE}/pods`,
+  () => api.listNamespacedPod({ namespace: SYSTEM_NAMESPACE, labelSelector: GATEWAY_POD_SELECTOR }),
+  GATEWAY_POD_SELECTOR,
+);
+const nodeInformer = makeInformer<V1Node>(kc, '/api/v1/nodes', () => api.listNode());
+
+let netnsThisRound = new Map<string, NetnsResult>();
+const lastProblem = new Map<string, string>(); // log a pod's problem when it changes, not every round
+const agent = new Agent(
+  {
+    netnsOf: (uid) => {
+      const r = netnsThisRound.get(uid) ?? { ok: false, reason: 'not scanned' };
+      return r.ok ? { ok: true, nsPath: r.nsPath } : { ok: false, reason: r.reason };
+    },
+    run: (step) => execRun(step),
+    now: () => Date.now(),
+  },
+  {
+    routed: (pod, gateway, ms) => {
+      routeSeconds.observe(ms / 1000);
+      log('pod routed', { pod: `${pod.namespace}/${pod.name}`, gateway, ms });
+    },
+    rebuilt: (pod, gateway, reason) => {
+      rebuilds.inc({ gateway, reason });
+      log('tunnel repaired', { pod: `${pod.namespace}/${pod.name}`, gateway, reason });
+    },
+    failed: (pod, message) => {
+      failures.inc();
+      if (lastProblem.get(pod.uid) === message) return;
+      lastProblem.set(pod.uid, message);
+      log('pod not routed yet', { pod: `${pod.namespace}/${pod.name}`, error: message });
+    },
+  },
+);
+
+const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+let lastRound = 0;
+let running = false;
+let synced = false; // no round before every list has arrived: a half-seen cluster is not acted on
+let rangesKnown: boolean | undefined;
+async function round(): Promise<void> {
+  if (running || !synced) return;
+  running = true;
+  try {
+    const ranges = agentRanges(config, [...nodeInformer.list()]);
+    const states = gatewayStates([...gatewayInformer.list()], config);
+    for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
+    if ((ranges !== undefined) !== rangesKnown) {
+      rangesKnown = ranges !== undefined;
+      if (!rangesKnown) log('cluster ranges unknown: set cluster.serviceCIDRs in the config; routing nothing');
+    }
+    if (ranges !== undefined) {
+      const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
+      const pods = agentPods([...podInformer.list()], nodeName!);
+      netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
+      for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
+      await agent.reconcile(pods, gateways, ranges);
+    }
+    routedGauge.reset();
+    for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
+    lastRound = Date.now();
+  } finally {
+    running = false;
+  }
+}
+
+function hook<T extends KubernetesObject>(inf: Informer<T>): void {
+  inf.on('error', (err: unknown) => {
+    log('watch failed; retrying in 5 s', { error: (err as Error)?.message ?? String(err) });
+    setTimeout(() => void inf.start().catch(() => undefined), 5000).unref();
+  });
+  // A new pod or a gateway change is acted on now, not at the next tick
+  inf.on('add', () => void round());
+  inf.on('update', () => void round());
+}
+hook(podInformer);
+hook(gatewayInformer);
+hook(nodeInformer);
+
+createServer((req, res) => {
+  if (req.url === '/healthz') {
+    const fresh = Date.now() - lastRound < Math.max(30_000, periodMs * 10);
+    res.writeHead(fresh ? 200 : 503, { 'content-type': 'text/plain' }).end(fresh ? 'ok\n' : 'reconcile loop stalled\n');
+    return;
+  }
+  if (req.url === '/metrics') {
+    void registry.metrics().then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body));
+    return;
+  }
+  res.writeHead(404).end();
+}).listen(Number(arg('admin-port') ?? '9091'));
+
+await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.start()]);
+synced = true;
+log('podvpn-agent started', { node: nodeName, gateways: Object.keys(config.gateways) });
+void round();
+setInterval(() => void round().catch((err: unknown) => log('round failed', { error: (err as Error).message })), periodMs);
+// SIGTERM: exit without touching any pod (tunnels and firewalls stay in the pods' namespaces).
+process.on('SIGTERM', () => process.exit(0));

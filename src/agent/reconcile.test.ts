@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { allowedCIDRs } from '../cluster/ranges.js';
+import { type PodObserved, planPod } from './reconcile.js';
+import { RANGES } from './test-fixtures.js';
+
+const POD = { uid: 'u1', namespace: 'apps', name: 'web', gateway: 'default' };
+const GW = { name: 'default', podIP: '10.42.2.9', ready: true };
+const HOUR = 3_600_000;
+const healthy: PodObserved = {
+  netns: 'net:[4026532999]',
+  firewallCIDRs: allowedCIDRs(RANGES),
+  tunnelRemote: ['10.42.2.9'],
+  tunnelAddress: '172.16.0.23',
+  defaultViaTunnel: true,
+  readyMarker: true,
+};
+const fresh: PodObserved = { netns: 'net:[4026532999]', firewallCIDRs: undefined, tunnelRemote: undefined, tunnelAddress: undefined, defaultViaTunnel: false, readyMarker: false };
+const lease = { takenAt: 0, seconds: 43_200 };
+
+describe('reconcile plan', () => {
+  it('a healthy pod with a fresh lease: nothing to do, counted as routed', () => {
+    expect(planPod(POD, healthy, GW, RANGES, lease, 1 * HOUR)).toEqual({ uid: 'u1', actions: [], routed: true });
+  });
+
+  it('a new pod: setup, lease, then the marker', () => {
+    expect(planPod(POD, fresh, GW, RANGES, undefined, 0).actions).toEqual([{ kind: 'setup' }, { kind: 'lease' }, { kind: 'mark-ready' }]);
+  });
+
+  it('no namespace yet: waits and says why', () => {
+    expect(planPod(POD, { ...fresh, netns: undefined, netnsProblem: 'no process in the cgroup' }, GW, RANGES, undefined, 0).actions).toEqual([
+      { kind: 'wait', reason: 'no process in the cgroup' },
+    ]);
+  });
+
+  it('a gateway with no pod: the firewall still goes in, then wait (the gate keeps the app from starting)', () => {
+    expect(planPod(POD, fresh, { ...GW, podIP: undefined }, RANGES, undefined, 0).actions).toEqual([
+      { kind: 'firewall' },
+      { kind: 'wait', reason: 'gateway "default" has no pod' },
+    ]);
+  });
+
+  it('a replaced gateway: repoint the tunnel and ask the new dnsmasq for the same address', () => {
+    expect(planPod(POD, healthy, { ...GW, podIP: '10.42.3.4' }, RANGES, lease, HOUR).actions).toEqual([
+      { kind: 'repoint', from: ['10.42.2.9'], to: '10.42.3.4' },
+      { kind: 'lease', requestIP: '172.16.0.23' },
+    ]);
+  });
+
+  it('a repoint left half done (two FDB destinations): repointed again', () => {
+    expect(planPod(POD, { ...healthy, tunnelRemote: ['10.42.2.9', '10.42.3.4'] }, { ...GW, podIP: '10.42.3.4' }, RANGES, lease, HOUR).actions[0]).toEqual({
+      kind: 'repoint',
+      from: ['10.42.2.9', '10.42.3.4'],
+      to: '10.42.3.4',
+    });
+  });
+
+  it('new cluster ranges: the firewall sets and routes are updated, nothing else', () => {
+    const grown = { ...RANGES, podCIDRs: [...RANGES.podCIDRs, '10.52.0.0/16'] };
+    expect(planPod(POD, healthy, GW, grown, lease, HOUR).actions).toEqual([{ kind: 'update-ranges' }]);
+  });
+
+  it('lease renewal at half its time (clock injected), and once after an agent restart (lease unknown)', () => {
+    expect(planPod(POD, healthy, GW, RANGES, lease, 6 * HOUR - 1).actions).toEqual([]);
+    expect(planPod(POD, healthy, GW, RANGES, lease, 6 * HOUR).actions).toEqual([{ kind: 'renew', requestIP: '172.16.0.23' }]);
+    expect(planPod(POD, healthy, GW, RANGES, undefined, 0).actions).toEqual([{ kind: 'renew', requestIP: '172.16.0.23' }]);
+  });
+
+  it('a gateway whose VPN is down (not Ready): no renewal, no teardown; the kill switch holds', () => {
+    expect(planPod(POD, healthy, { ...GW, ready: false }, RANGES, lease, 7 * HOUR)).toEqual({ uid: 'u1', actions: [], routed: true });
+  });
+
+  it('a lost default route (someone with NET_ADMIN, or a restart of the CNI): lease again, keep the address', () => {
+    expect(planPod(POD, { ...healthy, defaultViaTunnel: false }, GW, RANGES, lease, HOUR)).toEqual({
+      uid: 'u1',
+      actions: [{ kind: 'lease', requestIP: '172.16.0.23' }],
+      routed: false,
+    });
+  });
+
+  it('tunnel up but the marker missing (the agent died after the route): only the marker', () => {
+    expect(planPod(POD, { ...healthy, readyMarker: false }, GW, RANGES, lease, HOUR).actions).toEqual([{ kind: 'mark-ready' }]);
+  });
+});

@@ -1,0 +1,111 @@
+// The agent's reconcile plan (pure): for each routed agent-mode pod on this node, compare what it
+// should have (its gateway's current pod IP, the cluster's ranges) with what its network namespace
+// has (read back from the kernel: the agent keeps no state that a restart could lose), and say what
+// to do. The clock is an input. Nothing is ever torn down: a pod that goes away takes its namespace
+// with it, and an agent that exits leaves every tunnel and firewall in place.
+
+import { allowedCIDRs, type ClusterRanges } from '../cluster/ranges.js';
+
+export interface GatewayState {
+  name: string;
+  /** The gateway pod's IP, undefined when no gateway pod is scheduled. */
+  podIP: string | undefined;
+  /**
+   * The gateway pod's Ready condition. manifests/gateway's readiness probe is gluetun's own
+   * healthcheck, so Ready=false means the VPN tunnel is down, not only that a ping failed.
+   */
+  ready: boolean;
+}
+
+/** What the agent read from the pod's namespace (observe.ts parses `ip -j` and `nft -j`). */
+export interface PodObserved {
+  /** undefined: the namespace was not found (reason says why). */
+  netns: string | undefined;
+  netnsProblem?: string;
+  /** The cluster ranges in the firewall's sets; undefined: no podvpn table. */
+  firewallCIDRs: string[] | undefined;
+  /** The VXLAN default destinations (all-zeros FDB entries; one when healthy); undefined: no vxlan0. */
+  tunnelRemote: string[] | undefined;
+  /** vxlan0's IPv4 address, if any. */
+  tunnelAddress: string | undefined;
+  defaultViaTunnel: boolean;
+  readyMarker: boolean;
+}
+
+export interface PodDesired {
+  uid: string;
+  namespace: string;
+  name: string;
+  gateway: string;
+}
+
+/** What the agent remembers between rounds (lost on restart, which is safe: see renew). */
+export interface LeaseMemory {
+  /** ms since epoch when the lease was taken, and its length in seconds. */
+  takenAt: number;
+  seconds: number;
+}
+
+export type Action =
+  | { kind: 'wait'; reason: string }
+  | { kind: 'firewall' }
+  | { kind: 'setup' }
+  | { kind: 'repoint'; from: string[]; to: string }
+  | { kind: 'update-ranges' }
+  | { kind: 'lease'; requestIP?: string }
+  | { kind: 'mark-ready' }
+  | { kind: 'renew'; requestIP: string };
+
+export interface PodPlan {
+  uid: string;
+  actions: Action[];
+  /** For the metrics: routed = tunnel, route and marker in place. */
+  routed: boolean;
+}
+
+export function planPod(
+  pod: PodDesired,
+  observed: PodObserved,
+  gateway: GatewayState | undefined,
+  ranges: ClusterRanges,
+  lease: LeaseMemory | undefined,
+  now: number,
+): PodPlan {
+  const routed = observed.tunnelRemote !== undefined && observed.defaultViaTunnel && observed.readyMarker;
+  const plan = (actions: Action[]): PodPlan => ({ uid: pod.uid, actions, routed });
+  if (observed.netns === undefined) return plan([{ kind: 'wait', reason: observed.netnsProblem ?? 'network namespace not found' }]);
+
+  const actions: Action[] = [];
+  const wantCIDRs = [...allowedCIDRs(ranges)].sort();
+  const rangesStale = observed.firewallCIDRs !== undefined && !sameSet(observed.firewallCIDRs, wantCIDRs);
+  // The firewall goes in first and whatever the gateway's state: it only closes things.
+  if (observed.firewallCIDRs === undefined) actions.push({ kind: 'firewall' });
+  else if (rangesStale) actions.push({ kind: 'update-ranges' });
+
+  if (gateway === undefined) return plan([...actions, { kind: 'wait', reason: `gateway "${pod.gateway}" is not configured on this agent` }]);
+  if (gateway.podIP === undefined) return plan([...actions, { kind: 'wait', reason: `gateway "${gateway.name}" has no pod` }]);
+
+  if (observed.tunnelRemote === undefined) {
+    // setup includes the firewall; do not list it twice
+    return plan([{ kind: 'setup' }, { kind: 'lease' }, { kind: 'mark-ready' }]);
+  }
+  if (observed.tunnelRemote.length !== 1 || observed.tunnelRemote[0] !== gateway.podIP) {
+    // A replaced gateway: a new pod IP and a new dnsmasq that does not know our lease. Ask for the
+    // same address so the pod's flows keep their source.
+    actions.push({ kind: 'repoint', from: observed.tunnelRemote, to: gateway.podIP });
+    actions.push({ kind: 'lease', requestIP: observed.tunnelAddress });
+  } else if (observed.tunnelAddress === undefined || !observed.defaultViaTunnel) {
+    actions.push({ kind: 'lease', requestIP: observed.tunnelAddress });
+  } else if (gateway.ready && (lease === undefined || now >= lease.takenAt + (lease.seconds * 1000) / 2)) {
+    // Half-life renewal, as a DHCP client does. After an agent restart the lease time is unknown: renew
+    // once, asking for the address the pod already has (the same address comes back; nothing changes).
+    actions.push({ kind: 'renew', requestIP: observed.tunnelAddress });
+  }
+  if (!observed.readyMarker) actions.push({ kind: 'mark-ready' });
+  return plan(actions);
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  const sa = [...new Set(a)].sort();
+  return sa.length === b.length && sa.every((x, i) => x === b[i]);
+}

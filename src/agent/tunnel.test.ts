@@ -1,0 +1,62 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { GW, RANGES } from './test-fixtures.js';
+import { dhcpStep, inNetns, parseLease, repointTunnel, setupAfterLease, setupBeforeLease, type Step, updateRanges } from './tunnel.js';
+import { expectGoldenFile } from '../../test/golden.js';
+
+const DIR = join(import.meta.dirname, 'testdata');
+const POD = { eth0Gateway: '10.42.1.1', eth0Mtu: 1450 };
+
+const show = (steps: Step[]) =>
+  steps.map((s) => `${s.argv.join(' ')}${s.mayFail ? '   # may fail' : ''}${s.stdin ? `   # stdin: ${s.stdin.split('\n').length} lines of nft` : ''}`).join('\n') + '\n';
+
+function golden(name: string, text: string) {
+  expectGoldenFile(join(DIR, `tunnel-${name}.txt`), text);
+}
+
+describe('tunnel plan', () => {
+  it('golden: a new pod, Flannel-like eth0 (MTU 1450)', () => {
+    const lease = { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 };
+    golden('new-pod', show([...setupBeforeLease(POD, GW, RANGES), dhcpStep(), ...setupAfterLease(lease)]));
+  });
+
+  it('the firewall comes first, the marker last, the default route is replaced (never deleted first)', () => {
+    const steps = [...setupBeforeLease(POD, GW, RANGES), dhcpStep(), ...setupAfterLease({ ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 1 })];
+    expect(steps[0]!.argv).toEqual(['nft', '-f', '-']);
+    expect(steps.at(-1)!.argv).toEqual(['ip', 'link', 'add', 'podvpn-ready', 'type', 'bridge']);
+    expect(steps.some((s) => s.argv.join(' ') === 'ip route del default')).toBe(false);
+    expect(steps.map((s) => s.argv.join(' '))).toContain('ip route replace default via 172.16.0.1 dev vxlan0');
+  });
+
+  it('golden: a gateway replaced and a range added', () => {
+    golden(
+      'changes',
+      show([
+        ...repointTunnel({ ...GW, podIP: '10.42.3.4' }, ['10.42.2.9']),
+        dhcpStep('172.16.0.23'),
+        // a node range added, the extra LAN range dropped
+        ...updateRanges(POD, GW, { ...RANGES, podCIDRs: ['10.42.0.0/16', '10.52.0.0/16'], extraCIDRs: [] }, RANGES),
+      ]),
+    );
+  });
+
+  it('MTU: the gateway MTU unless eth0 minus VXLAN overhead is smaller', () => {
+    const mtuOf = (eth0Mtu: number) => setupBeforeLease({ ...POD, eth0Mtu }, GW, RANGES).find((s) => s.argv.includes('mtu'))!.argv[5];
+    expect(mtuOf(1500)).toBe('1370');
+    expect(mtuOf(1400)).toBe('1350');
+  });
+
+  it('parses the lease and refuses one from a stranger', () => {
+    const out = 'udhcpc: started\nip=172.16.0.23\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n';
+    expect(parseLease(out, GW)).toEqual({ ok: true, lease: { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 } });
+    expect(parseLease('', GW)).toMatchObject({ ok: false, reason: expect.stringMatching(/no lease/) });
+    expect(parseLease(out.replace('ip=172.16.0.23', 'ip=10.9.9.9'), GW)).toMatchObject({ ok: false, reason: expect.stringMatching(/outside/) });
+    expect(parseLease(out.replace('router=172.16.0.1', 'router=172.16.0.9'), GW)).toMatchObject({ ok: false, reason: expect.stringMatching(/not the gateway/) });
+    expect(parseLease(out.replace('255.255.255.0', '255.0.255.0'), GW)).toMatchObject({ ok: false, reason: expect.stringMatching(/contiguous/) });
+    expect(parseLease(out.replace('lease=43200', 'lease=x'), GW)).toMatchObject({ ok: false });
+  });
+
+  it('runs every step inside the pod namespace, as an argv', () => {
+    expect(inNetns('/proc/42/ns/net', { argv: ['ip', 'link'] }).argv).toEqual(['nsenter', '--net=/proc/42/ns/net', '--', 'ip', 'link']);
+  });
+});

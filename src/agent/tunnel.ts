@@ -1,0 +1,167 @@
+// The tunnel plan (pure): the commands the agent runs inside a pod's network namespace, in order. The
+// wire protocol is pod-gateway's client's (bin/client_init.sh, v1.13.0), so the gateway of
+// manifests/gateway serves agent-mode pods unchanged:
+//   - routes to the cluster's ranges via the pod's own next hop on eth0 (before the default moves);
+//   - vxlan0: VXLAN id and UDP port of the gateway, over eth0, with the all-zeros FDB entry pointing at
+//     the gateway pod's IP (client_init.sh: `bridge fdb append to 00:00:00:00:00:00 dst $GATEWAY_IP`);
+//   - MTU: the gateway's, capped at eth0's minus VXLAN's 50 bytes;
+//   - an address by DHCP from the gateway's dnsmasq (12 h leases, router = the gateway's .1), with
+//     busybox udhcpc as client_init.sh uses it, but run once (-q) with a script that only prints the
+//     lease: the agent sets the address itself, permanently (a pod keeps its tunnel when the agent is
+//     gone) and renews the lease at half its time;
+//   - the default route via the gateway's .1 on vxlan0: `ip route replace`, so there is no moment
+//     without a default route and none via eth0 after; the IPv6 default route removed;
+//   - the readiness marker link, last.
+// The firewall (firewall.ts) is loaded FIRST, so nothing leaves outside the cluster and the tunnel
+// even while the plan runs. Every command is an argv (never a shell line); the edge prefixes
+// `nsenter --net=<ns path> --`.
+
+import { AGENT_READY_LINK } from '../constants.js';
+import { type ClusterRanges, notRoutedCIDRs } from '../cluster/ranges.js';
+import { parseAddress, parseCidr, containsCidr } from '../cidr/cidr.js';
+import { firewallRuleset } from './firewall.js';
+
+export interface PodNetFacts {
+  /** The pod's IPv4 next hop on eth0, read from its default route before podvpn changed it. */
+  eth0Gateway: string;
+  eth0Mtu: number;
+}
+
+export interface GatewayFacts {
+  /** The gateway pod's IP (VXLAN remote), from the API. */
+  podIP: string;
+  vxlanId: number;
+  vxlanPort: number;
+  overlayNetwork: string;
+  overlayGatewayIP: string;
+  mtu: number;
+}
+
+export interface Step {
+  argv: string[];
+  stdin?: string;
+  /** The step may fail harmlessly (removing what is already absent). */
+  mayFail?: boolean;
+}
+
+export const TUNNEL = 'vxlan0';
+export const POD_LINK = 'eth0';
+/** Prints the lease as key=value lines; shipped in the agent image. */
+export const UDHCPC_SCRIPT = '/usr/share/podvpn/udhcpc-lease.sh';
+
+export function tunnelMtu(pod: PodNetFacts, gw: GatewayFacts): number {
+  return Math.min(gw.mtu, pod.eth0Mtu - 50);
+}
+
+/** Firewall, cluster routes, and the tunnel link: everything before DHCP. */
+export function setupBeforeLease(pod: PodNetFacts, gw: GatewayFacts, ranges: ClusterRanges): Step[] {
+  return [
+    { argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: gw.overlayGatewayIP }) },
+    ...clusterRoutes(pod, ranges),
+    { argv: ['ip', 'link', 'add', TUNNEL, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
+    { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] },
+    { argv: ['ip', 'link', 'set', TUNNEL, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
+  ];
+}
+
+export function clusterRoutes(pod: PodNetFacts, ranges: ClusterRanges): Step[] {
+  // onlink: CNIs whose next hop is not in a connected subnet (Calico's 169.254.1.1) still work
+  return notRoutedCIDRs(ranges).map((cidr) => ({
+    argv: ['ip', 'route', 'replace', cidr, 'via', pod.eth0Gateway, 'dev', POD_LINK, 'onlink'],
+  }));
+}
+
+/** One DHCP exchange on vxlan0: 5 tries, 1 s apart, then quit with the lease printed (or fail). */
+export function dhcpStep(requestIP?: string, script = UDHCPC_SCRIPT): Step {
+  return {
+    argv: ['busybox', 'udhcpc', '-f', '-q', '-n', '-i', TUNNEL, '-t', '5', '-T', '1', '-s', script, ...(requestIP ? ['-r', requestIP] : [])],
+  };
+}
+
+export interface Lease {
+  ip: string;
+  prefix: number;
+  router: string;
+  seconds: number;
+}
+
+/** The lease udhcpc's script printed, checked against the gateway: an answer from anyone else is refused. */
+export function parseLease(output: string, gw: GatewayFacts): { ok: true; lease: Lease } | { ok: false; reason: string } {
+  const kv = new Map<string, string>();
+  for (const line of output.split('\n')) {
+    const m = /^(ip|subnet|router|lease)=(.*)$/.exec(line.trim());
+    if (m) kv.set(m[1]!, m[2]!.trim().split(/\s+/)[0] ?? '');
+  }
+  const ip = kv.get('ip');
+  const subnet = kv.get('subnet');
+  const router = kv.get('router');
+  const seconds = Number(kv.get('lease'));
+  if (!ip || !subnet) return { ok: false, reason: 'udhcpc printed no lease (no DHCP answer from the gateway)' };
+  let prefix: number;
+  try {
+    prefix = maskToPrefix(subnet);
+    const overlay = parseCidr(gw.overlayNetwork);
+    if (!containsCidr(overlay, parseAddress(ip))) return { ok: false, reason: `lease ${ip} is outside the gateway's overlay ${gw.overlayNetwork}` };
+  } catch (err) {
+    return { ok: false, reason: `unreadable lease: ${(err as Error).message}` };
+  }
+  if (router !== undefined && router !== '' && router !== gw.overlayGatewayIP) {
+    return { ok: false, reason: `lease router ${router} is not the gateway's ${gw.overlayGatewayIP}` };
+  }
+  if (!Number.isInteger(seconds) || seconds <= 0) return { ok: false, reason: `lease time "${kv.get('lease') ?? ''}" is not a number of seconds` };
+  return { ok: true, lease: { ip, prefix, router: gw.overlayGatewayIP, seconds } };
+}
+
+function maskToPrefix(mask: string): number {
+  const parts = mask.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`subnet mask ${mask}`);
+  const bits = parts.map((p) => p.toString(2).padStart(8, '0')).join('');
+  if (!/^1*0*$/.test(bits)) throw new Error(`subnet mask ${mask} is not contiguous`);
+  return bits.indexOf('0') === -1 ? 32 : bits.indexOf('0');
+}
+
+/** After the lease: the address (permanent), the default route into the tunnel, no IPv6 default, the marker. */
+export function setupAfterLease(lease: Lease): Step[] {
+  return [
+    { argv: ['ip', 'addr', 'replace', `${lease.ip}/${lease.prefix}`, 'dev', TUNNEL] },
+    { argv: ['ip', 'route', 'replace', 'default', 'via', lease.router, 'dev', TUNNEL] },
+    { argv: ['ip', '-6', 'route', 'del', 'default'], mayFail: true },
+    ...readyMarker(),
+  ];
+}
+
+export function readyMarker(): Step[] {
+  return [
+    { argv: ['ip', 'link', 'add', AGENT_READY_LINK, 'type', 'bridge'], mayFail: true },
+  ];
+}
+
+/**
+ * A replaced gateway (new pod IP): point the tunnel at it, then (the caller) a new lease from the new
+ * dnsmasq. The kernel refuses `bridge fdb replace` on the all-zeros entry ("Cannot replace non-unicast
+ * fdb entries"): append the new destination, then delete the old ones.
+ */
+export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
+  return [
+    ...(previous.includes(gw.podIP) ? [] : [{ argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] }]),
+    ...previous
+      .filter((ip) => ip !== gw.podIP)
+      .map((ip) => ({ argv: ['bridge', 'fdb', 'del', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', ip], mayFail: true })),
+  ];
+}
+
+/** Ranges changed: the firewall's sets (one transaction), the new routes, then the routes no longer wanted. */
+export function updateRanges(pod: PodNetFacts, gw: GatewayFacts, ranges: ClusterRanges, previous: ClusterRanges): Step[] {
+  const wanted = new Set(notRoutedCIDRs(ranges));
+  const staleRoutes = notRoutedCIDRs(previous).filter((c) => !wanted.has(c));
+  return [
+    { argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: gw.overlayGatewayIP }) },
+    ...clusterRoutes(pod, ranges),
+    ...staleRoutes.map((cidr) => ({ argv: ['ip', 'route', 'del', cidr, 'via', pod.eth0Gateway, 'dev', POD_LINK], mayFail: true })),
+  ];
+}
+
+/** The prefix every step gets at the edge. */
+export function inNetns(nsPath: string, step: Step): Step {
+  return { ...step, argv: ['nsenter', `--net=${nsPath}`, '--', ...step.argv] };
+}
