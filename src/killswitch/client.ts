@@ -5,7 +5,7 @@ import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, Networki
 import { notRoutedFromSettings } from '../cluster/coverage.js';
 import { ANNOTATION_CLIENT_SETTINGS, FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
 import type { PolicyLike } from './bypass.js';
-import type { KillSwitchPolicy } from './killswitch.js';
+import type { KillSwitchPolicy } from './policy.js';
 
 /** A NetworkPolicy as read back from the API (only what the kill switch looks at). */
 export interface LivePolicy {
