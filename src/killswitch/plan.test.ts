@@ -14,7 +14,7 @@ const T0 = Date.parse('2026-12-01T12:00:00Z');
 
 function live(namespace: string, gateway = 'default', opts: { created?: number; stale?: boolean } = {}): LivePolicy {
   const p = buildKillSwitchPolicy({ namespace, gateway, ranges: opts.stale === true ? other : ranges });
-  return { ...p, metadata: { ...p.metadata, creationTimestamp: new Date(opts.created ?? T0 - 2 * GRACE) as never } };
+  return { ...p, metadata: { ...p.metadata, creationTimestamp: new Date(opts.created ?? T0 - 2 * GRACE) } };
 }
 
 function input(over: Partial<PlanInput>): PlanInput {
@@ -103,7 +103,7 @@ describe('reconcile plan', () => {
   });
 
   it('leaves policies that are not podvpn kill switches alone, and reads the gateway from the label', () => {
-    const foreign = { metadata: { namespace: 'x', name: 'allow-all', creationTimestamp: new Date(0) } } as unknown as LivePolicy;
+    const foreign: LivePolicy = { metadata: { namespace: 'x', name: 'allow-all', creationTimestamp: new Date(0) } };
     const labelled = live('media', 'vpn-eu');
     const plan = planReconcile(input({ live: [foreign, labelled], unneededSince: new Map([['media/vpn-eu', T0 - GRACE]]) }));
     expect(plan.remove).toEqual([{ namespace: 'media', name: 'podvpn-killswitch-vpn-eu', gateway: 'vpn-eu' }]);
