@@ -324,32 +324,36 @@ describe('reconciler', () => {
     expect(policyIn(a, 'downloads')).toBeDefined();
   });
 
-  it('removes only after the policy has been unneeded for the whole grace period', async () => {
+  it('removes only after the policy has been unneeded for the whole grace period (injected clock, no sleeps)', async () => {
     const a = await cluster();
     a.put(routedPod('media', 'sabnzbd-0'));
-    const ks = await start(a, { removalGraceMs: 400, resyncMs: 60_000 });
+    let now = Date.now();
+    const advance = (ms: number) => {
+      now += ms;
+    };
+    const ks = await start(a, { removalGraceMs: 400_000, resyncMs: 60_000, now: () => now });
     await eventually(() => policyIn(a, 'media') !== undefined);
     const pass = async () => {
       await ks.reconciler.reconcileNow();
       return policyIn(a, 'media') !== undefined;
     };
-    await new Promise((r) => setTimeout(r, 450)); // older than the grace period
+    advance(450_000); // older than the grace period
     a.remove('v1', 'Pod', 'media', 'sabnzbd-0');
     expect(await pass()).toBe(true); // unneeded from now on
-    await new Promise((r) => setTimeout(r, 200));
+    advance(200_000);
     a.put(routedPod('media', 'sabnzbd-1')); // a pod came back: the clock restarts
     expect(await pass()).toBe(true);
     a.remove('v1', 'Pod', 'media', 'sabnzbd-1');
     expect(await pass()).toBe(true);
-    await new Promise((r) => setTimeout(r, 250));
-    expect(await pass()).toBe(true); // 250 ms < 400 ms since the last pod left
-    await new Promise((r) => setTimeout(r, 200));
+    advance(250_000);
+    expect(await pass()).toBe(true); // 250 s < 400 s since the last pod left (450 s since the first)
+    advance(150_000);
     expect(await pass()).toBe(false);
   });
 
   it('keeps a young policy (a pod admitted a moment ago may not be listed yet)', async () => {
     const a = await cluster();
-    const ks = await start(a); // default grace: 2 min
+    const ks = await start(a); // default grace: 10 min
     expect(await ks.guard.ensure('media', 'default', { dryRun: false })).toEqual({ ok: true });
     const report = await ks.reconciler.reconcileNow();
     expect(report.removed).toEqual([]);
