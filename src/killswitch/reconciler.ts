@@ -28,6 +28,7 @@ import type { EnsureResult } from '../admission/ports.js';
 import { gatewayNameFor, namespaceOptedIn } from '../inject/rules.js';
 import { describeError } from '../kube/errors.js';
 import type { NamespaceWatch } from '../kube/namespace-cache.js';
+import type { NamespaceFacts } from '../inject/types.js';
 import { type KeptWatch, keepWatching, WATCH_START_TIMEOUT_MS } from '../kube/watch.js';
 import { type EgressBypass, findEgressBypasses } from './bypass.js';
 import type { LivePolicy, PolicyClient } from './client.js';
@@ -137,8 +138,21 @@ export class KillSwitchReconciler {
     // the pod label's value) would otherwise leave its pods unrouted in silence, since the webhook's
     // selector never sends them.
     for (const [name, facts] of namespaces.all()) this.warnIfMeantToOptIn(name, facts.labels[LABEL_INJECT]);
+    // The watch sees every namespace; a pass (which lists the routed pods) follows only a change that
+    // matters here: the namespace opting in or out, or its gateway annotation changing.
+    const optIn = new Map<string, string>();
+    const optInOf = (facts: NamespaceFacts | undefined): string | undefined =>
+      facts !== undefined && namespaceOptedIn(facts.labels) ? gatewayNameFor({}, facts.annotations, this.o.config) : undefined;
+    for (const [name, facts] of namespaces.all()) {
+      const o = optInOf(facts);
+      if (o !== undefined) optIn.set(name, o);
+    }
     namespaces.onChange((name, facts) => {
       if (facts !== undefined) this.warnIfMeantToOptIn(name, facts.labels[LABEL_INJECT]);
+      const o = optInOf(facts);
+      if (o === optIn.get(name)) return;
+      if (o === undefined) optIn.delete(name);
+      else optIn.set(name, o);
       this.trigger();
     });
 

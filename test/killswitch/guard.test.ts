@@ -440,6 +440,22 @@ describe('reconciler', () => {
     expect(ks.guard.problem()).toBeUndefined();
   });
 
+  it('a pass follows a namespace opting in, not every namespace change the shared watch sees', async () => {
+    const a = await cluster();
+    const ks = await start(a, { resyncMs: 60_000, debounceMs: 20 });
+    await ks.reconciler.reconcileNow();
+    await new Promise((r) => setTimeout(r, 300)); // the start-up pass (debounced) has run too
+    const podLists = () => a.requests.filter((r) => r.resource === 'pods' && r.verb === 'list').length;
+    const before = podLists();
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { team: 'media' }, annotations: { note: 'x' } } });
+    await new Promise((r) => setTimeout(r, 300)); // 15 debounce windows: no pass may start
+    expect(podLists()).toBe(before);
+    // control: the same watch, a change that matters, does start one
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { 'podvpn.io/inject': 'enabled' } } });
+    await eventually(() => policyIn(a, 'media') !== undefined);
+    expect(podLists()).toBeGreaterThan(before);
+  });
+
   it('a hung API server does not hang start-up: routed pods are denied with the reason', async () => {
     const a = await cluster();
     a.fault({ delayMs: 5000 });
