@@ -1,6 +1,6 @@
 // Connected start-up of the kill switch, composed from its parts: one KillSwitchState, the guard on the
 // admission path (reads it), the reconciler (feeds it from discovery and the watches, and asks the guard
-// three questions through its Ensurer interface). Nothing below this file imports the others' classes.
+// three questions through its Ensurer interface). guard.ts and reconciler.ts never import each other.
 
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
