@@ -188,7 +188,7 @@ export async function runInjectCommand(opts: OfflineCliOptions): Promise<number>
   // routes. One already in the input (an earlier run's output) is replaced in place.
   const extra: unknown[] = [];
   if (!opts.noPolicies && plan.routed.length > 0) {
-    const { policiesForNamespaces } = await import('./policy/killswitch.js');
+    const { policiesForNamespaces } = await import('./killswitch/policy.js');
     const policies = policiesForNamespaces(plan.routed, cluster.ranges!, config);
     for (const policy of policies) {
       const at = values.findIndex(

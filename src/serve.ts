@@ -1,22 +1,17 @@
 // `podvpn serve`: assemble config, TLS, the cluster connection and both HTTP servers.
 
-import type { Server as HttpsServer } from 'node:https';
+import { Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import pino, { type Logger } from 'pino';
-import type { AdmissionPorts } from './admission/review.js';
 import { gatewayMTUProblem } from './cluster/pod-mtu.js';
-import { assertRangesSafe, standaloneRanges } from './cluster/ranges.js';
 import { loadConfig } from './config/load.js';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION } from './constants.js';
 import { findKubeSource, loadKubeConfig } from './kube/client.js';
-import type { NamespaceCache } from './kube/namespace-cache.js';
 import { buildAdminApp } from './server/admin.js';
 import { type ServerLimits, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_SETTLE_MS } from './server/limits.js';
 import { createMetrics } from './server/metrics.js';
 import { buildWebhookApp } from './server/webhook.js';
-import type { KillSwitch } from './policy/guard.js';
-import type { KillSwitchGuard } from './policy/guard-types.js';
-import { StandaloneKillSwitchGuard } from './policy/standalone-guard.js';
+import { connectedRuntime, standaloneRuntime } from './runtime.js';
 import { TLS_OPTIONS } from './tls/options.js';
 import { startCertificateSource } from './tls/select.js';
 
@@ -61,7 +56,8 @@ export function parseListen(value: string): { host: string; port: number } {
   if (match === null || !Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new Error(`listen address "${value}" must be HOST:PORT, e.g. 0.0.0.0:8443 or [::]:8443`);
   }
-  return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]!), port };
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
 export async function serve(options: ServeOptions, logger?: Logger): Promise<RunningServer> {
@@ -70,55 +66,18 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
   log.info({ gateways: Object.keys(config.gateways), defaultGateway: config.defaultGateway, sidecarMode: config.sidecarMode }, 'config loaded');
 
   const metrics = createMetrics();
-  // The cluster side (client-node and everything on it) is loaded only when there is a cluster.
   const kubeSource = findKubeSource({ noKube: options.noKube, kubeconfig: options.kubeconfig });
   const kube = kubeSource === undefined ? undefined : await loadKubeConfig(kubeSource);
-  let namespaces: NamespaceCache | undefined;
-  let killSwitch: KillSwitch | undefined;
-  let guard: KillSwitchGuard;
-  if (kube === undefined) {
-    log.warn(
-      options.noKube
-        ? 'standalone (--no-kube): no cluster, no namespace cache, no kill-switch policy writes'
-        : 'standalone: no cluster configured (no in-cluster account, no kubeconfig); no namespace cache, no kill-switch policy writes',
-    );
-    const ranges = standaloneRanges(config.cluster);
-    // Refuse to start on a range that would open the kill switch, unless forced.
-    assertRangesSafe(ranges, { allowPublicRanges: config.cluster.allowPublicRanges });
-    log.info({ ranges }, 'cluster ranges');
-    guard = new StandaloneKillSwitchGuard(config);
-  } else {
-    log.info({ source: kube.source, server: kube.kubeConfig.getCurrentCluster()?.server }, 'connected to a cluster');
-    const [{ startNamespaceCache }, { startKillSwitch }] = await Promise.all([
-      import('./kube/namespace-cache.js'),
-      import('./policy/guard.js'),
-    ]);
-    namespaces = await startNamespaceCache(kube.kubeConfig, log);
-    killSwitch = await startKillSwitch(kube.kubeConfig, config, log, {
-      onCoverage: (r) => {
-        metrics.nodeRangesNotInForce.set(r.notInForce.length);
-        metrics.routedPodsMissingNodeRanges.set(r.podsMissing);
-      },
-    });
-    guard = killSwitch.guard;
-  }
+  const runtime = kube === undefined ? standaloneRuntime(config, log, options.noKube) : await connectedRuntime(kube, config, log, metrics);
+  const ports = runtime.ports;
 
   metrics.observePodMTU(() => {
-    const podMTU = guard.ranges()?.podMTU;
+    const podMTU = ports.ranges()?.podMTU;
     return {
       podMTU: podMTU?.value,
       gateways: Object.values(config.gateways).map((g) => ({ name: g.name, tooLarge: gatewayMTUProblem(g, podMTU) !== undefined })),
     };
   });
-
-  const ports: AdmissionPorts = {
-    config,
-    namespaceFacts: (ns) => namespaces?.get(ns),
-    ...(namespaces !== undefined ? { fetchNamespaceFacts: (ns: string) => namespaces.fetch(ns) } : {}),
-    ranges: () => guard.ranges(),
-    rangesProblem: () => killSwitch?.guard.problem(),
-    ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
-  };
 
   const listen = parseListen(options.listen);
   const certificates = await startCertificateSource({
@@ -146,9 +105,11 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     draining: () => shuttingDown,
     ...(options.limits?.webhook ? { limits: options.limits.webhook } : {}),
   });
+  const tlsServer = webhook.server;
+  if (!(tlsServer instanceof HttpsServer)) throw new Error('the webhook server was built without TLS');
   certificates.onChange(({ cert, key }) => {
     // setSecureContext swaps the certificate for new handshakes; open connections keep theirs.
-    (webhook.server as unknown as HttpsServer).setSecureContext({ ...TLS_OPTIONS, cert, key });
+    tlsServer.setSecureContext({ ...TLS_OPTIONS, cert, key });
     metrics.certReloads.inc({ result: 'ok' });
     log.info('serving certificate replaced');
   });
@@ -157,10 +118,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
     metrics,
     ...(options.limits?.admin ? { limits: options.limits.admin } : {}),
     readiness: {
-      notReady: () => [
-        ...(shuttingDown ? ['shutting down'] : []),
-        ...(namespaces !== undefined && !namespaces.synced() ? ['namespace cache'] : []),
-      ],
+      notReady: () => [...(shuttingDown ? ['shutting down'] : []), ...runtime.notReady()],
     },
   });
 
@@ -195,8 +153,7 @@ export async function serve(options: ServeOptions, logger?: Logger): Promise<Run
       }, inFlightMs);
       await webhook.close();
       clearTimeout(force);
-      await namespaces?.stop();
-      await killSwitch?.stop();
+      await runtime.stop();
       await admin.close();
       log.info('stopped');
     })();

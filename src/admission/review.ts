@@ -5,9 +5,11 @@ import { gatewayMTUProblem } from '../cluster/pod-mtu.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
+import type { EnsureResult } from './ports.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
 import { decide } from '../inject/decision.js';
 import { injectionPatch } from '../inject/patch.js';
+import { isPodCreate } from '../inject/rules.js';
 import { clientsFirstPatch } from '../inject/reorder.js';
 import { clientSettings } from '../inject/settings.js';
 import type { NamespaceFacts, PatchOperation, Pod } from '../inject/types.js';
@@ -83,11 +85,7 @@ export interface AdmissionPorts {
   /** Why ranges() is undefined, with what to configure: the denial says it. */
   rangesProblem?(): string | undefined;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
-  ensureKillSwitch(
-    namespace: string,
-    gateway: string,
-    opts: { dryRun: boolean },
-  ): Promise<{ ok: true; warning?: string } | { ok: false; message: string }>;
+  ensureKillSwitch(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
 }
 
 export type Outcome =
@@ -107,12 +105,13 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
       pod: request.object as Pod,
       namespaceFacts,
       ranges: ports.ranges(),
+      rangesProblem: ports.rangesProblem?.(),
       config: ports.config,
     });
   const cached = ports.namespaceFacts(request.namespace);
   let decision = decideWith(cached);
   const mayLag = cached === undefined || (decision.action === 'skip' && decision.reason === 'not-opted-in');
-  if (mayLag && ports.fetchNamespaceFacts !== undefined && isPodCreate(request)) {
+  if (mayLag && ports.fetchNamespaceFacts !== undefined && isPodCreate({ operation: request.operation, resource: request.resource.resource, subResource: request.subResource })) {
     // The API server's selectors are authoritative: it sent the pod because it saw the namespace (or
     // the pod) opted in. If the namespace cannot be read, decide as if opted in, never skip: the
     // kill-switch step then fails closed when the API is unreachable.
@@ -140,10 +139,7 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     return { outcome: 'skipped', reason: decision.reason, warnings };
   }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
-  if (decision.action === 'deny') {
-    const problem = decision.reason === 'cluster-ranges-unknown' ? ports.rangesProblem?.() : undefined;
-    return { outcome: 'denied', reason: decision.reason, message: problem ?? decision.message, warnings: [] };
-  }
+  if (decision.action === 'deny') return { outcome: 'denied', reason: decision.reason, message: decision.message, warnings: [] };
   const ranges = ports.ranges()!; // decide() denies when they are missing
   // A tunnel MTU the pod network cannot carry: the client's vxlan0 would be refused and its init
   // container crash-loop. Deny before any policy is written.
@@ -171,10 +167,6 @@ function killSwitchDenial(message: string, warnings: string[]): Outcome {
     message: `podvpn could not put the kill-switch NetworkPolicy in place, so the pod is not admitted: ${message}`,
     warnings,
   };
-}
-
-function isPodCreate(request: AdmissionRequest): boolean {
-  return request.operation === 'CREATE' && request.resource.resource === 'pods' && (request.subResource ?? '') === '';
 }
 
 /**

@@ -28,6 +28,7 @@ import { assertRangesSafe, type ClusterRanges, type Found, missingRanges, resolv
 import { calicoPools, ciliumClusterPool, combinePodRanges, flannelNetwork, k3sClusterCIDR, kubeProxyClusterCIDR } from './pod-range-sources.js';
 import { gatewayMTUProblem, type PodMTU, podMTUFromCni } from './pod-mtu.js';
 import { withDeadline } from '../util/deadline.js';
+import { apiMessage, describeError } from '../kube/errors.js';
 
 export interface Discovered {
   podCIDRs?: Found;
@@ -386,40 +387,6 @@ function ipv4Only(cidrs: string[], source: string, notes: string[]): string[] {
     }
   }
   return out;
-}
-
-function apiMessage(err: unknown): string | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  const body = err.body as unknown;
-  if (typeof body === 'string') {
-    try {
-      return (JSON.parse(body) as { message?: string }).message ?? body;
-    } catch {
-      return body;
-    }
-  }
-  return (body as { message?: string } | undefined)?.message;
-}
-
-/** One line for any error from the API: `403 Forbidden: ...`, or the connection failure. */
-export function describeError(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body = err.body as unknown;
-    let parsed: { reason?: string; message?: string } | undefined;
-    if (typeof body === 'string') {
-      try {
-        parsed = JSON.parse(body) as { reason?: string; message?: string };
-      } catch {
-        parsed = { message: body };
-      }
-    } else parsed = body as { reason?: string; message?: string } | undefined;
-    return `HTTP ${err.code}${parsed?.reason ? ` ${parsed.reason}` : ''}${parsed?.message ? `: ${parsed.message}` : ''}`;
-  }
-  if (err instanceof Error) {
-    const code = (err as { code?: string }).code;
-    return `Kubernetes API unreachable or failed: ${code !== undefined ? `${code} ` : ''}${err.message}`;
-  }
-  return String(err);
 }
 
 export interface RangesOutcome {

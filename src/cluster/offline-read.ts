@@ -8,7 +8,8 @@ import type { Config } from '../config/schema.js';
 import type { NamespaceFacts } from '../inject/types.js';
 import { type KubeSource, loadKubeConfig } from '../kube/client.js';
 import { withDeadline } from '../util/deadline.js';
-import { describeError, resolveClusterRanges } from './discovery.js';
+import { describeError } from '../kube/errors.js';
+import { resolveClusterRanges } from './discovery.js';
 import type { ClusterRanges } from './ranges.js';
 
 const TIMEOUT_MS = 5000;

@@ -22,11 +22,11 @@ import {
   LABEL_PSA_ENFORCE,
   LABEL_PSA_WARN,
   LABEL_ROUTED,
-  NAMESPACE_INJECT_VALUE,
 } from '../constants.js';
 import type { DenyReason, SkipReason } from '../errors.js';
 import { clip } from '../util/clip.js';
 import { searchesProblem } from './dns.js';
+import { gatewayNameFor, isPodCreate, namespaceOptedIn } from './rules.js';
 import type { NamespaceFacts, Pod } from './types.js';
 
 export interface DecisionInput {
@@ -41,6 +41,8 @@ export interface DecisionInput {
   namespaceFacts: NamespaceFacts | undefined;
   /** undefined or incomplete: the pod is denied rather than routed around a guessed range. */
   ranges: ClusterRanges | undefined;
+  /** Why the ranges are unknown, with what to configure (discovery's problem): the denial says it. */
+  rangesProblem?: string | undefined;
   config: Config;
 }
 
@@ -53,7 +55,7 @@ const RESTRICTIVE_LEVELS = new Set(['baseline', 'restricted']);
 
 export function decide(input: DecisionInput): Decision {
   const { pod, config } = input;
-  if (input.operation !== 'CREATE' || input.resource !== 'pods' || (input.subResource ?? '') !== '') {
+  if (!isPodCreate(input)) {
     return skip('not-pod-create');
   }
   if (!isObject(pod) || (pod.spec !== undefined && pod.spec !== null && !isObject(pod.spec))) {
@@ -96,8 +98,8 @@ export function decide(input: DecisionInput): Decision {
   }
   if (podChoice === 'false') return skip('opted-out');
   const nsFacts = input.namespaceFacts;
-  const namespaceOptedIn = nsFacts === undefined || nsFacts.labels[LABEL_INJECT] === NAMESPACE_INJECT_VALUE;
-  if (podChoice !== 'true' && !namespaceOptedIn) return skip('not-opted-in');
+  const nsOptedIn = nsFacts === undefined || namespaceOptedIn(nsFacts.labels);
+  if (podChoice !== 'true' && !nsOptedIn) return skip('not-opted-in');
 
   const spec = pod.spec ?? {};
   if (!Array.isArray(spec.containers) || spec.containers.length === 0) {
@@ -132,7 +134,7 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
-  const gatewayName = String(annotations[ANNOTATION_GATEWAY] ?? nsFacts?.annotations[ANNOTATION_GATEWAY] ?? config.defaultGateway);
+  const gatewayName = gatewayNameFor(annotations, nsFacts?.annotations, config);
   const gateway = Object.hasOwn(config.gateways, gatewayName) ? config.gateways[gatewayName] : undefined;
   if (gateway === undefined) {
     const source = ANNOTATION_GATEWAY in annotations ? 'pod' : 'namespace';
@@ -169,8 +171,9 @@ export function decide(input: DecisionInput): Decision {
   if (missing.length > 0) {
     return deny(
       'cluster-ranges-unknown',
-      `podvpn does not know the cluster's ${missing.join(', ')} and will not guess the kill switch's ranges; ` +
-        `set them in podvpn's config file (${missing.join(', ')})`,
+      input.rangesProblem ??
+        `podvpn does not know the cluster's ${missing.join(', ')} and will not guess the kill switch's ranges; ` +
+          `set them in podvpn's config file (${missing.join(', ')})`,
     );
   }
 

@@ -128,12 +128,12 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         pod: withOwner(pod, POD_OWNER[kind]),
         namespaceFacts: facts(namespace),
         ranges: opts.ranges,
+        rangesProblem: opts.rangesProblem,
         config: opts.config,
       });
       if (decision.action === 'deny') {
         refused = true;
-        const message = decision.reason === 'cluster-ranges-unknown' && opts.rangesProblem !== undefined ? opts.rangesProblem : decision.message;
-        return refuse(where, message);
+        return refuse(where, decision.message);
       }
       if (decision.action === 'skip') {
         const why = `${SKIP_REASONS[decision.reason]} (${decision.reason})`;

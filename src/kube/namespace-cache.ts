@@ -1,9 +1,13 @@
-// Namespace labels and annotations from a watch (informer), so a review never waits on the API.
+// The replica's one namespace watch: labels and annotations of every namespace, so a review never
+// waits on the API, and the reconciler sees namespaces opt in and out (onChange) from the same watch.
+// Restart, backoff and start timeout follow the one watch rule (watch.ts).
 
 import { CoreV1Api, type KubeConfig, type V1Namespace, makeInformer } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { NamespaceFacts } from '../inject/types.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { describeError } from './errors.js';
+import { keepWatching } from './watch.js';
 
 export interface NamespaceCache {
   /** From the watch; undefined when the cache has not seen the namespace. */
@@ -17,6 +21,14 @@ export interface NamespaceCache {
   stop(): Promise<void>;
 }
 
+/** The namespace cache plus what the reconciler reads from the same watch. */
+export interface NamespaceWatch extends NamespaceCache {
+  /** Every namespace the watch has seen, with its facts. */
+  all(): IterableIterator<[string, NamespaceFacts]>;
+  /** Called after each change: the namespace's new facts, or undefined when it was deleted. */
+  onChange(listener: (name: string, facts: NamespaceFacts | undefined) => void): void;
+}
+
 /**
  * Live namespace reads a replica makes for reviews the cache cannot answer. The webhook has no caller
  * authentication, so a flood of reviews for namespaces that did not opt in must not turn into a flood
@@ -28,12 +40,11 @@ export const LIVE_READS = { burst: 20, perSecond: 10, concurrent: 4 };
 export async function startNamespaceCache(
   kc: KubeConfig,
   logger: Logger,
-  opts: { liveReads?: typeof LIVE_READS; now?: () => number } = {},
-): Promise<NamespaceCache> {
+  opts: { liveReads?: typeof LIVE_READS; now?: () => number; startTimeoutMs?: number } = {},
+): Promise<NamespaceWatch> {
   const api = kc.makeApiClient(CoreV1Api);
   const facts = new Map<string, NamespaceFacts>();
-  let synced = false;
-  let stopped = false;
+  const listeners: Array<(name: string, facts: NamespaceFacts | undefined) => void> = [];
   const limits = opts.liveReads ?? LIVE_READS;
   const bucket = new TokenBucket(limits.burst, limits.perSecond, opts.now);
   let inFlight = 0;
@@ -45,25 +56,22 @@ export async function startNamespaceCache(
   });
   const put = (ns: V1Namespace): void => {
     const name = ns.metadata?.name;
-    if (name !== undefined) facts.set(name, factsOf(ns));
+    if (name === undefined) return;
+    const f = factsOf(ns);
+    facts.set(name, f);
+    for (const l of listeners) l(name, f);
   };
   informer.on('add', put);
   informer.on('update', put);
   informer.on('delete', (ns) => {
-    if (ns.metadata?.name !== undefined) facts.delete(ns.metadata.name);
+    const name = ns.metadata?.name;
+    if (name === undefined) return;
+    facts.delete(name);
+    for (const l of listeners) l(name, undefined);
   });
-  informer.on('connect', () => {
-    synced = true;
-  });
-  informer.on('error', (err: unknown) => {
-    // stop() aborts the watch: that is no failure, and nothing is to be restarted.
-    if (stopped || (err as { name?: string } | null)?.name === 'AbortError') return;
-    logger.warn({ err: (err as Error)?.message ?? String(err) }, 'namespace watch failed; retrying in 5 s');
-    setTimeout(() => void informer.start().catch(() => undefined), 5000).unref();
-  });
-  await informer.start();
-  synced = true;
-  logger.info({ namespaces: facts.size }, 'namespace cache synced');
+  const watch = keepWatching(informer, 'namespaces', logger, { startTimeoutMs: opts.startTimeoutMs });
+  await watch.start();
+  if (watch.synced()) logger.info({ namespaces: facts.size }, 'namespace cache synced');
   return {
     get: (name) => facts.get(name),
     fetch: async (name) => {
@@ -79,16 +87,17 @@ export async function startNamespaceCache(
       try {
         return factsOf(await api.readNamespace({ name }));
       } catch (err) {
-        logger.warn({ err: (err as Error).message, namespace: name }, 'could not read namespace');
+        logger.warn({ err: describeError(err), namespace: name }, 'could not read namespace');
         return undefined;
       } finally {
         inFlight--;
       }
     },
-    synced: () => synced,
-    stop: () => {
-      stopped = true;
-      return informer.stop();
+    synced: () => watch.synced(),
+    stop: () => watch.stop(),
+    all: () => facts.entries(),
+    onChange: (listener) => {
+      listeners.push(listener);
     },
   };
 }

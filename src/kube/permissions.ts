@@ -33,7 +33,7 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
     verbs: ['get', 'list', 'watch'],
     scope: 'cluster',
     feature: 'core',
-    usedBy: 'src/kube/namespace-cache.ts: opt-in labels, gateway annotation, Pod Security level (watch; get when the watch may lag)',
+    usedBy: 'src/kube/namespace-cache.ts, the one namespace watch (admission and the kill-switch reconciler): opt-in labels, gateway annotation, Pod Security level (watch; get when the watch may lag)',
   },
   {
     apiGroup: '',

@@ -11,7 +11,7 @@
 import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { SELF_MANAGED_SECRET_NAME, SYSTEM_NAMESPACE, WEBHOOK_CONFIGURATION_NAME, WEBHOOK_SERVICE_NAME } from '../constants.js';
-import { describeKubeError } from '../kube/errors.js';
+import { describeError } from '../kube/errors.js';
 import { ensureCaBundle } from './ca-bundle.js';
 import { webhookDnsNames } from './names.js';
 import { type Assessment, type Observed, RENEW_AFTER_FRACTION, type WantedNames, assess, trustedCAs } from './rotation.js';
@@ -119,15 +119,15 @@ class SelfManagedLoop {
       } catch (err) {
         if (this.stopped) throw new Error('self-managed certificates stopped before the first certificate', { cause: err });
         if (Date.now() + delay > deadline) {
-          throw new Error(`no serving certificate from Secret ${this.store.namespace}/${this.store.name}: ${describeKubeError(err)}`, { cause: err });
+          throw new Error(`no serving certificate from Secret ${this.store.namespace}/${this.store.name}: ${describeError(err)}`, { cause: err });
         }
-        this.log.warn({ err: describeKubeError(err), retryInMs: delay }, 'cannot settle the webhook certificate yet; retrying');
+        this.log.warn({ err: describeError(err), retryInMs: delay }, 'cannot settle the webhook certificate yet; retrying');
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 10_000);
       }
     }
     this.timer = setInterval(() => {
-      this.tick().catch((err: unknown) => this.log.warn({ err: describeKubeError(err) }, 'certificate check failed; retrying at the next check'));
+      this.tick().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'certificate check failed; retrying at the next check'));
     }, this.opts.checkIntervalMs ?? 60_000);
     this.timer.unref();
   }

@@ -5,10 +5,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildResponse } from '../../src/admission/review.js';
 import { resolveRanges } from '../../src/cluster/ranges.js';
 import { parseConfig } from '../../src/config/schema.js';
-import { kubePolicyClient } from '../../src/policy/client.js';
-import { ClusterKillSwitchGuard, type KillSwitch, startKillSwitch } from '../../src/policy/guard.js';
-import { StandaloneKillSwitchGuard } from '../../src/policy/standalone-guard.js';
-import { buildKillSwitchPolicy, isPolicyCurrent } from '../../src/policy/killswitch.js';
+import { kubePolicyClient } from '../../src/killswitch/client.js';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ClusterKillSwitchGuard } from '../../src/killswitch/guard.js';
+import { type KillSwitch, type StartOptions, startKillSwitch as startWithWatch } from '../../src/killswitch/start.js';
+import { KillSwitchState } from '../../src/killswitch/state.js';
+import { startNamespaceCache } from '../../src/kube/namespace-cache.js';
+import { standaloneKillSwitch } from '../../src/killswitch/standalone.js';
+import { buildKillSwitchPolicy, isPolicyCurrent } from '../../src/killswitch/policy.js';
 import { KubeApiDouble } from '../kube-api-double/index.js';
 import { captureLogger } from './log.js';
 
@@ -36,10 +41,29 @@ async function cluster(): Promise<KubeApiDouble> {
   return api;
 }
 
+/** The guard over its own state, with the ranges set (as the reconciler would from discovery). */
+function guardWithState(a: KubeApiDouble, timeoutMs = 4000): { guard: ClusterKillSwitchGuard; state: KillSwitchState } {
+  const state = new KillSwitchState();
+  state.setRanges({ ranges });
+  const guard = new ClusterKillSwitchGuard({ state, client: kubePolicyClient(a.kubeConfig()), log: captureLogger().logger, timeoutMs });
+  return { guard, state };
+}
+
 function guardFor(a: KubeApiDouble, timeoutMs = 4000): ClusterKillSwitchGuard {
-  const guard = new ClusterKillSwitchGuard({ client: kubePolicyClient(a.kubeConfig()), log: captureLogger().logger, timeoutMs });
-  guard.setRanges({ ranges });
-  return guard;
+  return guardWithState(a, timeoutMs).guard;
+}
+
+/** As serve starts it: the replica's one namespace watch, then the kill switch on it. */
+async function startKillSwitch(kc: KubeConfig, cfg: typeof config, log: Logger, opts: StartOptions = {}): Promise<KillSwitch> {
+  const namespaces = await startNamespaceCache(kc, log, { startTimeoutMs: opts.startTimeoutMs });
+  const ks = await startWithWatch(kc, cfg, log, namespaces, opts);
+  return {
+    ...ks,
+    stop: async () => {
+      await ks.stop();
+      await namespaces.stop();
+    },
+  };
 }
 
 function routedPod(namespace: string, name: string, gateway = 'default'): object {
@@ -90,9 +114,9 @@ describe('ensure before admit', () => {
 
   it('a stale policy (edited by someone else) is re-applied before admitting', async () => {
     const a = await cluster();
-    const guard = guardFor(a);
+    const { guard, state } = guardWithState(a);
     a.put({ ...buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'default', ranges }), spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }] } }, 'kubectl-edit');
-    guard.cache.set(policyIn(a, 'downloads') as never);
+    state.observe(policyIn(a, 'downloads') as never);
     expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: true });
     expect(JSON.stringify(policyIn(a, 'downloads'))).not.toContain('0.0.0.0/0');
   });
@@ -154,25 +178,29 @@ describe('ensure before admit', () => {
 
   it('without ranges: denied with the discovery problem, nothing written', async () => {
     const a = await cluster();
-    const guard = guardFor(a);
-    guard.setRanges({ ranges: undefined, problem: 'podvpn does not know the cluster\'s cluster.podCIDRs' });
+    const { guard, state } = guardWithState(a);
+    state.setRanges({ ranges: undefined, problem: 'podvpn does not know the cluster\'s cluster.podCIDRs' });
     expect(guard.ranges()).toBeUndefined();
     expect(await guard.ensure('downloads', 'default', { dryRun: false })).toEqual({ ok: false, message: expect.stringMatching(/cluster\.podCIDRs/) });
     expect(a.writes()).toEqual([]);
   });
 
   it('standalone: config ranges else kubeadm defaults; ensure is a no-op success', async () => {
-    const g = new StandaloneKillSwitchGuard(parseConfig({}));
+    const g = standaloneKillSwitch(parseConfig({}));
     expect(g.ranges()).toMatchObject({ podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.96.0.0/12'], dnsIPs: ['10.96.0.10'] });
     expect(await g.ensure()).toEqual({ ok: true });
-    const configured = new StandaloneKillSwitchGuard(parseConfig({ cluster: { podCIDRs: ['10.42.0.0/16'] } }));
+    const configured = standaloneKillSwitch(parseConfig({ cluster: { podCIDRs: ['10.42.0.0/16'] } }));
     expect(configured.ranges().podCIDRs).toEqual(['10.42.0.0/16']);
     expect(configured.ranges().sources.podCIDRs).toBe('config cluster.podCIDRs');
+    expect(configured.problem()).toBeUndefined();
+    // The range-safety rule lives with the standalone kill switch (serve refuses to start on it).
+    expect(() => standaloneKillSwitch(parseConfig({ cluster: { podCIDRs: ['8.8.0.0/16'] } }))).toThrow(/8\.8\.0\.0\/16/);
+    expect(standaloneKillSwitch(parseConfig({ cluster: { podCIDRs: ['8.8.0.0/16'], allowPublicRanges: true } })).ranges().podCIDRs).toEqual(['8.8.0.0/16']);
   });
 });
 
 describe('reconciler', () => {
-  async function start(a: KubeApiDouble, opts: Parameters<typeof startKillSwitch>[3] = {}): Promise<KillSwitch> {
+  async function start(a: KubeApiDouble, opts: StartOptions = {}): Promise<KillSwitch> {
     const ks = await startKillSwitch(a.kubeConfig(), config, captureLogger().logger, { resyncMs: 200, debounceMs: 20, ...opts });
     started.push(ks);
     return ks;
@@ -296,32 +324,36 @@ describe('reconciler', () => {
     expect(policyIn(a, 'downloads')).toBeDefined();
   });
 
-  it('removes only after the policy has been unneeded for the whole grace period', async () => {
+  it('removes only after the policy has been unneeded for the whole grace period (injected clock, no sleeps)', async () => {
     const a = await cluster();
     a.put(routedPod('media', 'sabnzbd-0'));
-    const ks = await start(a, { removalGraceMs: 400, resyncMs: 60_000 });
+    let now = Date.now();
+    const advance = (ms: number) => {
+      now += ms;
+    };
+    const ks = await start(a, { removalGraceMs: 400_000, resyncMs: 60_000, now: () => now });
     await eventually(() => policyIn(a, 'media') !== undefined);
     const pass = async () => {
       await ks.reconciler.reconcileNow();
       return policyIn(a, 'media') !== undefined;
     };
-    await new Promise((r) => setTimeout(r, 450)); // older than the grace period
+    advance(450_000); // older than the grace period
     a.remove('v1', 'Pod', 'media', 'sabnzbd-0');
     expect(await pass()).toBe(true); // unneeded from now on
-    await new Promise((r) => setTimeout(r, 200));
+    advance(200_000);
     a.put(routedPod('media', 'sabnzbd-1')); // a pod came back: the clock restarts
     expect(await pass()).toBe(true);
     a.remove('v1', 'Pod', 'media', 'sabnzbd-1');
     expect(await pass()).toBe(true);
-    await new Promise((r) => setTimeout(r, 250));
-    expect(await pass()).toBe(true); // 250 ms < 400 ms since the last pod left
-    await new Promise((r) => setTimeout(r, 200));
+    advance(250_000);
+    expect(await pass()).toBe(true); // 250 s < 400 s since the last pod left (450 s since the first)
+    advance(150_000);
     expect(await pass()).toBe(false);
   });
 
   it('keeps a young policy (a pod admitted a moment ago may not be listed yet)', async () => {
     const a = await cluster();
-    const ks = await start(a); // default grace: 2 min
+    const ks = await start(a); // default grace: 10 min
     expect(await ks.guard.ensure('media', 'default', { dryRun: false })).toEqual({ ok: true });
     const report = await ks.reconciler.reconcileNow();
     expect(report.removed).toEqual([]);
@@ -397,6 +429,33 @@ describe('reconciler', () => {
     await eventually(() => policyIn(a, 'downloads') !== undefined, 8000);
   });
 
+  it('one namespace watch per replica: the reconciler reads opt-ins from the watch admission uses', async () => {
+    const a = await cluster();
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'opted', labels: { 'podvpn.io/inject': 'enabled' } } });
+    const ks = await start(a);
+    await eventually(() => policyIn(a, 'opted') !== undefined);
+    const namespaceWatches = a.requests.filter((r) => r.resource === 'namespaces' && r.verb === 'watch');
+    expect(namespaceWatches).toHaveLength(1);
+    expect(a.requests.filter((r) => r.resource === 'namespaces' && r.verb === 'list')).toHaveLength(1);
+    expect(ks.guard.problem()).toBeUndefined();
+  });
+
+  it('a pass follows a namespace opting in, not every namespace change the shared watch sees', async () => {
+    const a = await cluster();
+    const ks = await start(a, { resyncMs: 60_000, debounceMs: 20 });
+    await ks.reconciler.reconcileNow();
+    await new Promise((r) => setTimeout(r, 300)); // the start-up pass (debounced) has run too
+    const podLists = () => a.requests.filter((r) => r.resource === 'pods' && r.verb === 'list').length;
+    const before = podLists();
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { team: 'media' }, annotations: { note: 'x' } } });
+    await new Promise((r) => setTimeout(r, 300)); // 15 debounce windows: no pass may start
+    expect(podLists()).toBe(before);
+    // control: the same watch, a change that matters, does start one
+    a.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { 'podvpn.io/inject': 'enabled' } } });
+    await eventually(() => policyIn(a, 'media') !== undefined);
+    expect(podLists()).toBeGreaterThan(before);
+  });
+
   it('a hung API server does not hang start-up: routed pods are denied with the reason', async () => {
     const a = await cluster();
     a.fault({ delayMs: 5000 });
@@ -447,7 +506,7 @@ describe('a namespace being deleted', () => {
   });
 
   it('isNamespaceTerminating: only the NamespaceLifecycle 403, not an RBAC 403', async () => {
-    const { isNamespaceTerminating } = await import('../../src/policy/guard.js');
+    const { isNamespaceTerminating } = await import('../../src/killswitch/guard.js');
     const a = await cluster();
     a.terminateNamespace('media');
     const err = await kubePolicyClient(a.kubeConfig())

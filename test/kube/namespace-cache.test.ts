@@ -3,7 +3,7 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeApiDouble } from '../kube-api-double/index.js';
-import { type NamespaceCache, startNamespaceCache } from '../../src/kube/namespace-cache.js';
+import { type NamespaceWatch, startNamespaceCache } from '../../src/kube/namespace-cache.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -22,7 +22,7 @@ async function eventually(check: () => void, ms = 5000): Promise<void> {
 
 describe('namespace watch cache', () => {
   let api: KubeApiDouble | undefined;
-  let cache: NamespaceCache | undefined;
+  let cache: NamespaceWatch | undefined;
   afterEach(async () => {
     await cache?.stop();
     await api?.close();
@@ -54,6 +54,32 @@ describe('namespace watch cache', () => {
     api.closeWatches();
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'late', labels: { 'podvpn.io/inject': 'enabled' } } });
     await eventually(() => expect(cache!.get('late')!.labels['podvpn.io/inject']).toBe('enabled'), 10_000);
+  });
+
+  it('a hung API server does not hang start-up: unsynced (unready) until it answers, then synced', async () => {
+    api = await KubeApiDouble.start();
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: { 'podvpn.io/inject': 'enabled' } } });
+    api.fault({ delayMs: 3000 }); // the first list answers only after start() has given up waiting
+    const t0 = Date.now();
+    cache = await startNamespaceCache(api.kubeConfig(), silent, { startTimeoutMs: 200 });
+    expect(Date.now() - t0).toBeLessThan(1500); // without the start timeout: 3 s
+    expect(cache.synced()).toBe(false);
+    expect(cache.get('downloads')).toBeUndefined();
+    api.clearFaults();
+    await eventually(() => expect(cache!.synced()).toBe(true), 15_000);
+    await eventually(() => expect(cache!.get('downloads')?.labels['podvpn.io/inject']).toBe('enabled'), 15_000);
+  });
+
+  it('tells subscribers (the reconciler) of each change and deletion, from the same watch', async () => {
+    api = await KubeApiDouble.start();
+    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    const seen: Array<[string, string | undefined]> = [];
+    cache.onChange((name, facts) => seen.push([name, facts?.labels['podvpn.io/inject']]));
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'opted', labels: { 'podvpn.io/inject': 'enabled' } } });
+    await eventually(() => expect(seen).toContainEqual(['opted', 'enabled']));
+    expect([...cache.all()].map(([name]) => name)).toContain('opted');
+    api.remove('v1', 'Namespace', undefined, 'opted');
+    await eventually(() => expect(seen).toContainEqual(['opted', undefined]));
   });
 });
 

@@ -11,7 +11,7 @@ import { ANNOTATION_CLIENT_SETTINGS } from '../../../src/constants.js';
 import { injectionPatch } from '../../../src/inject/patch.js';
 import { clientSettings } from '../../../src/inject/settings.js';
 import type { Pod } from '../../../src/inject/types.js';
-import { buildKillSwitchPolicy } from '../../../src/policy/killswitch.js';
+import { buildKillSwitchPolicy } from '../../../src/killswitch/policy.js';
 import { tryRun } from './exec.js';
 import { parseAllDocuments, stringify } from 'yaml';
 import { GATEWAY_DEPLOYMENT, type GatewayManifestSettings, readGatewayManifest } from './gateway.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type PolicyLike, findEgressBypasses } from './bypass.js';
-import { buildKillSwitchPolicy } from './killswitch.js';
+import { buildKillSwitchPolicy } from './policy.js';
 
 const ns = new Set(['downloads']);
 const policy = (name: string, spec: unknown, namespace = 'downloads', labels: Record<string, string> = {}): PolicyLike => ({

@@ -1,24 +1,14 @@
 // The thin edge between the kill switch and the API server: apply, delete, and list routed pods.
 // Every call is one listed in src/kube/permissions.ts.
 
-import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { notRoutedFromSettings } from '../cluster/coverage.js';
 import { ANNOTATION_CLIENT_SETTINGS, FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
 import type { PolicyLike } from './bypass.js';
-import type { KillSwitchPolicy } from './killswitch.js';
+import type { KillSwitchPolicy } from './policy.js';
 
-/** A NetworkPolicy as read back from the API (only what the kill switch looks at). */
-export interface LivePolicy {
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    creationTimestamp?: Date | string;
-    resourceVersion?: string;
-    managedFields?: Array<{ manager?: string; operation?: string; fieldsV1?: unknown }>;
-  };
-  spec?: unknown;
-}
+/** A NetworkPolicy as read back from the API: client-node's own type (type-only, erased at run time). */
+export type LivePolicy = V1NetworkPolicy;
 
 export interface PolicyClient {
   /**
@@ -45,14 +35,14 @@ export function kubePolicyClient(kc: KubeConfig): PolicyClient {
   const core = kc.makeApiClient(CoreV1Api);
   return {
     async apply(policy, opts) {
-      return (await objects.patch(
-        policy as never,
+      return await objects.patch<V1NetworkPolicy>(
+        policy,
         undefined,
         opts.dryRun ? 'All' : undefined,
         FIELD_MANAGER,
         true,
         PatchStrategy.ServerSideApply,
-      ));
+      );
     },
     async delete(namespace, name) {
       try {

@@ -13,7 +13,7 @@ import {
   killSwitchPolicyName,
   policiesForNamespaces,
   type KillSwitchPolicy,
-} from './killswitch.js';
+} from './policy.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dataDir = join(here, 'testdata');

@@ -1,7 +1,7 @@
 // Keeps every kill-switch policy converged, in every replica at once without fighting:
 //
-// - watches podvpn's NetworkPolicies (label app.kubernetes.io/managed-by=podvpn) into the guard's
-//   cache, and opted-in namespaces (podvpn.io/inject=enabled);
+// - watches podvpn's NetworkPolicies (label app.kubernetes.io/managed-by=podvpn) into the shared
+//   state, and reads opted-in namespaces (podvpn.io/inject=enabled) from the replica's one namespace watch;
 // - on any change (a policy deleted or edited, a namespace opted in) and every `resyncMs`, reconciles:
 //   the wanted set is every (namespace, gateway) with a routed pod (a fresh list of pods labelled
 //   podvpn.io/routed) plus every opted-in namespace with its gateway; each wanted policy that is
@@ -18,24 +18,45 @@
 // server (no new resourceVersion, no watch event): they converge instead of fighting. A delete
 // racing another replica's delete gets 404, which is fine.
 
-import { CoreV1Api, type KubeConfig, makeInformer, NetworkingV1Api, type V1Namespace, type V1NetworkPolicy } from '@kubernetes/client-node';
+import { type KubeConfig, makeInformer, NetworkingV1Api, type V1NetworkPolicy } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { type CoverageReport, nodeRangeCoverage } from '../cluster/coverage.js';
+import type { RangesOutcome } from '../cluster/discovery.js';
 import type { Config } from '../config/schema.js';
-import { ANNOTATION_GATEWAY, EXCLUDED_NAMESPACES, LABEL_INJECT, LABEL_MANAGED_BY, NAMESPACE_INJECT_VALUE, PRODUCT } from '../constants.js';
-import type { PolicyClient } from '../policy/client.js';
-import type { ReconcilerGuard } from '../policy/guard-types.js';
-import { isPolicyCurrent, LABEL_POLICY_GATEWAY, POLICY_NAME_PREFIX } from '../policy/killswitch.js';
-import { type EgressBypass, findEgressBypasses } from '../policy/bypass.js';
-import { type CoverageReport, nodeRangeCoverage } from './coverage.js';
-import { describeError, type RangesOutcome } from './discovery.js';
+import { EXCLUDED_NAMESPACES, LABEL_INJECT, LABEL_MANAGED_BY, NAMESPACE_INJECT_VALUE, PRODUCT } from '../constants.js';
+import type { EnsureResult } from '../admission/ports.js';
+import { gatewayNameFor, namespaceOptedIn } from '../inject/rules.js';
+import { describeError } from '../kube/errors.js';
+import type { NamespaceWatch } from '../kube/namespace-cache.js';
+import type { NamespaceFacts } from '../inject/types.js';
+import { type KeptWatch, keepWatching, WATCH_START_TIMEOUT_MS } from '../kube/watch.js';
+import { type EgressBypass, findEgressBypasses } from './bypass.js';
+import type { LivePolicy, PolicyClient } from './client.js';
+import { planReconcile, type Wanted } from './plan.js';
+import { isPolicyCurrent } from './policy.js';
+import type { KillSwitchState } from './state.js';
+
+/**
+ * What the reconciler asks the guard (it owns these facts: its own applies). The reconciler needs
+ * nothing else of it; ClusterKillSwitchGuard implements this.
+ */
+export interface Ensurer {
+  ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
+  recentlyEnsured(namespace: string, gateway: string, ms: number, now: number): boolean;
+  writtenByPeer(live: LivePolicy | undefined): boolean;
+  terminatingWithin(namespace: string, ms: number, now: number): boolean;
+}
 
 /** Namespace label values that plainly mean "not opted in" (no warning for those). */
 const NAMESPACE_OFF_VALUES = ['disabled', 'false'];
 
 export interface ReconcilerOptions {
   kc: KubeConfig;
-  guard: ReconcilerGuard;
+  state: KillSwitchState;
+  ensurer: Ensurer;
   client: PolicyClient;
+  /** The replica's one namespace watch (shared with admission): opt-ins come from it. */
+  namespaces: NamespaceWatch;
   config: Config;
   log: Logger;
   /** Full reconcile at least this often (default 30 s). */
@@ -58,6 +79,8 @@ export interface ReconcilerOptions {
   terminatingRetryMs?: number;
   /** After each pass: do the routed pods' not-routed lists cover every node's pod range? (metrics) */
   onCoverage?: (report: CoverageReport) => void;
+  /** The clock (tests inject one). */
+  now?: () => number;
 }
 
 export interface ReconcileReport {
@@ -69,15 +92,9 @@ export interface ReconcileReport {
   skipped?: string;
 }
 
-interface Informer {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
 export class KillSwitchReconciler {
   private readonly o: Required<Omit<ReconcilerOptions, 'rediscover'>> & Pick<ReconcilerOptions, 'rediscover'>;
-  private readonly optedIn = new Map<string, string | undefined>();
-  private informers: Informer[] = [];
+    private watch: KeptWatch | undefined;
   private timers: NodeJS.Timeout[] = [];
   private debounce: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
@@ -85,19 +102,18 @@ export class KillSwitchReconciler {
   private stopped = false;
   private lastDiscovery = 0;
   private readonly peerApplied = new Map<string, number>();
-  private readonly unneededSince = new Map<string, number>();
+  private unneededSince = new Map<string, number>();
   private reportedBypasses = new Set<string>();
   private readonly warnedLabels = new Map<string, string>();
   private reportedCoverage = new Set<string>();
 
   constructor(opts: ReconcilerOptions) {
-    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: 10_000, terminatingRetryMs: 300_000, onCoverage: () => undefined, ...opts };
+    this.o = { resyncMs: 30_000, debounceMs: 100, removalGraceMs: 600_000, rediscoverMs: 300_000, peerBackoffMs: 60_000, startTimeoutMs: WATCH_START_TIMEOUT_MS, terminatingRetryMs: 300_000, onCoverage: () => undefined, now: Date.now, ...opts };
   }
 
   async start(): Promise<void> {
-    const { kc, guard, log } = this.o;
+    const { kc, state, log, namespaces } = this.o;
     const net = kc.makeApiClient(NetworkingV1Api);
-    const core = kc.makeApiClient(CoreV1Api);
     const managed = `${LABEL_MANAGED_BY}=${PRODUCT}`;
     const policies = makeInformer<V1NetworkPolicy>(
       kc,
@@ -106,77 +122,43 @@ export class KillSwitchReconciler {
       managed,
     );
     const put = (p: V1NetworkPolicy) => {
-      guard.cache.set(p);
+      state.observe(p);
       this.trigger();
     };
     policies.on('add', put);
     policies.on('update', put);
     policies.on('delete', (p) => {
-      if (p.metadata?.namespace !== undefined && p.metadata.name !== undefined) guard.cache.delete(p.metadata.namespace, p.metadata.name);
+      if (p.metadata?.namespace !== undefined && p.metadata.name !== undefined) state.forget(p.metadata.namespace, p.metadata.name);
       log.info({ namespace: p.metadata?.namespace, policy: p.metadata?.name }, 'kill-switch policy deleted; restoring it if still needed');
       this.trigger();
     });
 
-    // Every namespace carrying the label, whatever its value: only "enabled" opts in, and a value that
-    // looks meant to (say "true", the pod label's value) would otherwise leave its pods unrouted in
-    // silence, since the webhook's selector never sends them.
-    const namespaces = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace({ labelSelector: LABEL_INJECT }), LABEL_INJECT);
-    const putNs = (ns: V1Namespace) => {
-      const name = ns.metadata?.name;
-      if (name === undefined) return;
-      const value = ns.metadata?.labels?.[LABEL_INJECT];
-      if (value === NAMESPACE_INJECT_VALUE) {
-        this.optedIn.set(name, ns.metadata?.annotations?.[ANNOTATION_GATEWAY]);
-      } else {
-        this.optedIn.delete(name);
-        if (value !== undefined && !NAMESPACE_OFF_VALUES.includes(value) && this.warnedLabels.get(name) !== value) {
-          this.warnedLabels.set(name, value);
-          log.warn(
-            { namespace: name, label: `${LABEL_INJECT}=${value}` },
-            `namespace ${name} has ${LABEL_INJECT}=${value}, which opts nothing in: its pods are NOT routed through the VPN; use ${LABEL_INJECT}=${NAMESPACE_INJECT_VALUE}`,
-          );
-        }
-      }
-      this.trigger();
-    };
-    namespaces.on('add', putNs);
-    namespaces.on('update', putNs);
-    namespaces.on('delete', (ns) => {
-      if (ns.metadata?.name !== undefined) this.optedIn.delete(ns.metadata.name);
+    // Opt-ins come from the replica's one namespace watch. Every namespace carrying the label is
+    // checked, whatever its value: only "enabled" opts in, and a value that looks meant to (say "true",
+    // the pod label's value) would otherwise leave its pods unrouted in silence, since the webhook's
+    // selector never sends them.
+    for (const [name, facts] of namespaces.all()) this.warnIfMeantToOptIn(name, facts.labels[LABEL_INJECT]);
+    // The watch sees every namespace; a pass (which lists the routed pods) follows only a change that
+    // matters here: the namespace opting in or out, or its gateway annotation changing.
+    const optIn = new Map<string, string>();
+    const optInOf = (facts: NamespaceFacts | undefined): string | undefined =>
+      facts !== undefined && namespaceOptedIn(facts.labels) ? gatewayNameFor({}, facts.annotations, this.o.config) : undefined;
+    for (const [name, facts] of namespaces.all()) {
+      const o = optInOf(facts);
+      if (o !== undefined) optIn.set(name, o);
+    }
+    namespaces.onChange((name, facts) => {
+      if (facts !== undefined) this.warnIfMeantToOptIn(name, facts.labels[LABEL_INJECT]);
+      const o = optInOf(facts);
+      if (o === optIn.get(name)) return;
+      if (o === undefined) optIn.delete(name);
+      else optIn.set(name, o);
       this.trigger();
     });
 
-    for (const [name, informer] of [
-      ['networkpolicies', policies],
-      ['namespaces', namespaces],
-    ] as const) {
-      let backoff = 1000;
-      informer.on('connect', () => {
-        backoff = 1000;
-      });
-      informer.on('error', (err: unknown) => {
-        if (this.stopped) return;
-        log.warn({ watch: name, err: describeError(err), retryMs: backoff }, `kill-switch ${name} watch failed; retrying`);
-        const t = setTimeout(() => {
-          if (!this.stopped) void informer.start().catch(() => undefined);
-        }, backoff);
-        t.unref();
-        backoff = Math.min(backoff * 2, 30_000);
-      });
-      this.informers.push(informer);
-    }
     // A hung API server must not hang the webhook's start: the hot path works without the cache.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(this.informers.map((i) => i.start().catch(() => undefined))),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          log.warn({ waitedMs: this.o.startTimeoutMs }, 'kill-switch watches not synced yet; starting anyway');
-          resolve();
-        }, this.o.startTimeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    this.watch = keepWatching(policies, 'kill-switch networkpolicies', log, { startTimeoutMs: this.o.startTimeoutMs });
+    await this.watch.start();
 
     const resync = setInterval(() => this.trigger(), this.o.resyncMs);
     resync.unref();
@@ -186,7 +168,7 @@ export class KillSwitchReconciler {
       tick.unref();
       this.timers.push(tick);
     }
-    this.lastDiscovery = Date.now();
+    this.lastDiscovery = this.o.now();
     this.trigger();
   }
 
@@ -194,7 +176,7 @@ export class KillSwitchReconciler {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     if (this.debounce !== undefined) clearTimeout(this.debounce);
-    await Promise.all(this.informers.map((i) => i.stop()));
+    await this.watch?.stop();
     await this.running?.catch(() => undefined);
   }
 
@@ -210,14 +192,14 @@ export class KillSwitchReconciler {
   /** Re-run discovery now; a change of ranges rewrites every policy. Returns whether they changed. */
   async rediscover(): Promise<boolean> {
     if (this.o.rediscover === undefined) return false;
-    this.lastDiscovery = Date.now();
+    this.lastDiscovery = this.o.now();
     const outcome = await this.o.rediscover();
-    if (outcome.ranges === undefined && this.o.guard.ranges() !== undefined) {
+    if (outcome.ranges === undefined && this.o.state.ranges() !== undefined) {
       // A failed rediscovery keeps the last good ranges: a transient API error must not deny pods.
       this.o.log.warn({ problem: outcome.problem }, 'cluster range rediscovery failed; keeping the ranges in force');
       return false;
     }
-    const changed = this.o.guard.setRanges(outcome);
+    const changed = this.o.state.setRanges(outcome);
     if (changed) {
       this.o.log.info({ ranges: outcome.ranges }, 'cluster ranges changed; rewriting every kill-switch policy');
       this.trigger();
@@ -226,8 +208,8 @@ export class KillSwitchReconciler {
   }
 
   private async maybeRediscover(): Promise<void> {
-    const due = this.o.guard.ranges() === undefined ? Math.min(this.o.rediscoverMs, 10_000) : this.o.rediscoverMs;
-    if (Date.now() - this.lastDiscovery < due) return;
+    const due = this.o.state.ranges() === undefined ? Math.min(this.o.rediscoverMs, 10_000) : this.o.rediscoverMs;
+    if (this.o.now() - this.lastDiscovery < due) return;
     await this.rediscover().catch((err: unknown) => this.o.log.warn({ err: describeError(err) }, 'cluster range rediscovery failed'));
   }
 
@@ -251,12 +233,25 @@ export class KillSwitchReconciler {
     return this.running;
   }
 
+  /** Every (namespace, gateway) whose policy must exist: routed pods, then opted-in namespaces. */
+  private wanted(routed: readonly Wanted[]): Wanted[] {
+    const { config, namespaces } = this.o;
+    const wanted: Wanted[] = routed.map(({ namespace, gateway }) => ({ namespace, gateway }));
+    for (const [namespace, facts] of namespaces.all()) {
+      if (!namespaceOptedIn(facts.labels) || EXCLUDED_NAMESPACES.includes(namespace)) continue;
+      const gateway = gatewayNameFor({}, facts.annotations, config);
+      if (!Object.hasOwn(config.gateways, gateway)) continue; // the webhook denies its pods anyway
+      wanted.push({ namespace, gateway });
+    }
+    return wanted;
+  }
+
   private async pass(): Promise<ReconcileReport> {
-    const { guard, client, config, log } = this.o;
+    const { state, ensurer, client, log } = this.o;
     const report: ReconcileReport = { applied: [], removed: [], failed: [], deferred: [] };
-    if (guard.ranges() === undefined) {
+    if (state.ranges() === undefined) {
       // Without ranges nothing correct can be written; existing policies stay (they still protect).
-      report.skipped = guard.problem();
+      report.skipped = state.problem();
       return report;
     }
     let routed: Array<{ namespace: string; gateway: string }>;
@@ -268,71 +263,48 @@ export class KillSwitchReconciler {
       return report;
     }
     this.checkCoverage(routed);
-    const wanted = new Map<string, { namespace: string; gateway: string }>();
-    const withPods = new Set<string>();
-    for (const r of routed) {
-      wanted.set(`${r.namespace}/${r.gateway}`, r);
-      withPods.add(`${r.namespace}/${r.gateway}`);
-    }
-    for (const [namespace, annotated] of this.optedIn) {
-      if (EXCLUDED_NAMESPACES.includes(namespace)) continue;
-      const gateway = annotated ?? config.defaultGateway;
-      if (!Object.hasOwn(config.gateways, gateway)) continue; // the webhook denies its pods anyway
-      wanted.set(`${namespace}/${gateway}`, { namespace, gateway });
-    }
+    const wanted = this.wanted(routed);
+    await this.checkBypasses(new Set(wanted.map((w) => w.namespace)));
 
-    await this.checkBypasses(new Set([...wanted.values()].map((w) => w.namespace)));
+    const plan = planReconcile({
+      wanted,
+      desired: (ns, gw) => state.desired(ns, gw),
+      live: state.livePolicies(),
+      now: this.o.now(),
+      removalGraceMs: this.o.removalGraceMs,
+      peerBackoffMs: this.o.peerBackoffMs,
+      terminatingRetryMs: this.o.terminatingRetryMs,
+      terminatingWithin: (ns, ms, now) => ensurer.terminatingWithin(ns, ms, now),
+      writtenByPeer: (live) => ensurer.writtenByPeer(live),
+      recentlyEnsured: (ns, gw, ms, now) => ensurer.recentlyEnsured(ns, gw, ms, now),
+      unneededSince: this.unneededSince,
+      peerApplied: this.peerApplied,
+    });
+    this.unneededSince = plan.unneededSince;
+    report.deferred.push(...plan.defer);
 
     let rediscovered = false;
-    for (const { namespace, gateway } of wanted.values()) {
-      const desired = guard.desired(namespace, gateway)!;
-      const live = guard.cache.get(namespace, desired.metadata.name);
-      if (isPolicyCurrent(live, desired)) continue;
-      const id = `${namespace}/${desired.metadata.name}`;
-      if (guard.terminatingWithin(namespace, this.o.terminatingRetryMs)) {
-        report.deferred.push(id); // being deleted: creates are refused until it is gone
-        continue;
-      }
-      if (guard.writtenByPeer(live)) {
-        // Another replica disagrees: never a write loop. Back off, and check our own ranges first.
-        const last = this.peerApplied.get(id);
-        if (last !== undefined && Date.now() - last < this.o.peerBackoffMs) {
-          report.deferred.push(id);
-          continue;
-        }
+    for (const { namespace, gateway, id, overridesPeer } of plan.apply) {
+      if (overridesPeer) {
+        // Another replica disagrees: check our own ranges first (once a pass), then override it.
         if (!rediscovered && this.o.rediscover !== undefined) {
           rediscovered = true;
           await this.rediscover().catch(() => false);
-          if (isPolicyCurrent(live, guard.desired(namespace, gateway)!)) continue;
+          const desired = state.desired(namespace, gateway);
+          if (desired !== undefined && isPolicyCurrent(state.livePolicy(namespace, desired.metadata.name), desired)) continue;
         }
-        this.peerApplied.set(id, Date.now());
+        this.peerApplied.set(id, this.o.now());
       }
-      const result = await guard.ensure(namespace, gateway, { dryRun: false });
+      const result = await ensurer.ensure(namespace, gateway, { dryRun: false });
       if (result.ok) report.applied.push(id);
       else report.failed.push(`${id}: ${result.message}`);
     }
 
-    const now = Date.now();
-    for (const live of guard.cache.list()) {
-      const namespace = live.metadata?.namespace;
-      const name = live.metadata?.name;
-      if (namespace === undefined || name === undefined || !name.startsWith(POLICY_NAME_PREFIX)) continue;
-      const gateway = live.metadata?.labels?.[LABEL_POLICY_GATEWAY] ?? name.slice(POLICY_NAME_PREFIX.length);
-      const id = `${namespace}/${gateway}`;
-      if (wanted.has(id) || withPods.has(id)) {
-        this.unneededSince.delete(id);
-        continue;
-      }
-      const since = this.unneededSince.get(id) ?? now;
-      this.unneededSince.set(id, since);
-      if (now - since < this.o.removalGraceMs) continue;
-      const created = live.metadata?.creationTimestamp === undefined ? now : new Date(live.metadata.creationTimestamp).getTime();
-      if (now - created < this.o.removalGraceMs) continue;
-      if (guard.recentlyEnsured(namespace, gateway, this.o.removalGraceMs, now)) continue;
+    for (const { namespace, name, gateway } of plan.remove) {
       try {
         await client.delete(namespace, name);
-        guard.cache.delete(namespace, name);
-        this.unneededSince.delete(id);
+        state.forget(namespace, name);
+        this.unneededSince.delete(`${namespace}/${gateway}`);
         report.removed.push(`${namespace}/${name}`);
         log.info({ namespace, policy: name }, `kill-switch policy ${namespace}/${name} removed: no routed pod of gateway "${gateway}" left`);
       } catch (err) {
@@ -345,11 +317,20 @@ export class KillSwitchReconciler {
     return report;
   }
 
+  private warnIfMeantToOptIn(name: string, value: string | undefined): void {
+    if (value === undefined || value === NAMESPACE_INJECT_VALUE || NAMESPACE_OFF_VALUES.includes(value) || this.warnedLabels.get(name) === value) return;
+    this.warnedLabels.set(name, value);
+    this.o.log.warn(
+      { namespace: name, label: `${LABEL_INJECT}=${value}` },
+      `namespace ${name} has ${LABEL_INJECT}=${value}, which opts nothing in: its pods are NOT routed through the VPN; use ${LABEL_INJECT}=${NAMESPACE_INJECT_VALUE}`,
+    );
+  }
+
   /** Say (once per node range and kind) when routed pods were not given a node's pod range. */
   private checkCoverage(routed: Array<{ namespace: string; name?: string; notRouted?: string[] }>): void {
-    const { guard, log } = this.o;
-    const nodes = guard.nodeRanges();
-    const ranges = guard.ranges();
+    const { state, log } = this.o;
+    const nodes = state.nodeRanges();
+    const ranges = state.ranges();
     if (nodes === undefined || ranges === undefined) return;
     const report = nodeRangeCoverage(nodes, ranges.podCIDRs, routed);
     const now = new Set<string>();
@@ -375,9 +356,9 @@ export class KillSwitchReconciler {
     this.o.onCoverage(report);
   }
 
-  /** Find other egress policies that void the kill switch; say so once each, and tell the guard. */
+  /** Find other egress policies that void the kill switch; say so once each, and record them in the state (the guard warns with them). */
   private async checkBypasses(namespaces: ReadonlySet<string>): Promise<void> {
-    const { guard, client, log } = this.o;
+    const { state, client, log } = this.o;
     if (client.listAllPolicies === undefined) return;
     let bypasses: EgressBypass[];
     try {
@@ -386,7 +367,7 @@ export class KillSwitchReconciler {
       log.warn({ err: describeError(err) }, 'could not check for NetworkPolicies that void the kill switch');
       return;
     }
-    guard.setBypasses(bypasses);
+    state.setBypasses(bypasses);
     const now = new Set(bypasses.map((b) => `${b.namespace}/${b.name}`));
     for (const b of bypasses) {
       if (this.reportedBypasses.has(`${b.namespace}/${b.name}`)) continue;

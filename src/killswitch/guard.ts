@@ -1,136 +1,88 @@
-// The kill switch as the webhook sees it: "is this namespace's policy in place? make it so, or say why
-// not". Usage:
+// The kill switch on the admission path: "is this namespace's policy in place? make it so, or say why
+// not". It implements admission's KillSwitchGuard port (src/admission/ports.ts) over the shared
+// KillSwitchState (ranges, live policies, bypasses), which the reconciler feeds; start.ts composes the
+// two. Without a cluster, standalone.ts implements the same port.
 //
-//   // connected to a cluster (serve):
-//   const ks = await startKillSwitch(kubeConfig, config, logger);   // discovery + reconciler
-//   ports.ranges = () => ks.guard.ranges();                          // undefined → deny (missingRanges)
-//   ports.ensureKillSwitch = (ns, gw, o) => ks.guard.ensure(ns, gw, o);
-//   ks.guard.problem();                                              // why ranges() is undefined
-//   await ks.stop();                                                 // on shutdown
-//
-//   // no cluster (standalone serve, tests):
-//   const guard = new StandaloneKillSwitchGuard(config);   // config ranges, else kubeadm defaults;
-//                                                          // ensure() succeeds without writing
-//   // offline `podvpn inject`:
-//   policiesForNamespaces([{ namespace, gateway }], standaloneRanges(config.cluster), config)
-//   // (killswitch.ts and cluster/ranges.ts; throws PublicRangeError for public ranges unless forced)
-//
-// ensure() reads a cache fed by a NetworkPolicy watch and writes only when the policy is missing or
-// stale: one server-side apply (field manager `podvpn`, force), concurrent calls for the same policy
-// sharing it. Any failure is `{ ok: false, message }`: the caller denies the pod (fail closed). With
-// `dryRun`, the API server validates a dryRun=All apply and nothing is written.
+// ensure() reads the live policies (fed by a NetworkPolicy watch) and writes only when the policy is
+// missing or stale: one server-side apply (field manager `podvpn`, force), concurrent calls for the same
+// policy sharing it. Any failure is `{ ok: false, message }`: the caller denies the pod (fail closed).
+// With `dryRun`, the API server validates a dryRun=All apply and nothing is written. What the guard
+// alone knows (what it applied, when, and which namespaces refused a create) the reconciler reads
+// through three questions (the reconciler's Ensurer interface): recentlyEnsured, writtenByPeer and
+// terminatingWithin.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { describeError, type NodeRange, resolveClusterRanges } from '../cluster/discovery.js';
-import { KillSwitchReconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
+import type { EnsureResult, KillSwitchGuard } from '../admission/ports.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
-import type { Config } from '../config/schema.js';
 import { FIELD_MANAGER } from '../constants.js';
+import { describeError } from '../kube/errors.js';
 import { withDeadline } from '../util/deadline.js';
-import type { EgressBypass } from './bypass.js';
-import { type LivePolicy, kubePolicyClient, type PolicyClient } from './client.js';
-import type { EnsureResult, ReconcilerGuard } from './guard-types.js';
-import { PolicyCache } from './policy-cache.js';
-import { buildKillSwitchPolicy, canonicalSpec, isPolicyCurrent, type KillSwitchPolicy } from './killswitch.js';
+import type { LivePolicy, PolicyClient } from './client.js';
+import { canonicalSpec, isPolicyCurrent } from './policy.js';
+import type { KillSwitchState } from './state.js';
 
 export interface ClusterGuardOptions {
+  state: KillSwitchState;
   client: PolicyClient;
   log: Logger;
-  cache?: PolicyCache;
   /**
    * An apply slower than this fails the ensure with a clear denial. Default 2 s: it must end before
    * the review's own deadline (2.5 s, REVIEW_DEADLINE_MS), which must end before the API server's
    * 5 s timeout, so the user sees "kill-switch policy could not be written" and not a timeout.
    */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
+  /** The clock (tests inject one). */
+  now?: (() => number) | undefined;
 }
 
-export class ClusterKillSwitchGuard implements ReconcilerGuard {
-  readonly cache: PolicyCache;
-  private current: ClusterRanges | undefined;
-  private why: string | undefined = 'cluster ranges not discovered yet';
+export class ClusterKillSwitchGuard implements KillSwitchGuard {
+  private readonly state: KillSwitchState;
   private readonly inFlight = new Map<string, Promise<EnsureResult>>();
-  private bypasses = new Map<string, EgressBypass[]>();
   private readonly ensuredAt = new Map<string, number>();
-  private readonly built = new Map<string, KillSwitchPolicy>();
   /** The spec this process last applied to each policy (namespace/name → canonical JSON). */
   private readonly lastApplied = new Map<string, string>();
   /** Namespaces whose create was refused because they are being deleted → when that was seen. */
   private readonly terminating = new Map<string, number>();
-  private nodes: NodeRange[] | undefined;
   private readonly client: PolicyClient;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly now: () => number;
 
   constructor(opts: ClusterGuardOptions) {
+    this.state = opts.state;
     this.client = opts.client;
     this.log = opts.log;
-    this.cache = opts.cache ?? new PolicyCache();
     this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.now = opts.now ?? Date.now;
   }
 
   ranges(): ClusterRanges | undefined {
-    return this.current;
+    return this.state.ranges();
   }
 
-  /** Why ranges() is undefined (the deny message), or undefined when the ranges are usable. */
   problem(): string | undefined {
-    return this.current === undefined ? this.why : undefined;
-  }
-
-  /** Each node's pod ranges, as last discovered (undefined when the nodes were not listed). */
-  nodeRanges(): NodeRange[] | undefined {
-    return this.nodes;
-  }
-
-  /** New ranges (from discovery); returns true when the allowed set changed (policies need rewriting). */
-  setRanges(outcome: { ranges: ClusterRanges | undefined; problem?: string; nodeRanges?: NodeRange[] }): boolean {
-    if (outcome.nodeRanges !== undefined) this.nodes = outcome.nodeRanges;
-    const before = rangesKey(this.current);
-    this.current = outcome.ranges;
-    this.built.clear();
-    this.why = outcome.ranges === undefined ? (outcome.problem ?? 'cluster ranges unknown') : undefined;
-    return before !== rangesKey(this.current);
-  }
-
-  /** The policy we want for (namespace, gateway), or undefined without ranges. */
-  desired(namespace: string, gateway: string): KillSwitchPolicy | undefined {
-    if (this.current === undefined) return undefined;
-    const key = `${namespace}/${gateway}`;
-    let policy = this.built.get(key);
-    if (policy === undefined) {
-      policy = buildKillSwitchPolicy({ namespace, gateway, ranges: this.current });
-      this.built.set(key, policy);
-    }
-    return policy;
+    return this.state.problem();
   }
 
   /** Was this policy ensured by this process within `ms`? (The reconciler never removes those.) */
-  recentlyEnsured(namespace: string, gateway: string, ms: number, now = Date.now()): boolean {
+  recentlyEnsured(namespace: string, gateway: string, ms: number, now = this.now()): boolean {
     const at = this.ensuredAt.get(`${namespace}/${gateway}`);
     return at !== undefined && now - at < ms;
   }
 
-  /** Other egress policies that void the kill switch, by namespace (from the reconciler). */
-  setBypasses(bypasses: readonly EgressBypass[]): void {
-    this.bypasses = new Map();
-    for (const b of bypasses) this.bypasses.set(b.namespace, [...(this.bypasses.get(b.namespace) ?? []), b]);
-  }
-
   async ensure(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult> {
     const result = await this.ensurePolicy(namespace, gateway, opts);
-    const bypass = this.bypasses.get(namespace)?.[0];
+    const bypass = this.state.bypassIn(namespace);
     if (!result.ok || bypass === undefined || result.warning !== undefined) return result;
     return { ok: true, warning: `podvpn: NetworkPolicy ${bypass.name} allows internet egress here and may void the kill switch` };
   }
 
   private async ensurePolicy(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult> {
-    const desired = this.desired(namespace, gateway);
-    if (desired === undefined) return { ok: false, message: this.why ?? 'cluster ranges unknown' };
+    const desired = this.state.desired(namespace, gateway);
+    if (desired === undefined) return { ok: false, message: this.state.problem() ?? 'cluster ranges unknown' };
     const name = desired.metadata.name;
-    const live = this.cache.get(namespace, name);
-    if (!opts.dryRun) this.ensuredAt.set(`${namespace}/${gateway}`, Date.now());
+    const live = this.state.livePolicy(namespace, name);
+    if (!opts.dryRun) this.ensuredAt.set(`${namespace}/${gateway}`, this.now());
     if (isPolicyCurrent(live, desired)) return { ok: true };
     const verb = live === undefined ? 'create' : 'update';
     if (opts.dryRun) {
@@ -150,7 +102,7 @@ export class ClusterKillSwitchGuard implements ReconcilerGuard {
     const run = (async (): Promise<EnsureResult> => {
       try {
         const applied = await this.timed(this.client.apply(desired, { dryRun: false }));
-        this.cache.set(applied);
+        this.state.observe(applied);
         this.terminating.delete(namespace);
         this.lastApplied.set(`${namespace}/${name}`, canonicalSpec(desired.spec));
         this.log.info({ namespace, policy: name, gateway, action: verb }, `kill-switch policy ${namespace}/${name} applied (${verb})`);
@@ -164,7 +116,7 @@ export class ClusterKillSwitchGuard implements ReconcilerGuard {
               `namespace ${namespace} is being deleted: the API server refuses to create its kill-switch policy ${name}; routed pods still terminating there run without it until the namespace is gone`,
             );
           }
-          this.terminating.set(namespace, Date.now());
+          this.terminating.set(namespace, this.now());
           return { ok: false, message: `namespace ${namespace} is being deleted, so its kill-switch NetworkPolicy ${name} cannot be created` };
         }
         const message = this.failure(namespace, name, err);
@@ -182,7 +134,7 @@ export class ClusterKillSwitchGuard implements ReconcilerGuard {
    * Was a create in this namespace refused within `ms` because the namespace is being deleted? The
    * reconciler leaves such a namespace alone meanwhile instead of retrying on every pass.
    */
-  terminatingWithin(namespace: string, ms: number, now = Date.now()): boolean {
+  terminatingWithin(namespace: string, ms: number, now = this.now()): boolean {
     const at = this.terminating.get(namespace);
     return at !== undefined && now - at < ms;
   }
@@ -215,48 +167,6 @@ export class ClusterKillSwitchGuard implements ReconcilerGuard {
   }
 }
 
-export interface KillSwitch {
-  guard: ClusterKillSwitchGuard;
-  reconciler: KillSwitchReconciler;
-  stop(): Promise<void>;
-}
-
-/**
- * Connected start-up: discover the ranges (config first), start the reconciler (watches, periodic
- * resync and rediscovery), and return the guard for the webhook's hot path. Never throws for an
- * unreachable API or missing ranges: the guard then denies routed pods with the reason, and
- * discovery is retried until it succeeds.
- */
-export async function startKillSwitch(
-  kc: KubeConfig,
-  config: Config,
-  log: Logger,
-  opts: Partial<Omit<ReconcilerOptions, 'kc' | 'guard' | 'client' | 'config' | 'log'>> & {
-    client?: PolicyClient;
-    /** Per apply in ensure() (default 3 s). */
-    timeoutMs?: number;
-    /** Per discovery call (default 5 s). */
-    discoveryTimeoutMs?: number;
-  } = {},
-): Promise<KillSwitch> {
-  const client = opts.client ?? kubePolicyClient(kc);
-  const guard = new ClusterKillSwitchGuard({ client, log, timeoutMs: opts.timeoutMs });
-  const discovery = { timeoutMs: opts.discoveryTimeoutMs };
-  guard.setRanges(await resolveClusterRanges(kc, config, log, discovery));
-  const reconciler = new KillSwitchReconciler({
-    ...opts,
-    kc,
-    guard,
-    client,
-    config,
-    log,
-    // Rediscovery logs only problems; the reconciler logs a change of ranges.
-    rediscover: opts.rediscover ?? (() => resolveClusterRanges(kc, config, log.child({ phase: 'rediscovery' }, { level: 'warn' }), discovery)),
-  });
-  await reconciler.start();
-  return { guard, reconciler, stop: () => reconciler.stop() };
-}
-
 /** NamespaceLifecycle's 403 for a create in a namespace being deleted (cause NamespaceTerminating). */
 export function isNamespaceTerminating(err: unknown): boolean {
   const e = err as { code?: unknown; body?: unknown };
@@ -275,8 +185,4 @@ export function isNamespaceTerminating(err: unknown): boolean {
     (status?.details?.causes ?? []).some((c) => c?.reason === 'NamespaceTerminating') ||
     (typeof status?.message === 'string' && status.message.includes('because it is being terminated'))
   );
-}
-
-function rangesKey(r: ClusterRanges | undefined): string {
-  return r === undefined ? '' : JSON.stringify([r.podCIDRs, r.serviceCIDRs, r.extraCIDRs, r.dnsIPs]);
 }
