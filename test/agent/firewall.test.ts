@@ -64,7 +64,7 @@ describe.skipIf(!root)('in-pod firewall in a real network namespace (root)', () 
     must(NS, 'ip', 'route', 'add', 'default', 'via', '10.42.1.1');
     must(PEER, 'ip', 'addr', 'add', '10.42.1.1/24', 'dev', 'node0');
     must(PEER, 'ip', 'addr', 'add', '10.43.0.10/32', 'dev', 'node0');
-    must(PEER, 'ip', 'addr', 'add', '1.1.1.1/32', 'dev', 'node0');
+    must(PEER, 'ip', 'addr', 'add', '198.51.100.7/32', 'dev', 'node0');
     must(PEER, 'ip', 'link', 'set', 'node0', 'up');
   });
   afterAll(() => {
@@ -85,7 +85,7 @@ describe.skipIf(!root)('in-pod firewall in a real network namespace (root)', () 
     const file = join(tmpdir(), `podvpn-fw-${process.pid}.nft`);
     writeFileSync(file, ruleset);
     // Control: without the firewall the "internet" address (on the node side) answers over eth0
-    expect(inNs(NS, 'ping', '-c1', '-W1', '1.1.1.1').status, 'control: reachable before the firewall').toBe(0);
+    expect(inNs(NS, 'ping', '-c1', '-W1', '198.51.100.7').status, 'control: reachable before the firewall').toBe(0);
     must(NS, 'nft', '-f', file);
     // Counters aside (the link's own IPv6 neighbour discovery is dropped and counted meanwhile)
     const rules = () => must(NS, 'nft', 'list', 'table', 'inet', 'podvpn').replace(/counter packets \d+ bytes \d+/g, 'counter');
@@ -95,7 +95,7 @@ describe.skipIf(!root)('in-pod firewall in a real network namespace (root)', () 
     rmSync(file);
 
     expect(inNs(NS, 'ping', '-c1', '-W1', '10.42.1.1').status, 'cluster next hop').toBe(0);
-    const internet = inNs(NS, 'ping', '-c1', '-W1', '1.1.1.1');
+    const internet = inNs(NS, 'ping', '-c1', '-W1', '198.51.100.7');
     expect(internet.status, 'internet via eth0').not.toBe(0);
     // A DNS query to cluster DNS, in the cluster's range, still does not leave
     const dns = inNs(NS, 'busybox', 'nslookup', 'example.com', '10.43.0.10');
