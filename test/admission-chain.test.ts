@@ -3,13 +3,13 @@
 // manifests/base), a second mutating webhook after it, and the API server's one reinvocation pass.
 // Pods are created through client-node, and the stored pod is checked.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type DoubleMutatingWebhook, TOKEN_PATH } from './kube-api-double/admission.js';
 import { KubeApiDouble } from './kube-api-double/index.js';
-import { startServer, tempDir } from './helpers.js';
+import { podvpnChainWebhook, startServer, tempDir } from './helpers.js';
 
 let api: KubeApiDouble;
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -40,12 +40,7 @@ beforeAll(async () => {
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, api.kubeConfig().exportConfig());
   server = await startServer({ noKube: false, kubeconfig });
-  podvpn = {
-    name: 'namespace.inject.podvpn.io',
-    reinvocationPolicy: 'IfNeeded',
-    url: `https://127.0.0.1:${server.webhookPort}/mutate`,
-    caBundle: readFileSync(join(server.certsDir, 'ca.crt'), 'utf8'),
-  };
+  podvpn = podvpnChainWebhook(server);
   core = api.kubeConfig().makeApiClient(CoreV1Api);
 });
 afterAll(async () => {

@@ -11,8 +11,8 @@ import { Writable } from 'node:stream';
 import { connect, type TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_SERVE_OPTIONS, type RunningServer, serve } from '../src/serve.js';
-import { post, reviewOf, tempDir } from './helpers.js';
+import type { RunningServer } from '../src/serve.js';
+import { post, reviewOf, startServer, tempDir } from './helpers.js';
 
 const SAMPLE = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'examples', 'review.json'), 'utf8'));
 const pod = (spec: Record<string, unknown> = {}, metadata: Record<string, unknown> = { generateName: 'web-' }) => ({
@@ -34,13 +34,8 @@ beforeAll(async () => {
       cb();
     },
   });
-  server = await serve(
+  server = await startServer(
     {
-      ...DEFAULT_SERVE_OPTIONS,
-      listen: '127.0.0.1:0',
-      adminListen: '127.0.0.1:0',
-      noKube: true,
-      shutdownDelay: 0,
       certsDir,
       limits: {
         webhook: {

@@ -4,10 +4,16 @@ import { request as httpsRequest } from 'node:https';
 import pino from 'pino';
 import { DEFAULT_SERVE_OPTIONS, type RunningServer, type ServeOptions, serve } from '../src/serve.js';
 import { tempDir } from './temp.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DoubleMutatingWebhook } from './kube-api-double/admission.js';
 
 export { tempDir } from './temp.js';
 
-export async function startServer(overrides: Partial<ServeOptions> = {}): Promise<RunningServer & { certsDir: string }> {
+export async function startServer(
+  overrides: Partial<ServeOptions> = {},
+  logger: pino.Logger = pino({ level: 'silent' }),
+): Promise<RunningServer & { certsDir: string }> {
   const certsDir = overrides.certsDir ?? tempDir();
   const server = await serve(
     {
@@ -19,9 +25,19 @@ export async function startServer(overrides: Partial<ServeOptions> = {}): Promis
       certsDir,
       ...overrides,
     },
-    pino({ level: 'silent' }),
+    logger,
   );
   return { ...server, certsDir };
+}
+
+/** podvpn's namespace entry as the API double's admission chain calls it: the running server, its CA. */
+export function podvpnChainWebhook(server: RunningServer & { certsDir: string }): DoubleMutatingWebhook {
+  return {
+    name: 'namespace.inject.podvpn.io',
+    reinvocationPolicy: 'IfNeeded',
+    url: `https://127.0.0.1:${server.webhookPort}/mutate`,
+    caBundle: readFileSync(join(server.certsDir, 'ca.crt'), 'utf8'),
+  };
 }
 
 export interface HttpReply {

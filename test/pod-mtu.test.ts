@@ -3,12 +3,12 @@
 // with the numbers and the fix instead of injecting a client whose vxlan0 the kernel would refuse
 // (a crash-looping init container), routes pods of a gateway that fits, and says it in /metrics.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApiDouble } from './kube-api-double/index.js';
-import { startServer, tempDir } from './helpers.js';
+import { podvpnChainWebhook, startServer, tempDir } from './helpers.js';
 
 let api: KubeApiDouble;
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -31,14 +31,7 @@ beforeAll(async () => {
   server = await startServer({ noKube: false, kubeconfig, config });
   api.setAdmission({
     serviceAccount: true,
-    mutatingWebhooks: [
-      {
-        name: 'namespace.inject.podvpn.io',
-        reinvocationPolicy: 'IfNeeded',
-        url: `https://127.0.0.1:${server.webhookPort}/mutate`,
-        caBundle: readFileSync(join(server.certsDir, 'ca.crt'), 'utf8'),
-      },
-    ],
+    mutatingWebhooks: [podvpnChainWebhook(server)],
   });
   core = api.kubeConfig().makeApiClient(CoreV1Api);
 });
