@@ -2,7 +2,8 @@
 // warning.go): whole while their total stays under 4,096 runes, else each cut to 256 and the rest dropped.
 
 import { describe, expect, it } from 'vitest';
-import { buildResponse, fitWarnings, WARNING_ITEM_RUNES, WARNINGS_TOTAL_RUNES } from './review.js';
+import { parseConfig } from '../config/schema.js';
+import { type AdmissionPorts, type AdmissionRequest, admit, buildResponse, fitWarnings, WARNING_ITEM_RUNES, WARNINGS_TOTAL_RUNES } from './review.js';
 
 const runes = (s: string) => [...s].length;
 
@@ -80,5 +81,60 @@ describe('forged reviews (the webhook has no caller authentication)', () => {
     // negative control: a real injected pod of a configured gateway does ensure its policy
     await admit(forged(999, 'downloads', 'default'), ports);
     expect(ensured).toEqual(['downloads/default']);
+  });
+});
+
+describe('admit: the review object is checked to be a pod once, at the edge', () => {
+  const ranges = { podCIDRs: ['10.42.0.0/16'], serviceCIDRs: ['10.43.0.0/16'], extraCIDRs: [], dnsIPs: ['10.43.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } };
+  const calls: string[] = [];
+  const ports: AdmissionPorts = {
+    config: parseConfig({}),
+    namespaceFacts: () => undefined,
+    fetchNamespaceFacts: async (ns) => {
+      calls.push(`fetch ${ns}`);
+      return { labels: { 'podvpn.io/inject': 'enabled' }, annotations: {} };
+    },
+    ranges: () => ranges,
+    ensureKillSwitch: async (ns, gateway) => {
+      calls.push(`ensure ${ns}/${gateway}`);
+      return { ok: true };
+    },
+  };
+  const request = (object: unknown, operation = 'CREATE'): AdmissionRequest => ({
+    uid: 'u',
+    operation,
+    resource: { resource: 'pods' },
+    namespace: 'downloads',
+    name: 'p',
+    dryRun: false,
+    object,
+  });
+
+  it.each([
+    ['a string', 'pod', /the pod in the AdmissionReview is not an object/],
+    ['an array', [{ spec: {} }], /the pod in the AdmissionReview is not an object/],
+    ['null', null, /the pod in the AdmissionReview is not an object/],
+    ['a pod whose spec is a string', { spec: 'x' }, /the pod's spec is not an object/],
+    ['a pod whose metadata is a list', { metadata: [], spec: { containers: [{ name: 'a' }] } }, /the pod's metadata is not an object/],
+  ])('a CREATE carrying %s is denied as invalid-pod, with no API read and no policy written', async (_, object, message) => {
+    calls.length = 0;
+    const outcome = await admit(request(object), ports);
+    expect(outcome).toMatchObject({ outcome: 'denied', reason: 'invalid-pod' });
+    expect(outcome.outcome === 'denied' && outcome.message).toMatch(message);
+    expect(calls).toEqual([]);
+  });
+
+  it('a review that is not a pod CREATE is skipped whatever its object', async () => {
+    expect(await admit(request('junk', 'UPDATE'), ports)).toEqual({ outcome: 'skipped', reason: 'not-pod-create', warnings: [] });
+  });
+
+  it('an injected pod is re-admitted through the gateway its routed label names: that policy is ensured', async () => {
+    calls.length = 0;
+    const pod = {
+      metadata: { labels: { 'podvpn.io/routed': 'default' }, annotations: { 'podvpn.io/status': '{}' } },
+      spec: { containers: [{ name: 'a' }] },
+    };
+    expect(await admit(request(pod), ports)).toEqual({ outcome: 'skipped', reason: 'already-injected', warnings: [] });
+    expect(calls).toEqual(['fetch downloads', 'ensure downloads/default']);
   });
 });

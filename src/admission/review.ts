@@ -4,7 +4,7 @@
 import { gatewayMTUProblem } from '../cluster/pod-mtu.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
-import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
+import { ADMISSION_API_VERSION } from '../constants.js';
 import type { EnsureResult } from './ports.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
 import { decide } from '../inject/decision.js';
@@ -12,7 +12,8 @@ import { injectionPatch } from '../inject/patch.js';
 import { isPodCreate } from '../inject/rules.js';
 import { clientsFirstPatch } from '../inject/reorder.js';
 import { clientSettings } from '../inject/settings.js';
-import type { NamespaceFacts, PatchOperation, Pod } from '../inject/types.js';
+import type { NamespaceFacts, PatchOperation } from '../inject/types.js';
+import { readPod } from '../inject/wire.js';
 import { clip } from '../util/clip.js';
 
 export interface AdmissionRequest {
@@ -34,23 +35,22 @@ export interface AdmissionReview {
 
 /** Validate the envelope; anything the API server would never send is a 4xx with the reason. */
 export function parseReview(body: unknown): AdmissionReview {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+  if (!isObject(body)) {
     throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', 'expected a JSON object');
   }
-  const review = body as Record<string, unknown>;
+  const review = body;
   if (review.kind !== 'AdmissionReview') {
     throw new HttpError('PODVPN_ERR_NOT_ADMISSION_REVIEW', `kind is ${clip(JSON.stringify(review.kind ?? null) ?? '')}`);
   }
   if (review.apiVersion !== ADMISSION_API_VERSION) {
     throw new HttpError('PODVPN_ERR_UNSUPPORTED_VERSION', `got ${clip(JSON.stringify(review.apiVersion ?? null) ?? '')}`);
   }
-  const req = review.request;
-  if (req === null || typeof req !== 'object' || Array.isArray(req)) throw new HttpError('PODVPN_ERR_NO_REQUEST');
-  const r = req as Record<string, unknown>;
+  const r = review.request;
+  if (!isObject(r)) throw new HttpError('PODVPN_ERR_NO_REQUEST');
   if (typeof r.uid !== 'string' || r.uid === '') throw new HttpError('PODVPN_ERR_NO_UID');
-  const resource = r.resource as Record<string, unknown> | undefined;
-  const object = r.object as { metadata?: { name?: unknown; generateName?: unknown; namespace?: unknown } } | undefined;
-  const meta = object !== null && typeof object === 'object' ? object.metadata : undefined;
+  const resource = isObject(r.resource) ? r.resource : undefined;
+  // Names for the log only; the object itself is checked by readPod() in admit().
+  const meta = isObject(r.object) && isObject(r.object.metadata) ? r.object.metadata : undefined;
   return {
     apiVersion: review.apiVersion,
     kind: review.kind,
@@ -65,6 +65,10 @@ export function parseReview(body: unknown): AdmissionReview {
       object: r.object,
     },
   };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function str(value: unknown): string | undefined {
@@ -96,13 +100,20 @@ export type Outcome =
   | { outcome: 'denied'; reason: DenyReason; message: string; warnings: string[] };
 
 export async function admit(request: AdmissionRequest, ports: AdmissionPorts): Promise<Outcome> {
+  if (!isPodCreate({ operation: request.operation, resource: request.resource.resource, subResource: request.subResource })) {
+    return { outcome: 'skipped', reason: 'not-pod-create', warnings: [] };
+  }
+  // The one place the review's object is checked to be a pod; from here on it is typed.
+  const read = readPod(request.object);
+  if (!read.ok) return { outcome: 'denied', reason: 'invalid-pod', message: read.message, warnings: [] };
+  const pod = read.pod;
   const decideWith = (namespaceFacts: NamespaceFacts | undefined) =>
     decide({
       operation: request.operation,
       resource: request.resource.resource,
       subResource: request.subResource,
       namespace: request.namespace,
-      pod: request.object as Pod,
+      pod,
       namespaceFacts,
       ranges: ports.ranges(),
       rangesProblem: ports.rangesProblem?.(),
@@ -111,7 +122,7 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   const cached = ports.namespaceFacts(request.namespace);
   let decision = decideWith(cached);
   const mayLag = cached === undefined || (decision.action === 'skip' && decision.reason === 'not-opted-in');
-  if (mayLag && ports.fetchNamespaceFacts !== undefined && isPodCreate({ operation: request.operation, resource: request.resource.resource, subResource: request.subResource })) {
+  if (mayLag && ports.fetchNamespaceFacts !== undefined) {
     // The API server's selectors are authoritative: it sent the pod because it saw the namespace (or
     // the pod) opted in. If the namespace cannot be read, decide as if opted in, never skip: the
     // kill-switch step then fails closed when the API is unreachable.
@@ -128,25 +139,25 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     }
     decision = decideWith(live);
   }
-  if (decision.action === 'skip' && decision.reason === 'already-injected') {
+  if (decision.action === 'readmit') {
     // Already injected (reinvocation, or a manifest injected offline): its policy must exist too.
-    const gateway = (request.object as Pod).metadata!.labels![LABEL_ROUTED]!;
+    const gateway = decision.gateway;
     const ensured = await ports.ensureKillSwitch(request.namespace, gateway, { dryRun: request.dryRun });
     if (!ensured.ok) return killSwitchDenial(ensured.message, []);
     const warnings = ensured.warning === undefined ? [] : [ensured.warning];
-    const reorder = clientsFirstPatch(request.object as Pod);
+    const reorder = clientsFirstPatch(pod);
     if (reorder.length > 0) return { outcome: 'reordered', gateway, patch: reorder, warnings };
-    return { outcome: 'skipped', reason: decision.reason, warnings };
+    return { outcome: 'skipped', reason: 'already-injected', warnings };
   }
   if (decision.action === 'skip') return { outcome: 'skipped', reason: decision.reason, warnings: [] };
   if (decision.action === 'deny') return { outcome: 'denied', reason: decision.reason, message: decision.message, warnings: [] };
-  const ranges = ports.ranges()!; // decide() denies when they are missing
+  const ranges = decision.ranges;
   // A tunnel MTU the pod network cannot carry: the client's vxlan0 would be refused and its init
   // container crash-loop. Deny before any policy is written.
   const mtuProblem = gatewayMTUProblem(decision.gateway, ranges.podMTU);
   if (mtuProblem !== undefined) return { outcome: 'denied', reason: 'gateway-mtu-too-large', message: mtuProblem, warnings: [] };
   const injection = injectionPatch({
-    pod: request.object as Pod,
+    pod,
     namespace: request.namespace,
     gateway: decision.gateway,
     settings: clientSettings(decision.gateway, ranges),

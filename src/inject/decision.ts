@@ -27,7 +27,7 @@ import type { DenyReason, SkipReason } from '../errors.js';
 import { clip } from '../util/clip.js';
 import { searchesProblem } from './dns.js';
 import { gatewayNameFor, isPodCreate, namespaceOptedIn } from './rules.js';
-import type { NamespaceFacts, Pod } from './types.js';
+import type { NamespaceFacts, Pod, PodSpec } from './types.js';
 
 export interface DecisionInput {
   operation: string;
@@ -36,6 +36,7 @@ export interface DecisionInput {
   subResource?: string | undefined;
   /** request.namespace: a controller-created pod often has no metadata.namespace. */
   namespace: string;
+  /** Narrowed from the wire by readPod() (wire.ts) at the edge. */
   pod: Pod;
   /** undefined: no namespace cache (standalone). The API server only sends opted-in pods. */
   namespaceFacts: NamespaceFacts | undefined;
@@ -48,8 +49,11 @@ export interface DecisionInput {
 
 export type Decision =
   | { action: 'skip'; reason: SkipReason }
+  /** Injected before (reinvocation, a manifest injected offline): ensure its gateway's kill switch, keep its clients first. */
+  | { action: 'readmit'; gateway: string }
   | { action: 'deny'; reason: DenyReason; message: string }
-  | { action: 'inject'; gateway: Gateway; dataPlane: DataPlane; warnings: string[] };
+  /** `ranges`: the complete ranges the injection and the kill switch are built from. */
+  | { action: 'inject'; gateway: Gateway; dataPlane: DataPlane; ranges: ClusterRanges; warnings: string[] };
 
 const RESTRICTIVE_LEVELS = new Set(['baseline', 'restricted']);
 
@@ -57,9 +61,6 @@ export function decide(input: DecisionInput): Decision {
   const { pod, config } = input;
   if (!isPodCreate(input)) {
     return skip('not-pod-create');
-  }
-  if (!isObject(pod) || (pod.spec !== undefined && pod.spec !== null && !isObject(pod.spec))) {
-    return deny('invalid-pod', 'the pod in the AdmissionReview is not an object; podvpn cannot route it');
   }
   // System namespaces first: nothing a review claims (a status annotation, a routed label) may make
   // podvpn write a policy there. The webhook has no caller authentication.
@@ -70,7 +71,8 @@ export function decide(input: DecisionInput): Decision {
   if (ANNOTATION_STATUS in annotations) {
     // Re-admission (reinvocation, a pod injected offline): nothing to add, but the kill switch selects
     // the routed label, so a pod that lost it would run outside the kill switch.
-    if (typeof labels[LABEL_ROUTED] !== 'string' || labels[LABEL_ROUTED] === '') {
+    const routed = labels[LABEL_ROUTED];
+    if (typeof routed !== 'string' || routed === '') {
       return deny(
         'incomplete-injection',
         `the pod carries ${ANNOTATION_STATUS} but not the ${LABEL_ROUTED} label the kill switch selects; ` +
@@ -79,14 +81,14 @@ export function decide(input: DecisionInput): Decision {
     }
     // The routed label names the policy podvpn ensures next: only a configured gateway, checked as an
     // own property ("constructor" or "__proto__" are not gateways).
-    if (!Object.hasOwn(config.gateways, labels[LABEL_ROUTED])) {
+    if (!Object.hasOwn(config.gateways, routed)) {
       return deny(
         'unknown-gateway',
-        `the pod label ${LABEL_ROUTED}="${clip(labels[LABEL_ROUTED])}" names no configured gateway ` +
+        `the pod label ${LABEL_ROUTED}="${clip(routed)}" names no configured gateway ` +
           `(configured: ${Object.keys(config.gateways).join(', ')}); podvpn ensures a kill switch only for its own gateways`,
       );
     }
-    return skip('already-injected');
+    return { action: 'readmit', gateway: routed };
   }
 
   const podChoice = labels[LABEL_INJECT];
@@ -167,8 +169,9 @@ export function decide(input: DecisionInput): Decision {
     );
   }
 
-  const missing = missingRanges(input.ranges);
-  if (missing.length > 0) {
+  const ranges = input.ranges;
+  const missing = missingRanges(ranges);
+  if (ranges === undefined || missing.length > 0) {
     return deny(
       'cluster-ranges-unknown',
       input.rangesProblem ??
@@ -195,7 +198,7 @@ export function decide(input: DecisionInput): Decision {
   if (vpn !== undefined) {
     warnings.push(`podvpn: ${vpn.where} runs its own VPN (${vpn.what}); kept because ${ANNOTATION_ALLOW_EXISTING_VPN} is "true"`);
   }
-  return { action: 'inject', gateway, dataPlane, warnings };
+  return { action: 'inject', gateway, dataPlane, ranges, warnings };
 }
 
 /** A VPN the pod already runs: what the user has to remove before podvpn can route the pod. */
@@ -205,8 +208,6 @@ export interface ExistingVpn {
   where: string;
   what: string;
 }
-
-type Container = { name?: string; image?: string; command?: string[]; args?: string[]; env?: Array<{ name?: string } | null> } | null;
 
 /**
  * Images and settings of the VPNs home-lab manifests put into download-client pods: gluetun (as a
@@ -222,12 +223,10 @@ const VPN_SIGNS: Array<{ what: string; image?: RegExp; name?: RegExp; command?: 
   { what: 'OpenVPN', image: /openvpn/, name: /^openvpn$/, command: /(^|\/)openvpn$/ },
 ];
 
-export function existingVpn(spec: { containers?: unknown; initContainers?: unknown }): ExistingVpn | undefined {
-  const all = [
-    ...(Array.isArray(spec.initContainers) ? (spec.initContainers as Container[]) : []),
-    ...(Array.isArray(spec.containers) ? (spec.containers as Container[]) : []),
-  ];
+export function existingVpn(spec: Pick<PodSpec, 'containers' | 'initContainers'>): ExistingVpn | undefined {
+  const all = [...(Array.isArray(spec.initContainers) ? spec.initContainers : []), ...(Array.isArray(spec.containers) ? spec.containers : [])];
   for (const c of all) {
+    // List items are not checked by readPod(): a null or a scalar is no container.
     if (c === null || typeof c !== 'object') continue;
     const name = typeof c.name === 'string' ? c.name : '';
     if (name === CLIENT_INIT_NAME || name === CLIENT_SIDECAR_NAME) continue;
@@ -262,9 +261,8 @@ export function dataPlaneFor(
   const annotations = nsFacts?.annotations;
   if (annotations === undefined || !Object.hasOwn(annotations, ANNOTATION_DATA_PLANE)) return { ok: true, dataPlane: configured };
   const value = annotations[ANNOTATION_DATA_PLANE];
-  if (typeof value === 'string' && (DATA_PLANES as readonly string[]).includes(value)) {
-    return { ok: true, dataPlane: value as DataPlane };
-  }
+  const known = DATA_PLANES.find((d) => d === value);
+  if (known !== undefined) return { ok: true, dataPlane: known };
   return { ok: false, value: String(value) };
 }
 
@@ -353,6 +351,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function objectOrEmpty(value: unknown): Record<string, string> {
-  return isObject(value) ? (value as Record<string, string>) : {};
+function objectOrEmpty(value: Record<string, string> | null | undefined): Record<string, string> {
+  return isObject(value) ? value : {};
 }

@@ -1,11 +1,12 @@
 // What counts as a VPN already in the pod: the images and settings home-lab manifests use, and the
 // look-alikes that must not count (a refusal the user has to annotate away is a cost too).
 
+import type { V1Container } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { existingVpn } from './decision.js';
 
 const APP = { name: 'app', image: 'ghcr.io/home-operations/qbittorrent:5.0.4' };
-const pod = (c: Record<string, unknown>, where: 'containers' | 'initContainers' = 'containers') =>
+const pod = (c: V1Container, where: 'containers' | 'initContainers' = 'containers') =>
   where === 'containers' ? { containers: [APP, c] } : { containers: [APP], initContainers: [c] };
 
 describe('existingVpn', () => {

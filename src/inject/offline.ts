@@ -18,6 +18,7 @@ import { injectionPatch } from './patch.js';
 import { clientSettings } from './settings.js';
 import type { NamespaceFacts, PatchOperation, Pod } from './types.js';
 import { uninjectionPatch } from './uninject.js';
+import { readPod } from './wire.js';
 
 type Doc = Record<string, unknown>;
 
@@ -100,7 +101,7 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
   let refused = false;
   const plans = documents.map((doc, index) =>
     forEachWorkload(doc, index, (d, prefix, path, subject) => {
-      const kind = d.kind as string;
+      const kind = String(d.kind); // forEachWorkload visits only the kinds of TEMPLATE_PATHS
       const meta = isMap(d.metadata) ? d.metadata : {};
       const namespace = typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : opts.namespace;
       if (namespace === undefined) {
@@ -114,7 +115,12 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
       const where = `${subject} in ${namespace}`;
       const template = getPath(d, path);
       if (!isMap(template)) return { patch: [], drop: false, reports: [report(where, 'passed', 'no pod template')] };
-      let pod = { metadata: template.metadata, spec: template.spec } as Pod;
+      const read = readPod({ metadata: template.metadata, spec: template.spec });
+      if (!read.ok) {
+        refused = true;
+        return refuse(where, read.message);
+      }
+      let pod = read.pod;
       let base: PatchOperation[] = [];
       const undo = uninjectionPatch(pod);
       if (undo !== undefined) {
@@ -135,8 +141,9 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         refused = true;
         return refuse(where, decision.message);
       }
-      if (decision.action === 'skip') {
-        const why = `${SKIP_REASONS[decision.reason]} (${decision.reason})`;
+      if (decision.action === 'skip' || decision.action === 'readmit') {
+        const reason = decision.action === 'skip' ? decision.reason : 'already-injected';
+        const why = `${SKIP_REASONS[reason]} (${reason})`;
         if (undo === undefined) return { patch: [], drop: false, reports: [report(where, 'skipped', why)] };
         return { patch: prefixed(base, prefix), drop: false, reports: [report(where, 'uninjected', `${why}: podvpn's earlier injection removed`, undo.notes)] };
       }
@@ -150,7 +157,7 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         pod,
         namespace,
         gateway: decision.gateway,
-        settings: clientSettings(decision.gateway, opts.ranges!),
+        settings: clientSettings(decision.gateway, decision.ranges),
         dataPlane: decision.dataPlane,
         config: opts.config,
       });
@@ -178,13 +185,13 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
 export function planUninjection(documents: unknown[]): OfflinePlan {
   const plans = documents.map((doc, index) => {
     if (isKillSwitchPolicy(doc)) {
-      const d = doc as Doc;
-      return { patch: [], drop: true, reports: [report(describe(d, index), 'removed', "podvpn's kill-switch policy")] };
+      return { patch: [], drop: true, reports: [report(describe(doc, index), 'removed', "podvpn's kill-switch policy")] };
     }
     return forEachWorkload(doc, index, (d, prefix, path, subject) => {
       const template = getPath(d, path);
       if (!isMap(template)) return { patch: [], drop: false, reports: [report(subject, 'passed', 'no pod template')] };
-      const undo = uninjectionPatch({ metadata: template.metadata, spec: template.spec } as Pod);
+      const read = readPod({ metadata: template.metadata, spec: template.spec });
+      const undo = read.ok ? uninjectionPatch(read.pod) : undefined;
       if (undo === undefined) return { patch: [], drop: false, reports: [report(subject, 'unchanged', 'not injected')] };
       return { patch: prefixed(undo.patch, prefix), drop: false, reports: [report(subject, 'uninjected', "podvpn's injection removed", undo.notes)] };
     });
@@ -193,7 +200,7 @@ export function planUninjection(documents: unknown[]): OfflinePlan {
 }
 
 /** A NetworkPolicy podvpn wrote: managed by podvpn and named podvpn-killswitch-<gateway>. */
-export function isKillSwitchPolicy(doc: unknown): boolean {
+export function isKillSwitchPolicy(doc: unknown): doc is Doc {
   if (!isMap(doc) || doc.kind !== 'NetworkPolicy' || !isMap(doc.metadata)) return false;
   const meta = doc.metadata;
   return typeof meta.name === 'string' && meta.name.startsWith('podvpn-killswitch-') && stringMap(meta.labels)[LABEL_MANAGED_BY] === PRODUCT;
@@ -237,8 +244,8 @@ function describe(doc: Doc, index: number): string {
 /** Decide on the pod the controller will create: it carries its owner (a Job's pod: warnings for Jobs). */
 function withOwner(pod: Pod, owner: string | undefined): Pod {
   if (owner === undefined) return pod;
-  const metadata = isMap(pod.metadata) ? pod.metadata : {};
-  return { ...pod, metadata: { ...metadata, ownerReferences: [{ kind: owner, name: '(controller)', apiVersion: 'v1' }] } };
+  // uid: the controller does not exist yet; only its kind is read (the warnings for Jobs).
+  return { ...pod, metadata: { ...pod.metadata, ownerReferences: [{ kind: owner, name: '(controller)', apiVersion: 'v1', uid: '' }] } };
 }
 
 function prefixed(patch: PatchOperation[], prefix: string): PatchOperation[] {

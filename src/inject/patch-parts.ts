@@ -80,7 +80,7 @@ export function undoRecord(pod: Pod, native: boolean): Pick<InjectionStatus, 'pr
     if (value === undefined) created.push(path);
     else prior[path] = value;
   };
-  const spec = isMap(pod.spec) ? pod.spec! : undefined;
+  const spec = pod.spec ?? undefined; // readPod(): an object, or absent or null
   if (!isMap(pod.metadata)) note('/metadata', pod.metadata);
   if (!isMap(pod.metadata?.labels)) note('/metadata/labels', pod.metadata?.labels);
   if (!isMap(pod.metadata?.annotations)) note('/metadata/annotations', pod.metadata?.annotations);

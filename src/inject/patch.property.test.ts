@@ -89,7 +89,7 @@ describe('injection patch properties', () => {
           for (const s of pod.spec!.dnsConfig?.searches ?? []) expect(out.spec!.dnsConfig!.searches).toContain(s);
           expect(out.metadata!.annotations![ANNOTATION_STATUS]).toBeDefined();
           const again = decide({ operation: 'CREATE', resource: 'pods', namespace: 'ns', pod: out, namespaceFacts: undefined, ranges: RANGES, config });
-          expect(again).toEqual({ action: 'skip', reason: 'already-injected' });
+          expect(again).toEqual({ action: 'readmit', gateway: gateway.name });
         }),
         { numRuns: 300 },
       );

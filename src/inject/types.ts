@@ -1,34 +1,23 @@
 // The shapes the pure core reads. Everything may be missing or null on the wire: the API server
 // sends the object as the client wrote it, before defaulting by later plugins.
 
-import type { V1Container, V1PodDNSConfig, V1Volume } from '@kubernetes/client-node';
+import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 
-export interface ObjectMeta {
-  name?: string | null;
-  generateName?: string | null;
-  namespace?: string | null;
-  labels?: Record<string, string> | null;
-  annotations?: Record<string, string> | null;
-  ownerReferences?: Array<{ kind?: string; name?: string; apiVersion?: string }> | null;
-  [key: string]: unknown;
-}
+/** client-node's type as it may arrive: every field optional and possibly null. */
+type OnTheWire<T> = { [K in keyof T]?: T[K] | null };
 
-export interface PodSpec {
-  containers?: V1Container[] | null;
-  initContainers?: V1Container[] | null;
-  volumes?: V1Volume[] | null;
-  hostNetwork?: boolean | null;
-  dnsPolicy?: string | null;
-  dnsConfig?: V1PodDNSConfig | null;
-  [key: string]: unknown;
-}
+export type ObjectMeta = OnTheWire<V1ObjectMeta>;
+export type PodSpec = OnTheWire<V1PodSpec>;
 
-export interface Pod {
-  apiVersion?: string;
-  kind?: string;
+/**
+ * A pod as the pure core reads it: client-node's V1Pod with nullable metadata and spec fields, so a
+ * misspelt field does not compile. Made from unknown input only by readPod() (wire.ts), which checks
+ * the object, its metadata and its spec. Scalar values and list items are not checked there: the core
+ * compares them with typeof / String() where a user's YAML may hold another type (an unquoted `true`).
+ */
+export interface Pod extends Omit<V1Pod, 'metadata' | 'spec'> {
   metadata?: ObjectMeta | null;
   spec?: PodSpec | null;
-  [key: string]: unknown;
 }
 
 /** What the webhook knows about the pod's namespace (from the watch cache); undefined if unknown. */

@@ -133,7 +133,8 @@ type EditOperation = Exclude<PatchOperation, { op: 'test' } | { op: 'move' }>;
 
 function applyOp(root: Record<string, unknown>, op: EditOperation): void {
   const ts = tokens(op.path);
-  const last = ts.pop()!;
+  const last = ts.pop();
+  if (last === undefined) return; // the root itself: uninjection never writes it
   const parent = ts.length === 0 ? root : get(root, `/${ts.map(escapePointer).join('/')}`);
   if (Array.isArray(parent)) {
     if (op.op === 'remove') parent.splice(Number(last), 1);

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type PolicyLike, findEgressBypasses } from './bypass.js';
+import type { V1NetworkPolicy, V1NetworkPolicySpec } from '@kubernetes/client-node';
+import { findEgressBypasses } from './bypass.js';
 import { buildKillSwitchPolicy } from './policy.js';
 
 const ns = new Set(['downloads']);
-const policy = (name: string, spec: unknown, namespace = 'downloads', labels: Record<string, string> = {}): PolicyLike => ({
+const policy = (name: string, spec: V1NetworkPolicySpec, namespace = 'downloads', labels: Record<string, string> = {}): V1NetworkPolicy => ({
   metadata: { name, namespace, labels },
   spec,
 });

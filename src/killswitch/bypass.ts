@@ -2,24 +2,9 @@
 // internet voids the kill switch for them. This finds such policies (pure), so the reconciler can
 // say so in the log and the webhook in a warning on every routed pod of that namespace.
 
+import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyEgressRule, V1NetworkPolicySpec } from '@kubernetes/client-node';
 import { CidrError, publicParts, subtractCidrs, parseCidr, formatCidr } from '../cidr/cidr.js';
 import { LABEL_MANAGED_BY, LABEL_ROUTED, PRODUCT } from '../constants.js';
-
-interface Selector {
-  matchLabels?: Record<string, string> | null;
-  matchExpressions?: Array<{ key?: string; operator?: string; values?: string[] | null }> | null;
-}
-
-interface PeerLike {
-  ipBlock?: { cidr?: string; except?: string[] | null } | null;
-  podSelector?: unknown;
-  namespaceSelector?: unknown;
-}
-
-export interface PolicyLike {
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> | null };
-  spec?: unknown;
-}
 
 export interface EgressBypass {
   namespace: string;
@@ -35,14 +20,14 @@ export interface EgressBypass {
  * cluster peers and are not counted. Selectors that exclude routed pods (`podvpn.io/routed`
  * DoesNotExist) are not counted either; any other selector might match them.
  */
-export function findEgressBypasses(policies: readonly PolicyLike[], namespaces: ReadonlySet<string>): EgressBypass[] {
+export function findEgressBypasses(policies: readonly V1NetworkPolicy[], namespaces: ReadonlySet<string>): EgressBypass[] {
   const found: EgressBypass[] = [];
   for (const policy of policies) {
     const namespace = policy.metadata?.namespace;
     const name = policy.metadata?.name;
     if (namespace === undefined || name === undefined || !namespaces.has(namespace)) continue;
     if (policy.metadata?.labels?.[LABEL_MANAGED_BY] === PRODUCT) continue;
-    const spec = (policy.spec ?? {}) as { podSelector?: Selector; policyTypes?: string[]; egress?: Array<{ to?: PeerLike[] | null }> | null };
+    const spec: V1NetworkPolicySpec = policy.spec ?? {};
     const types = spec.policyTypes ?? (spec.egress !== undefined && spec.egress !== null ? ['Ingress', 'Egress'] : ['Ingress']);
     if (!types.includes('Egress')) continue;
     if (excludesRoutedPods(spec.podSelector)) continue;
@@ -52,11 +37,11 @@ export function findEgressBypasses(policies: readonly PolicyLike[], namespaces: 
   return found.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
 }
 
-function excludesRoutedPods(selector: Selector | undefined): boolean {
+function excludesRoutedPods(selector: V1LabelSelector | undefined): boolean {
   return (selector?.matchExpressions ?? []).some((e) => e.key === LABEL_ROUTED && e.operator === 'DoesNotExist');
 }
 
-function publicEgress(rules: ReadonlyArray<{ to?: PeerLike[] | null }>): string | undefined {
+function publicEgress(rules: readonly V1NetworkPolicyEgressRule[]): string | undefined {
   for (const rule of rules) {
     const to = rule?.to ?? [];
     if (to.length === 0) return 'egress to any destination';

@@ -4,7 +4,6 @@
 import { ApiException, CoreV1Api, type KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { notRoutedFromSettings } from '../cluster/coverage.js';
 import { ANNOTATION_CLIENT_SETTINGS, FIELD_MANAGER, LABEL_ROUTED } from '../constants.js';
-import type { PolicyLike } from './bypass.js';
 import type { KillSwitchPolicy } from './policy.js';
 
 /** A NetworkPolicy as read back from the API: client-node's own type (type-only, erased at run time). */
@@ -26,7 +25,7 @@ export interface PolicyClient {
    */
   listRoutedPods(): Promise<Array<{ namespace: string; gateway: string; name?: string; notRouted?: string[] }>>;
   /** Every NetworkPolicy, to find other egress policies that would void the kill switch. */
-  listAllPolicies?(): Promise<PolicyLike[]>;
+  listAllPolicies?(): Promise<LivePolicy[]>;
 }
 
 export function kubePolicyClient(kc: KubeConfig): PolicyClient {

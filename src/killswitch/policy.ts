@@ -10,6 +10,15 @@
 // VXLAN to the gateway passes because its outer destination is the gateway pod. Anything else, the
 // internet above all, matches no rule and is dropped at the node.
 
+import type {
+  V1LabelSelector,
+  V1NetworkPolicy,
+  V1NetworkPolicyEgressRule,
+  V1NetworkPolicyPeer,
+  V1NetworkPolicyPort,
+  V1NetworkPolicySpec,
+  V1ObjectMeta,
+} from '@kubernetes/client-node';
 import { containsCidr, parseAddress, parseCidr } from '../cidr/cidr.js';
 import { allowedCIDRs, assertRangesSafe, type ClusterRanges } from '../cluster/ranges.js';
 import { LABEL_MANAGED_BY, LABEL_NAMESPACE_NAME, LABEL_ROUTED, PRODUCT } from '../constants.js';
@@ -21,30 +30,15 @@ export const POLICY_NAME_PREFIX = 'podvpn-killswitch-';
 export const DNS_NAMESPACE = 'kube-system';
 export const DNS_POD_LABELS = { 'k8s-app': 'kube-dns' } as const;
 
-export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-}
-export interface NetworkPolicyPeer {
-  ipBlock?: { cidr: string; except?: string[] };
-  namespaceSelector?: LabelSelector;
-  podSelector?: LabelSelector;
-}
-export interface NetworkPolicyPort {
-  protocol: 'TCP' | 'UDP' | 'SCTP';
-  port: number;
-}
-export interface NetworkPolicyEgressRule {
-  to: NetworkPolicyPeer[];
-  ports?: NetworkPolicyPort[];
-}
-export interface KillSwitchPolicy {
+/** client-node's V1NetworkPolicy, with what podvpn always sets made required. */
+export interface KillSwitchPolicy extends V1NetworkPolicy {
   apiVersion: 'networking.k8s.io/v1';
   kind: 'NetworkPolicy';
-  metadata: { name: string; namespace: string; labels: Record<string, string> };
-  spec: {
-    podSelector: { matchLabels: Record<string, string> };
+  metadata: V1ObjectMeta & { name: string; namespace: string; labels: Record<string, string> };
+  spec: Omit<V1NetworkPolicySpec, 'egress'> & {
+    podSelector: V1LabelSelector;
     policyTypes: ['Egress'];
-    egress: NetworkPolicyEgressRule[];
+    egress: Array<V1NetworkPolicyEgressRule & { to: V1NetworkPolicyPeer[] }>;
   };
 }
 
@@ -68,7 +62,7 @@ export function buildKillSwitchPolicy(input: {
     const host = parseAddress(ip);
     return !allowedParsed.some((r) => containsCidr(r, host));
   });
-  const dnsPorts: NetworkPolicyPort[] = [
+  const dnsPorts: V1NetworkPolicyPort[] = [
     { protocol: 'UDP', port: 53 },
     { protocol: 'TCP', port: 53 },
   ];
@@ -127,7 +121,7 @@ export function policiesForNamespaces(
  * labels and annotations a user adds are left alone and do not make it stale.
  */
 export function isPolicyCurrent(
-  live: { metadata?: { labels?: Record<string, string> }; spec?: unknown } | undefined,
+  live: V1NetworkPolicy | undefined,
   desired: KillSwitchPolicy,
 ): boolean {
   if (live === undefined) return false;

@@ -80,7 +80,7 @@ const PODS: Record<string, Pod> = {
     },
   },
   'Job pod': {
-    metadata: { generateName: 'backup-', ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'backup' }] },
+    metadata: { generateName: 'backup-', ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: 'backup', uid: 'b4c1d2e3-0000-4000-8000-000000000001' }] },
     spec: {
       restartPolicy: 'Never',
       securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },

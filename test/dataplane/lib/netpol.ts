@@ -19,7 +19,8 @@
 
 export interface LabelSelectorRequirement {
   key: string;
-  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  /** In, NotIn, Exists, DoesNotExist; anything else is refused (as client-node types it: a string). */
+  operator: string;
   values?: string[];
 }
 export interface LabelSelector {
@@ -32,7 +33,7 @@ export interface NetworkPolicyPeer {
   namespaceSelector?: LabelSelector;
 }
 export interface NetworkPolicyPort {
-  protocol?: 'TCP' | 'UDP' | 'SCTP';
+  protocol?: string;
   port?: number | string;
   endPort?: number;
 }
@@ -82,7 +83,7 @@ export function selectorMatches(selector: LabelSelector | undefined, labels: Rec
         if (has) return false;
         break;
       default:
-        throw new UnsupportedPolicyError(`selector operator ${String((req as { operator: unknown }).operator)}`);
+        throw new UnsupportedPolicyError(`selector operator ${req.operator}`);
     }
   }
   return true;
