@@ -10,7 +10,7 @@
 // gives back exactly what went in: the pod object after the webhook, the text after offline inject.
 
 import jsonpatch from 'fast-json-patch';
-import { Pod as PodModel } from 'kubernetes-models/v1';
+import { Pod as PodModel } from 'kubernetes-models/v1/Pod';
 import { describe, expect, it } from 'vitest';
 import { type Document, parse, parseAllDocuments, stringify } from 'yaml';
 import { expectGolden, goldenCases, orphanGoldens, readInput } from '../../test/golden.js';

@@ -1,7 +1,7 @@
 // Keep the MutatingWebhookConfiguration's caBundle equal to the CAs the serving certificate chains to.
 // The patch is pure (caBundlePatch); ensureCaBundle reads, patches if needed, and says what it did.
 
-import { type AdmissionregistrationV1Api, PatchStrategy, type V1MutatingWebhook, setHeaderOptions } from '@kubernetes/client-node';
+import type { AdmissionregistrationV1Api, V1MutatingWebhook } from '@kubernetes/client-node';
 import { isStatus } from '../kube/errors.js';
 
 export type PatchOperation = { op: 'test'; path: string; value: string } | { op: 'add'; path: string; value: string };
@@ -34,6 +34,9 @@ export async function ensureCaBundle(api: AdmissionregistrationV1Api, webhookNam
   }
   const ops = caBundlePatch(config.webhooks ?? [], bundlePem);
   if (ops.length === 0) return { result: 'current' };
+  // Loaded here, not at the top: the pure patch above is unit-tested without client-node's start-up
+  // cost (about a second); whoever calls this already holds a client, so the module is loaded.
+  const { PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
   await api.patchMutatingWebhookConfiguration({ name: webhookName, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
   return { result: 'written', entries: ops.length / 2 };
 }

@@ -1,11 +1,12 @@
 // The X.509 module, checked against node:crypto's independent parser: ECDSA P-256 keys, the extensions
-// a serving certificate needs, IP SANs, and an RSA CA from an older podvpn still signing.
+// a serving certificate needs, IP SANs, and an RSA CA from an older podvpn still signing. Integration,
+// not unit: it generates real keys through WebCrypto and loads @peculiar/x509 (about a second of start-up).
 
 import 'reflect-metadata'; // before @peculiar/x509, which this test uses directly to build an old-style RSA CA
 import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { describe, expect, it } from 'vitest';
-import { certFacts, generateCA, generateServingCert, issuedBy, keyMatches, normalizeIp, splitNames } from './x509.js';
+import { certFacts, generateCA, generateServingCert, issuedBy, keyMatches, normalizeIp, splitNames } from '../../src/tls/x509.js';
 
 const ca = await generateCA();
 
