@@ -12,6 +12,8 @@ import { ClusterKillSwitchGuard } from '../../src/killswitch/guard.js';
 import { type KillSwitch, type StartOptions, startKillSwitch as startWithWatch } from '../../src/killswitch/start.js';
 import { KillSwitchState } from '../../src/killswitch/state.js';
 import { startNamespaceCache } from '../../src/kube/namespace-cache.js';
+import { resolveClusterRanges } from '../../src/cluster/discovery.js';
+import { KillSwitchReconciler } from '../../src/killswitch/reconciler.js';
 import { standaloneKillSwitch } from '../../src/killswitch/standalone.js';
 import { buildKillSwitchPolicy, isPolicyCurrent } from '../../src/killswitch/policy.js';
 import { KubeApiDouble } from '../kube-api-double/index.js';
@@ -64,6 +66,52 @@ async function startKillSwitch(kc: KubeConfig, cfg: typeof config, log: Logger, 
       await namespaces.stop();
     },
   };
+}
+
+/**
+ * A replica composed as start.ts composes it (state, guard, reconciler on the replica's namespace
+ * watch), with its state in reach and the clock injected. No timer passes: the resync and the
+ * debounce are an hour, so only the passes a test runs (reconcileNow) happen.
+ */
+async function replica(a: KubeApiDouble, cfg: typeof config, clock: { now: number }, peerBackoffMs: number) {
+  const log = captureLogger().logger;
+  const kc = a.kubeConfig();
+  const now = () => clock.now;
+  const namespaces = await startNamespaceCache(kc, log);
+  const state = new KillSwitchState();
+  state.setRanges(await resolveClusterRanges(kc, cfg, log));
+  const guard = new ClusterKillSwitchGuard({ state, client: kubePolicyClient(kc), log, now });
+  const reconciler = new KillSwitchReconciler({
+    kc,
+    state,
+    ensurer: guard,
+    client: kubePolicyClient(kc),
+    config: cfg,
+    log,
+    namespaces,
+    resyncMs: 3_600_000,
+    debounceMs: 3_600_000,
+    peerBackoffMs,
+    now,
+    rediscover: () => resolveClusterRanges(kc, cfg, log),
+  });
+  await reconciler.start();
+  const ks: KillSwitch = {
+    guard,
+    reconciler,
+    stop: async () => {
+      await reconciler.stop();
+      await namespaces.stop();
+    },
+  };
+  started.push(ks);
+  /** Resolves once this replica's policy watch has delivered the API server's current version. */
+  const sees = (ns: string, gw = 'default') =>
+    eventually(() => {
+      const live = policyIn(a, ns, gw);
+      return live !== undefined && state.livePolicy(ns, `podvpn-killswitch-${gw}`)?.metadata?.resourceVersion === live.metadata?.resourceVersion;
+    });
+  return { ks, state, sees };
 }
 
 function routedPod(namespace: string, name: string, gateway = 'default'): object {
@@ -372,49 +420,65 @@ describe('reconciler', () => {
     const a = await cluster();
     a.put(routedPod('downloads', 'qbittorrent-0'));
     a.put(routedPod('media', 'sabnzbd-0', 'vpn-eu'));
-    const one = await start(a);
-    const two = await start(a);
-    await eventually(() => policyIn(a, 'downloads') !== undefined && policyIn(a, 'media', 'vpn-eu') !== undefined);
-    await Promise.all([one.reconciler.reconcileNow(), two.reconciler.reconcileNow()]);
-    await new Promise((r) => setTimeout(r, 300));
+    const clock = { now: 1_000_000 };
+    const one = await replica(a, config, clock, 60_000);
+    const two = await replica(a, config, clock, 60_000);
+    await Promise.all([one.ks.reconciler.reconcileNow(), two.ks.reconciler.reconcileNow()]);
+    for (const r of [one, two]) await Promise.all([r.sees('downloads'), r.sees('media', 'vpn-eu')]);
     const rv = a.resourceVersion;
     const writes = a.writes().length;
-    await Promise.all([
-      one.guard.ensure('downloads', 'default', { dryRun: false }),
-      two.guard.ensure('downloads', 'default', { dryRun: false }),
-      one.reconciler.reconcileNow(),
-      two.reconciler.reconcileNow(),
-    ]);
-    await new Promise((r) => setTimeout(r, 600)); // three resync periods of both
+    // Three resync periods of both, each pass run after the other replica's result is seen.
+    for (let round = 0; round < 3; round++) {
+      clock.now += 30_000;
+      await Promise.all([
+        one.ks.guard.ensure('downloads', 'default', { dryRun: false }),
+        two.ks.guard.ensure('downloads', 'default', { dryRun: false }),
+        one.ks.reconciler.reconcileNow(),
+        two.ks.reconciler.reconcileNow(),
+      ]);
+    }
     expect(a.resourceVersion).toBe(rv);
     expect(a.writes().length).toBe(writes);
     expect(policyIn(a, 'downloads')!.metadata!.managedFields).toHaveLength(1);
   });
 
+  /**
+   * Two replicas that disagree (one was configured with a LAN range, one without), each running a pass
+   * every 200 ms of the injected clock, the other's write seen before each pass. After two rounds in
+   * which each has written its version, how often do they rewrite the policy in the next 1.6 s?
+   */
   async function fightingReplicas(peerBackoffMs: number): Promise<number> {
     const a = await cluster();
     a.put(routedPod('downloads', 'qbittorrent-0'));
-    // Two replicas that disagree: one was configured (or discovered) with a LAN range, one without.
     const lan = parseConfig({ gateways: { default: {}, 'vpn-eu': { vxlanId: 43 } }, cluster: { extraAllowedCIDRs: ['192.168.1.0/24'] } });
-    const opts = { resyncMs: 200, debounceMs: 20, peerBackoffMs };
-    const one = await startKillSwitch(a.kubeConfig(), config, captureLogger().logger, opts);
-    started.push(one);
-    await eventually(() => policyIn(a, 'downloads') !== undefined);
-    const two = await startKillSwitch(a.kubeConfig(), lan, captureLogger().logger, opts);
-    started.push(two);
-    await new Promise((r) => setTimeout(r, 300));
-    const before = a.writes().filter((w) => w.resource === 'networkpolicies').length;
-    await new Promise((r) => setTimeout(r, 1500));
-    return a.writes().filter((w) => w.resource === 'networkpolicies').length - before;
+    const clock = { now: 1_000_000 };
+    const one = await replica(a, config, clock, peerBackoffMs);
+    await one.ks.reconciler.reconcileNow();
+    const two = await replica(a, lan, clock, peerBackoffMs);
+    await two.sees('downloads');
+    const round = async () => {
+      clock.now += 200;
+      await two.ks.reconciler.reconcileNow();
+      await one.sees('downloads');
+      await one.ks.reconciler.reconcileNow();
+      await two.sees('downloads');
+    };
+    const writes = () => a.writes().filter((w) => w.resource === 'networkpolicies').length;
+    await round();
+    await round();
+    const before = writes();
+    for (let i = 0; i < 8; i++) await round();
+    return writes() - before;
   }
 
   it('replicas that disagree back off instead of rewriting each other in a loop', async () => {
-    // 1.5 s with a 1 s backoff: each replica re-applies at most twice.
-    expect(await fightingReplicas(1000)).toBeLessThanOrEqual(4);
+    // 1.6 s of the clock with a 1 s backoff: each replica re-applies once.
+    expect(await fightingReplicas(1000)).toBe(2);
   });
 
   it('negative control: without the backoff the same replicas do fight', async () => {
-    expect(await fightingReplicas(0)).toBeGreaterThan(6);
+    // Every pass of each replica rewrites the other's policy: 16 writes in 8 rounds.
+    expect(await fightingReplicas(0)).toBe(16);
   });
 
   it('the watch survives the API server going down and coming back', async () => {
