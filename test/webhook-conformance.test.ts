@@ -1,52 +1,26 @@
 // Conformance over real TLS sockets: every reply is one the API server accepts.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import jsonpatch from 'fast-json-patch';
 import fc from 'fast-check';
-import { Pod as PodModel } from 'kubernetes-models/v1';
+import { Pod as PodModel } from 'kubernetes-models/v1/Pod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import pino from 'pino';
-import type { ClusterRanges } from '../src/cluster/ranges.js';
-import { parseConfig } from '../src/config/schema.js';
 import { ANNOTATION_STATUS } from '../src/constants.js';
-import type { NamespaceFacts, Pod } from '../src/inject/types.js';
 import { createMetrics } from '../src/server/metrics.js';
 import { buildWebhookApp } from '../src/server/webhook.js';
 import { generateCA, generateServingCert } from '../src/tls/x509.js';
+import { goldenPath } from './golden.js';
 import { post, reviewOf, startServer } from './helpers.js';
-
-const TESTDATA = join(import.meta.dirname, '..', 'src', 'inject', 'testdata');
+import { INJECT_TESTDATA, type InjectCase, injectCases, portsFor, type WebhookGolden } from './inject-cases.js';
 const SAMPLE = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'examples', 'review.json'), 'utf8'));
 
 let server: Awaited<ReturnType<typeof startServer>>;
 let ca: string;
 
-// The golden cases' context, as src/inject/golden.test.ts gives it to admit().
-interface GoldenCase {
-  namespace?: string;
-  operation?: string;
-  namespaceFacts?: NamespaceFacts;
-  config?: unknown;
-  ranges?: null;
-  /** The pod network's MTU as discovery found it. */
-  podMTU?: { value: number; source: string };
-  pod: Pod;
-}
-type Golden =
-  | { outcome: 'injected'; gateway: string; warnings: string[]; pod: unknown }
-  | { outcome: 'reordered'; gateway: string; patch: unknown[]; initContainers: string[] }
-  | { outcome: 'skipped'; reason: string }
-  | { outcome: 'denied'; reason: string; message: string };
-const GOLDEN_RANGES: ClusterRanges = {
-  podCIDRs: ['10.42.0.0/16'],
-  serviceCIDRs: ['10.43.0.0/16'],
-  extraCIDRs: ['192.168.1.0/24'],
-  dnsIPs: ['10.43.0.10'],
-  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
-};
 const caseCertificates = await (async () => {
   const authority = await generateCA();
   return { ca: authority.certPem, serving: await generateServingCert(authority, ['localhost']) };
@@ -55,14 +29,9 @@ const caseCa = caseCertificates.ca;
 const caseApps: Array<ReturnType<typeof buildWebhookApp>> = [];
 
 /** A webhook over TLS whose ports answer with the case's context; its port. */
-async function caseServer(c: GoldenCase): Promise<number> {
+async function caseServer(c: InjectCase): Promise<number> {
   const app = buildWebhookApp({
-    ports: {
-      config: parseConfig(c.config ?? {}),
-      namespaceFacts: () => c.namespaceFacts,
-      ranges: () => (c.ranges === null ? undefined : c.podMTU === undefined ? GOLDEN_RANGES : { ...GOLDEN_RANGES, podMTU: c.podMTU }),
-      ensureKillSwitch: async () => ({ ok: true }),
-    },
+    ports: portsFor(c),
     logger: pino({ level: 'silent' }),
     metrics: createMetrics(),
     tls: { cert: caseCertificates.serving.certPem, key: caseCertificates.serving.keyPem },
@@ -102,10 +71,7 @@ function checkEnvelope(review: Record<string, any>, reply: Awaited<ReturnType<ty
 describe('AdmissionReview conformance over TLS', () => {
   // Each golden case over TLS, with its own context (namespace, operation, namespace facts, config,
   // ranges) served by a webhook built for it, and the reply held to what the golden says.
-  const cases = readdirSync(TESTDATA)
-    .filter((f) => f.endsWith('.input.yaml'))
-    .sort()
-    .map((f) => [f, parse(readFileSync(join(TESTDATA, f), 'utf8')) as GoldenCase, parse(readFileSync(join(TESTDATA, f.replace(/\.input\.yaml$/, '.webhook.golden.yaml')), 'utf8')) as Golden] as const);
+  const cases = injectCases().map(({ name, c }) => [name, c, parse(readFileSync(goldenPath(INJECT_TESTDATA, name, 'webhook'), 'utf8')) as WebhookGolden] as const);
 
   it('covers every outcome the goldens hold', () => {
     const outcomes = new Set(cases.map(([, , golden]) => golden.outcome));

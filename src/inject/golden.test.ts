@@ -12,38 +12,17 @@
 import jsonpatch from 'fast-json-patch';
 import { Pod as PodModel } from 'kubernetes-models/v1/Pod';
 import { describe, expect, it } from 'vitest';
-import { type Document, parse, parseAllDocuments, stringify } from 'yaml';
-import { expectGolden, goldenCases, orphanGoldens, readInput } from '../../test/golden.js';
-import { type AdmissionPorts, admit, type Outcome } from '../admission/review.js';
-import type { ClusterRanges } from '../cluster/ranges.js';
+import { type Document, parseAllDocuments, stringify } from 'yaml';
+import { expectGolden, orphanGoldens } from '../../test/golden.js';
+import { INJECT_TESTDATA as DIR, type InjectCase as Case, injectCases, portsFor, rangesOf } from '../../test/inject-cases.js';
+import { admit, type Outcome } from '../admission/review.js';
 import { parseConfig } from '../config/schema.js';
 import { ANNOTATION_STATUS } from '../constants.js';
 import { planInjection, planUninjection, type Report } from './offline.js';
-import type { NamespaceFacts, Pod } from './types.js';
+import type { Pod } from './types.js';
 import { uninjectionPatch } from './uninject.js';
 import { applyToDocument } from './yaml-edit.js';
 
-const DIR = `${import.meta.dirname}/testdata`;
-
-const RANGES: ClusterRanges = {
-  podCIDRs: ['10.42.0.0/16'],
-  serviceCIDRs: ['10.43.0.0/16'],
-  extraCIDRs: ['192.168.1.0/24'],
-  dnsIPs: ['10.43.0.10'],
-  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
-};
-
-interface Case {
-  namespace?: string;
-  operation?: string;
-  namespaceFacts?: NamespaceFacts;
-  config?: unknown;
-  /** null: the ranges are unknown. */
-  ranges?: null;
-  /** The pod network's MTU as discovery found it (src/cluster/pod-mtu.ts). */
-  podMTU?: { value: number; source: string };
-  pod: Pod;
-}
 
 /**
  * Where the paths differ on purpose. The webhook sees UPDATEs (offline every pod is a CREATE), and it
@@ -56,20 +35,6 @@ const OFFLINE_DIFFERS: Record<string, string> = {
   reordered: 'offline refreshes an earlier injection, which puts the clients first again',
   refresh: 'offline refreshes an earlier injection with the current config, or removes it where the pod is no longer routed',
 };
-
-function rangesOf(c: Case): ClusterRanges | undefined {
-  if (c.ranges === null) return undefined;
-  return c.podMTU === undefined ? RANGES : { ...RANGES, podMTU: c.podMTU };
-}
-
-function portsFor(c: Case): AdmissionPorts {
-  return {
-    config: parseConfig(c.config ?? {}),
-    namespaceFacts: () => c.namespaceFacts,
-    ranges: () => rangesOf(c),
-    ensureKillSwitch: async () => ({ ok: true }),
-  };
-}
 
 async function review(c: Case, pod: Pod): Promise<Outcome> {
   return admit(
@@ -128,7 +93,7 @@ function bare(pod: Pod): Pod {
   return rest;
 }
 
-const cases = goldenCases(DIR);
+const cases = injectCases();
 
 describe('injection golden files', () => {
   it('has at least 20 cases, and no golden without its case', () => {
@@ -136,9 +101,8 @@ describe('injection golden files', () => {
     expect(orphanGoldens(DIR, ['webhook', 'offline']), 'goldens whose case file is gone: delete them').toEqual([]);
   });
 
-  for (const name of cases) {
+  for (const { name, c } of cases) {
     describe(name, () => {
-      const c = parse(readInput(DIR, name)) as Case;
 
       it('webhook: golden outcome; the patch applies and validates; a second review is empty; uninject restores the pod', async () => {
         const outcome = await review(c, c.pod);
