@@ -73,8 +73,7 @@ async function startKillSwitch(kc: KubeConfig, cfg: typeof config, log: Logger, 
  * watch), with its state in reach and the clock injected. No timer passes: the resync and the
  * debounce are an hour, so only the passes a test runs (reconcileNow) happen.
  */
-async function replica(a: KubeApiDouble, cfg: typeof config, clock: { now: number }, peerBackoffMs: number) {
-  const log = captureLogger().logger;
+async function replica(a: KubeApiDouble, cfg: typeof config, clock: { now: number }, peerBackoffMs: number, log: Logger = captureLogger().logger) {
   const kc = a.kubeConfig();
   const now = () => clock.now;
   const namespaces = await startNamespaceCache(kc, log);
@@ -105,11 +104,11 @@ async function replica(a: KubeApiDouble, cfg: typeof config, clock: { now: numbe
     },
   };
   started.push(ks);
-  /** Resolves once this replica's policy watch has delivered the API server's current version. */
+  /** Resolves once this replica's policy watch has delivered the API server's current version (or its deletion). */
   const sees = (ns: string, gw = 'default') =>
     eventually(() => {
       const live = policyIn(a, ns, gw);
-      return live !== undefined && state.livePolicy(ns, `podvpn-killswitch-${gw}`)?.metadata?.resourceVersion === live.metadata?.resourceVersion;
+      return state.livePolicy(ns, `podvpn-killswitch-${gw}`)?.metadata?.resourceVersion === live?.metadata?.resourceVersion;
     });
   return { ks, state, sees };
 }
@@ -549,17 +548,22 @@ describe('a namespace being deleted', () => {
     const a = await cluster();
     a.put(routedPod('downloads', 'qbittorrent-0'));
     const log = captureLogger();
-    const ks = await startKillSwitch(a.kubeConfig(), config, log.logger, { resyncMs: 50, debounceMs: 10 });
-    started.push(ks);
-    await eventually(() => policyIn(a, 'downloads') !== undefined);
+    const clock = { now: 1_000_000 };
+    const { ks, sees } = await replica(a, config, clock, 60_000, log.logger);
+    await ks.reconciler.reconcileNow();
+    await sees('downloads');
     // The namespace controller deleted the policy; the pod is still terminating.
     a.terminateNamespace('downloads', { deleteContent: false });
     const applies = () => a.requests.filter((r) => r.resource === 'networkpolicies' && r.verb === 'patch' && r.namespace === 'downloads').length;
     const before = applies();
     a.remove(NP, 'NetworkPolicy', 'downloads', 'podvpn-killswitch-default');
-    await new Promise((r) => setTimeout(r, 1500)); // about 30 resync passes
+    await sees('downloads');
+    for (let pass = 0; pass < 30; pass++) {
+      clock.now += 50;
+      await ks.reconciler.reconcileNow();
+    }
     const tried = applies() - before;
-    expect(tried, 'refused applies in 1.5 s').toBe(1);
+    expect(tried, 'refused applies in 30 passes over 1.5 s of the clock').toBe(1);
     const lines = log.lines.filter((l) => l.namespace === 'downloads' && l.level >= 30 && /being deleted|could not be applied/.test(l.msg));
     expect(lines.map((l) => [l.level, l.msg])).toEqual([[30, expect.stringMatching(/^namespace downloads is being deleted/)]]);
     // The ensure path (a review) says why, without a warn line per call.
@@ -606,7 +610,7 @@ describe('node pod ranges the routed pods were not given', () => {
     expect(await ks.reconciler.rediscover()).toBe(true); // the nodes' union grew
     await eventually(() => reports.at(-1)!.podsMissing === 1);
     expect(reports.at(-1)).toEqual({ podsMissing: 1, notInForce: 0 });
-    await new Promise((r) => setTimeout(r, 300)); // several more passes
+    for (let pass = 0; pass < 5; pass++) await ks.reconciler.reconcileNow(); // several more passes
     const warned = log.lines.filter((l) => l.level === 40 && /pod range 10\.244\.1\.0\/24 is missing/.test(l.msg));
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ node: 'node-1', pods: 1, example: 'downloads/qbittorrent-0' });
