@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Two projects, run by `npm test` in this order:
@@ -36,10 +35,6 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: ['test/dataplane/**'],
           setupFiles: ['test/vitest.setup.ts'],
-          // Its files mostly wait on sockets, child processes and timers: at least two at a time even on
-          // two cores (vitest's default there is one). Each file has its own ports (0), temporary
-          // directories and network namespaces (named by pid), so files never share a resource.
-          maxWorkers: Math.max(2, availableParallelism()),
           sequence: { groupOrder: 1 },
         },
       },
