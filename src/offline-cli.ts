@@ -236,7 +236,7 @@ async function clusterView(
   config: Config,
   values: unknown[],
   opts: OfflineCliOptions,
-  { resolveRanges, assertRangesSafe }: typeof RangesModule,
+  { resolveRanges, assertRangesSafe, checkRanges }: typeof RangesModule,
 ): Promise<ClusterView> {
   const c = config.cluster;
   const configured = c.podCIDRs.length > 0 && c.serviceCIDRs.length > 0 && c.dnsIPs.length > 0;
@@ -246,7 +246,6 @@ async function clusterView(
     assertRangesSafe(ranges, { allowPublicRanges: c.allowPublicRanges });
     return { ranges, namespaces: new Map(), lines: [] };
   }
-  const { checkRanges } = await import('./cluster/discovery.js');
   const { findKubeSource } = await import('./kube/client.js');
   const source = findKubeSource({ noKube: opts.noKube, kubeconfig: opts.kubeconfig });
   if (source === undefined) {

@@ -3,8 +3,9 @@
 // same merged set (`allowedCIDRs`).
 
 import { assertNoPublicRanges, containsCidr, formatCidr, mergeCidrStringsStable, parseAddress, parseCidr } from '../cidr/cidr.js';
-import { STANDALONE_CLUSTER_DEFAULTS } from '../config/schema.js';
-import type { PodMTU } from './pod-mtu.js';
+import type { Logger } from 'pino';
+import { type Config, MTU_OVERHEAD, STANDALONE_CLUSTER_DEFAULTS } from '../config/schema.js';
+import { gatewayMTUProblem, type PodMTU } from './pod-mtu.js';
 
 export interface ClusterRanges {
   podCIDRs: string[];
@@ -126,4 +127,79 @@ export function assertRangesSafe(ranges: ClusterRanges, opts: { allowPublicRange
     ],
     opts,
   );
+}
+
+export interface RangeCheck {
+  /** Undefined when the ranges cannot be used: `problem` says why and what to do. */
+  ranges: ClusterRanges | undefined;
+  problem?: string;
+  notes: string[];
+}
+
+/**
+ * The pure part of discovery's resolveClusterRanges: decide whether these ranges may be used. Here, not
+ * in discovery.ts, so offline inject without a cluster never loads the Kubernetes client.
+ */
+export function checkRanges(ranges: ClusterRanges, config: Config, notes: string[], log?: Logger): RangeCheck {
+  for (const note of notes) log?.info({ note }, 'cluster range discovery: a source did not answer');
+  const missing = missingRanges(ranges);
+  if (missing.length > 0) {
+    const problem =
+      `podvpn does not know the cluster's ${missing.join(', ')}, so it cannot build a kill switch and ` +
+      `will not admit routed pods. Set them in the podvpn config, e.g.\n` +
+      `  cluster:\n    podCIDRs: [10.244.0.0/16]     # kubectl get nodes -o jsonpath='{.items[*].spec.podCIDRs}'\n` +
+      `    serviceCIDRs: [10.96.0.0/12]  # kubectl get servicecidrs, or the kube-apiserver --service-cluster-ip-range\n` +
+      `    dnsIPs: [10.96.0.10]          # kubectl -n kube-system get service kube-dns\n` +
+      (notes.length > 0 ? `Discovery tried: ${notes.join('; ')}` : '');
+    log?.error({ missing, notes }, problem);
+    return { ranges: undefined, problem, notes };
+  }
+  try {
+    for (const cidr of [...ranges.podCIDRs, ...ranges.serviceCIDRs, ...ranges.extraCIDRs]) parseCidr(cidr);
+    assertRangesSafe(ranges, { allowPublicRanges: config.cluster.allowPublicRanges });
+  } catch (err) {
+    const problem = (err as Error).message;
+    log?.error({ sources: ranges.sources }, problem);
+    return { ranges: undefined, problem, notes };
+  }
+  log?.info(
+    {
+      podCIDRs: ranges.podCIDRs,
+      serviceCIDRs: ranges.serviceCIDRs,
+      extraCIDRs: ranges.extraCIDRs,
+      dnsIPs: ranges.dnsIPs,
+      sources: ranges.sources,
+    },
+    `cluster ranges: pods ${ranges.podCIDRs.join(' ')} from ${ranges.sources.podCIDRs}; services ${ranges.serviceCIDRs.join(' ')} from ${ranges.sources.serviceCIDRs}; DNS ${ranges.dnsIPs.join(' ')} from ${ranges.sources.dnsIPs}`,
+  );
+  if (log !== undefined) logPodMTUOnce(ranges, config, log);
+  return { ranges, notes };
+}
+
+/** What was last logged about the pod MTU, per config: start-up logs it, rediscovery only a change. */
+const loggedPodMTU = new WeakMap<Config, string>();
+
+/**
+ * Say once (and again when it changes) what the pod network's MTU is, and which gateways do not fit
+ * it (their routed pods are denied: src/admission/review.ts), or that it is unknown.
+ */
+function logPodMTUOnce(ranges: ClusterRanges, config: Config, log: Logger): void {
+  const podMTU = ranges.podMTU;
+  const problems = Object.values(config.gateways).flatMap((g) => {
+    const problem = gatewayMTUProblem(g, podMTU);
+    return problem === undefined ? [] : [{ gateway: g.name, mtu: g.mtu, problem }];
+  });
+  const key = JSON.stringify([podMTU ?? null, problems.map((p) => p.gateway)]);
+  if (loggedPodMTU.get(config) === key) return;
+  loggedPodMTU.set(config, key);
+  const mtus = Object.values(config.gateways).map((g) => `${g.name} ${g.mtu}`).join(', ');
+  if (podMTU === undefined) {
+    log.warn(
+      { gatewayMTUs: mtus },
+      `pod network MTU: not discovered (the CNI does not publish it); gateway tunnel MTUs used unchecked (${mtus}). If your pod network's MTU is below ${Math.min(...Object.values(config.gateways).map((g) => g.mtu)) + MTU_OVERHEAD}, set cluster.podMTU and lower the gateways' mtu`,
+    );
+    return;
+  }
+  log.info({ podMTU: podMTU.value, source: podMTU.source, gatewayMTUs: mtus }, `pod network MTU ${podMTU.value} from ${podMTU.source}`);
+  for (const p of problems) log.error({ gateway: p.gateway, mtu: p.mtu, podMTU: podMTU.value }, p.problem);
 }
