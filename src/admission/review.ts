@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { ADMISSION_API_VERSION, LABEL_ROUTED } from '../constants.js';
 import type { EnsureResult } from './ports.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
+import type { ExitFacts } from '../exits/admission.js';
 import { decide } from '../inject/decision.js';
 import { injectionPatch } from '../inject/patch.js';
 import { isPodCreate } from '../inject/rules.js';
@@ -84,12 +85,14 @@ export interface AdmissionPorts {
   ranges(): ClusterRanges | undefined;
   /** Why ranges() is undefined, with what to configure: the denial says it. */
   rangesProblem?(): string | undefined;
+  /** Exit groups: what is known of a group's exits (health, loads); absent: nothing (src/exits). */
+  exitFacts?(gateway: string): ExitFacts | undefined;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
   ensureKillSwitch(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
 }
 
 export type Outcome =
-  | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[] }
+  | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[]; exit?: string }
   /** Already injected, but another webhook put init containers in front of the client: moved back. */
   | { outcome: 'reordered'; gateway: string; patch: PatchOperation[]; warnings: string[] }
   | { outcome: 'skipped'; reason: SkipReason; warnings: string[] }
@@ -107,6 +110,8 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
       ranges: ports.ranges(),
       rangesProblem: ports.rangesProblem?.(),
       config: ports.config,
+      reviewUid: request.uid,
+      exitFacts: (gateway: string) => ports.exitFacts?.(gateway),
     });
   const cached = ports.namespaceFacts(request.namespace);
   let decision = decideWith(cached);
@@ -152,12 +157,13 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     settings: clientSettings(decision.gateway, ranges),
     dataPlane: decision.dataPlane,
     config: ports.config,
+    exit: decision.exit,
   });
   const warnings = [...decision.warnings, ...injection.warnings];
   const ensured = await ports.ensureKillSwitch(request.namespace, decision.gateway.name, { dryRun: request.dryRun });
   if (!ensured.ok) return killSwitchDenial(ensured.message, warnings);
   if (ensured.warning !== undefined) warnings.push(ensured.warning);
-  return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings };
+  return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings, ...(decision.exit === undefined ? {} : { exit: decision.exit }) };
 }
 
 function killSwitchDenial(message: string, warnings: string[]): Outcome {
