@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
 import type { Config } from './config/schema.js';
+import { startExitHealthPoller } from './exits/health.js';
 import type { KubeTarget } from './kube/client.js';
 import { standaloneKillSwitch } from './killswitch/standalone.js';
 import type { Metrics } from './server/metrics.js';
@@ -50,6 +51,13 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
     },
   });
   const guard = killSwitch.guard;
+  // Exit groups: each exit's health (gluetun's health server), so a new pod avoids an exit that is down.
+  const exitHealth = startExitHealthPoller(config, {
+    onReading: (r, previous) => {
+      metrics.exitHealthy.set({ exit: r.exit }, r.healthy ? 1 : 0);
+      if (previous?.healthy !== r.healthy) log[r.healthy ? 'info' : 'warn']({ exit: r.exit, reason: r.reason }, r.healthy ? 'exit healthy' : 'exit unhealthy');
+    },
+  });
   return {
     ports: {
       config,
@@ -58,9 +66,11 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
       ranges: () => guard.ranges(),
       rangesProblem: () => guard.problem(),
       ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
+      exitFacts: (gw) => ({ healthy: exitHealth.healthy(gw) }),
     },
     notReady: () => (namespaces.synced() ? [] : ['namespace cache']),
     stop: async () => {
+      exitHealth.stop();
       await namespaces.stop();
       await killSwitch.stop();
     },
