@@ -51,6 +51,9 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
     },
   });
   const guard = killSwitch.guard;
+  // Exit groups: pods per exit (one label-filtered pod watch), only when the config has a group.
+  const hasGroups = Object.values(config.gateways).some((g) => g.exits !== undefined);
+  const exitLoads = hasGroups ? await (await import('./exits/load-watch.js')).startExitLoads(kube.kubeConfig, log) : undefined;
   // Exit groups: each exit's health (gluetun's health server), so a new pod avoids an exit that is down.
   const exitHealth = startExitHealthPoller(config, {
     onReading: (r, previous) => {
@@ -66,11 +69,13 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
       ranges: () => guard.ranges(),
       rangesProblem: () => guard.problem(),
       ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
-      exitFacts: (gw) => ({ healthy: exitHealth.healthy(gw) }),
+      exitFacts: (gw) => ({ healthy: exitHealth.healthy(gw), loads: exitLoads?.loads(gw) }),
+      exitAssigned: (a) => exitLoads?.admitted(a),
     },
     notReady: () => (namespaces.synced() ? [] : ['namespace cache']),
     stop: async () => {
       exitHealth.stop();
+      await exitLoads?.stop();
       await namespaces.stop();
       await killSwitch.stop();
     },

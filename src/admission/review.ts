@@ -87,6 +87,8 @@ export interface AdmissionPorts {
   rangesProblem?(): string | undefined;
   /** Exit groups: what is known of a group's exits (health, loads); absent: nothing (src/exits). */
   exitFacts?(gateway: string): ExitFacts | undefined;
+  /** Exit groups: a pod was given an exit (not a dry run), so the loads count it before the watch does. */
+  exitAssigned?(a: { namespace: string; prefix: string; gateway: string; exit: string }): void;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
   ensureKillSwitch(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
 }
@@ -163,6 +165,11 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
   const ensured = await ports.ensureKillSwitch(request.namespace, decision.gateway.name, { dryRun: request.dryRun });
   if (!ensured.ok) return killSwitchDenial(ensured.message, warnings);
   if (ensured.warning !== undefined) warnings.push(ensured.warning);
+  if (decision.exit !== undefined && !request.dryRun) {
+    const meta = (request.object as Pod).metadata;
+    const prefix = typeof meta?.name === 'string' && meta.name !== '' ? meta.name : typeof meta?.generateName === 'string' ? meta.generateName : '';
+    ports.exitAssigned?.({ namespace: request.namespace, prefix, gateway: decision.gateway.name, exit: decision.exit });
+  }
   return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings, ...(decision.exit === undefined ? {} : { exit: decision.exit }) };
 }
 
