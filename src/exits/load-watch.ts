@@ -6,7 +6,7 @@ import { CoreV1Api, type KubeConfig, makeInformer, type V1Pod } from '@kubernete
 import type { Logger } from 'pino';
 import { LABEL_EXIT } from '../constants.js';
 import { keepWatching } from '../kube/watch.js';
-import { accountsFor, loadsOf, type Pending, PENDING_MS, type WatchedPod, watchedPod } from './loads.js';
+import { accountsFor, loadsOf, type Pending, PENDING_MS, WatchedCounts, watchedPod } from './loads.js';
 
 export interface ExitLoads {
   /** undefined until the watch has listed: partial counts would skew rather than balance. */
@@ -20,25 +20,21 @@ export interface ExitLoads {
 export async function startExitLoads(kc: KubeConfig, log: Logger, opts: { now?: () => number } = {}): Promise<ExitLoads> {
   const now = opts.now ?? Date.now;
   const api = kc.makeApiClient(CoreV1Api);
-  const pods = new Map<string, WatchedPod>();
+  const pods = new WatchedCounts();
   let pending: Pending[] = [];
   const informer = makeInformer<V1Pod>(kc, '/api/v1/pods', () => api.listPodForAllNamespaces({ labelSelector: LABEL_EXIT }), LABEL_EXIT);
   const key = (p: V1Pod) => `${p.metadata?.namespace ?? ''}/${p.metadata?.name ?? ''}`;
   const put = (p: V1Pod): void => {
     const w = watchedPod(p);
-    if (w === undefined) {
-      pods.delete(key(p));
-      return;
-    }
-    if (!pods.has(key(p))) {
+    if (pods.set(key(p), w) && w !== undefined) {
+      // A pod seen for the first time settles the admission that made it.
       const i = pending.findIndex((x) => accountsFor(w, x));
       if (i >= 0) pending.splice(i, 1);
     }
-    pods.set(key(p), w);
   };
   informer.on('add', put);
   informer.on('update', put);
-  informer.on('delete', (p) => void pods.delete(key(p)));
+  informer.on('delete', (p) => void pods.set(key(p), undefined));
   const watch = keepWatching(informer, 'exit pods', log);
   await watch.start();
   return {
@@ -46,7 +42,7 @@ export async function startExitLoads(kc: KubeConfig, log: Logger, opts: { now?: 
       if (!watch.synced()) return undefined;
       const t = now();
       pending = pending.filter((p) => t - p.at <= PENDING_MS);
-      return loadsOf(gateway, pods.values(), pending, t);
+      return loadsOf(gateway, pods.of(gateway), pending, t);
     },
     admitted: (p) => {
       pending.push({ ...p, at: now() });

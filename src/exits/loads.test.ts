@@ -2,7 +2,7 @@
 // admitted faster than the watch reports them.
 import { describe, expect, it } from 'vitest';
 import { chooseExit, podExitKey } from './assign.js';
-import { accountsFor, loadsOf, type Pending, PENDING_MS, type WatchedPod, watchedPod } from './loads.js';
+import { accountsFor, loadsOf, type Pending, PENDING_MS, WatchedCounts, watchedPod } from './loads.js';
 
 const labels = { 'podvpn.io/routed': 'vpn', 'podvpn.io/exit': 'vpn-a' };
 
@@ -18,18 +18,25 @@ describe('watchedPod', () => {
   });
 });
 
-describe('loadsOf', () => {
-  const watched: WatchedPod[] = [
-    { namespace: 'd', name: 'a', gateway: 'vpn', exit: 'vpn-a' },
-    { namespace: 'd', name: 'b', gateway: 'vpn', exit: 'vpn-a' },
-    { namespace: 'd', name: 'c', gateway: 'other', exit: 'other-a' },
-  ];
+describe('loadsOf and WatchedCounts', () => {
+  const counts = new WatchedCounts();
+  counts.set('d/a', { namespace: 'd', name: 'a', gateway: 'vpn', exit: 'vpn-a' });
+  counts.set('d/b', { namespace: 'd', name: 'b', gateway: 'vpn', exit: 'vpn-a' });
+  counts.set('d/c', { namespace: 'd', name: 'c', gateway: 'other', exit: 'other-a' });
   it("adds young pending admissions to the watch's counts, per group; old ones expire", () => {
     const pending: Pending[] = [
       { namespace: 'd', prefix: 'x-', gateway: 'vpn', exit: 'vpn-b', at: 1000 },
       { namespace: 'd', prefix: 'y-', gateway: 'vpn', exit: 'vpn-b', at: 1000 - PENDING_MS - 1 },
     ];
-    expect(loadsOf('vpn', watched, pending, 1000)).toEqual(new Map([['vpn-a', 2], ['vpn-b', 1]]));
+    expect(loadsOf('vpn', counts.of('vpn'), pending, 1000)).toEqual(new Map([['vpn-a', 2], ['vpn-b', 1]]));
+  });
+  it('follows a pod that changes exit, finishes or goes, and says when a pod is new', () => {
+    const c = new WatchedCounts();
+    expect(c.set('d/a', { namespace: 'd', name: 'a', gateway: 'vpn', exit: 'vpn-a' })).toBe(true);
+    expect(c.set('d/a', { namespace: 'd', name: 'a', gateway: 'vpn', exit: 'vpn-b' })).toBe(false);
+    expect(c.of('vpn')).toEqual(new Map([['vpn-b', 1]]));
+    c.set('d/a', undefined);
+    expect(c.of('vpn')).toEqual(new Map());
   });
   it('a pod seen by the watch accounts for its pending admission (name, or generateName)', () => {
     const p: Pending = { namespace: 'd', prefix: 'web-7d9c8b6f5-', gateway: 'vpn', exit: 'vpn-a', at: 0 };
@@ -45,11 +52,11 @@ describe('a burst: one ReplicaSet scaled to 30 before the watch reports any pod'
     const pending: Pending[] = [];
     for (let i = 0; i < 30; i++) {
       const key = podExitKey({ namespace: 'downloads', generateName: 'sonarr-7d9c8b6f5-', reviewUid: `3f9a1c2e-0000-4000-8000-${String(i).padStart(12, '0')}` });
-      const choice = chooseExit({ key, exits, loads: loadsOf('vpn', [], pending, 0) });
+      const choice = chooseExit({ key, exits, loads: loadsOf('vpn', undefined, pending, 0) });
       if (!choice.ok) throw new Error('unexpected');
       pending.push({ namespace: 'downloads', prefix: 'sonarr-7d9c8b6f5-', gateway: 'vpn', exit: choice.exit, at: 0 });
     }
-    const counts = [...loadsOf('vpn', [], pending, 0).values()];
+    const counts = [...loadsOf('vpn', undefined, pending, 0).values()];
     console.log(`[exits] burst of 30 replicas with pending admissions counted: ${counts.join(' / ')}`);
     for (const c of counts) expect(Math.abs(c - 10)).toBeLessThanOrEqual(2);
   });

@@ -44,11 +44,40 @@ export function accountsFor(pod: WatchedPod, p: Pending): boolean {
   return pod.namespace === p.namespace && pod.gateway === p.gateway && pod.exit === p.exit && (pod.name === p.prefix || pod.generateName === p.prefix);
 }
 
-/** Pods per exit of one group: the watched ones plus the pending admissions still young. */
-export function loadsOf(gateway: string, watched: Iterable<WatchedPod>, pending: readonly Pending[], now: number): Map<string, number> {
-  const out = new Map<string, number>();
-  const add = (exit: string) => out.set(exit, (out.get(exit) ?? 0) + 1);
-  for (const w of watched) if (w.gateway === gateway) add(w.exit);
-  for (const p of pending) if (p.gateway === gateway && now - p.at <= PENDING_MS) add(p.exit);
+/** Pods per exit of one group: the watched counts plus the pending admissions still young. */
+export function loadsOf(gateway: string, watched: ReadonlyMap<string, number> | undefined, pending: readonly Pending[], now: number): Map<string, number> {
+  const out = new Map(watched ?? []);
+  for (const p of pending) if (p.gateway === gateway && now - p.at <= PENDING_MS) out.set(p.exit, (out.get(p.exit) ?? 0) + 1);
   return out;
+}
+
+/** Watched pods counted per group and exit, kept as pods come, change and go (no pass over all pods per review). */
+export class WatchedCounts {
+  private readonly pods = new Map<string, WatchedPod>();
+  private readonly counts = new Map<string, Map<string, number>>();
+
+  /** Set (or with undefined, drop) the pod at `key` (namespace/name); true when it was not counted before. */
+  set(key: string, pod: WatchedPod | undefined): boolean {
+    const before = this.pods.get(key);
+    if (before !== undefined) this.bump(before, -1);
+    if (pod === undefined) {
+      this.pods.delete(key);
+      return false;
+    }
+    this.pods.set(key, pod);
+    this.bump(pod, 1);
+    return before === undefined;
+  }
+
+  of(gateway: string): ReadonlyMap<string, number> | undefined {
+    return this.counts.get(gateway);
+  }
+
+  private bump(pod: WatchedPod, by: number): void {
+    let g = this.counts.get(pod.gateway);
+    if (g === undefined) this.counts.set(pod.gateway, (g = new Map<string, number>()));
+    const n = (g.get(pod.exit) ?? 0) + by;
+    if (n === 0) g.delete(pod.exit);
+    else g.set(pod.exit, n);
+  }
 }
