@@ -3,6 +3,10 @@
 // NetworkPolicy that lets only the group's routed pods (and podvpn's own pods, on the health port)
 // reach the exits. The rendered exits agree with podvpn's config, exit by exit.
 
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { describe, expect, it } from 'vitest';
@@ -99,6 +103,21 @@ describe('examples/exit-group', () => {
     }
     expect(secrets.size).toBe(3);
     expect(ids.size).toBe(3);
+  });
+
+  it("gives each exit its own VXLAN_ID when bash sources the files as pod-gateway's scripts do (set -e, the image's defaults first)", () => {
+    for (const exit of group.exits!) {
+      const deployment = find(objects, 'Deployment', gatewayServiceName(exit.name), SYSTEM_NAMESPACE);
+      const data = volumeConfigMap(objects, deployment, 'settings').data as Record<string, string>;
+      const dir = mkdtempSync(join(tmpdir(), 'podvpn-exit-'));
+      // The volume is mounted at /config; here it is `dir`.
+      writeFileSync(join(dir, 'settings.sh'), data['settings.sh']!.replaceAll('/config/', `${dir}/`));
+      writeFileSync(join(dir, 'exit.sh'), data['exit.sh']!);
+      // /default_config/settings.sh of pod-gateway v1.13.0 sets VXLAN_ID="42" and VXLAN_IP_NETWORK="172.16.0".
+      writeFileSync(join(dir, 'default.sh'), 'VXLAN_ID="42"\nVXLAN_IP_NETWORK="172.16.0"\n');
+      const out = execFileSync('bash', ['-c', `set -ex; . ${dir}/default.sh; . ${dir}/settings.sh; echo "$VXLAN_ID $VXLAN_IP_NETWORK $VPN_INTERFACE_MTU"`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      expect(out.trim()).toBe(`${exit.vxlanId} ${group.overlayNetwork.replace(/\.0\/24$/, '')} ${group.mtu}`);
+    }
   });
 
   it("serves gluetun's health server on the pod's address at the port of the config's health URL; the exec probes stay", () => {
