@@ -100,3 +100,12 @@ export const GATE_TIMEOUT_SECONDS = 120;
  * privileges; only a holder of CAP_NET_ADMIN (the agent, not the pod) can create or remove it.
  */
 export const AGENT_READY_LINK = 'podvpn-ready';
+
+/**
+ * Exit groups (src/exits). The pod annotation pins a pod to one exit of its gateway's group (user
+ * input); the pod label records the exit the pod leaves through (set by podvpn), so
+ * `kubectl get pods -L podvpn.io/exit` shows it. Same key, different maps: a pin is never mistaken
+ * for a record.
+ */
+export const ANNOTATION_EXIT = 'podvpn.io/exit';
+export const LABEL_EXIT = 'podvpn.io/exit';

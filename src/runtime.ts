@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { AdmissionPorts } from './admission/review.js';
 import type { Config } from './config/schema.js';
+import { startExitHealthPoller } from './exits/health.js';
 import type { KubeTarget } from './kube/client.js';
 import { standaloneKillSwitch } from './killswitch/standalone.js';
 import type { Metrics } from './server/metrics.js';
@@ -50,6 +51,16 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
     },
   });
   const guard = killSwitch.guard;
+  // Exit groups: pods per exit (one label-filtered pod watch), only when the config has a group.
+  const hasGroups = Object.values(config.gateways).some((g) => g.exits !== undefined);
+  const exitLoads = hasGroups ? await (await import('./exits/load-watch.js')).startExitLoads(kube.kubeConfig, log) : undefined;
+  // Exit groups: each exit's health (gluetun's health server), so a new pod avoids an exit that is down.
+  const exitHealth = startExitHealthPoller(config, {
+    onReading: (r, previous) => {
+      metrics.exitHealthy.set({ exit: r.exit }, r.healthy ? 1 : 0);
+      if (previous?.healthy !== r.healthy) log[r.healthy ? 'info' : 'warn']({ exit: r.exit, reason: r.reason }, r.healthy ? 'exit healthy' : 'exit unhealthy');
+    },
+  });
   return {
     ports: {
       config,
@@ -58,9 +69,13 @@ export async function connectedRuntime(kube: KubeTarget, config: Config, log: Lo
       ranges: () => guard.ranges(),
       rangesProblem: () => guard.problem(),
       ensureKillSwitch: (ns, gw, opts) => guard.ensure(ns, gw, opts),
+      exitFacts: (gw) => ({ healthy: exitHealth.healthy(gw), loads: exitLoads?.loads(gw) }),
+      exitAssigned: (a) => exitLoads?.admitted(a),
     },
     notReady: () => (namespaces.synced() ? [] : ['namespace cache']),
     stop: async () => {
+      exitHealth.stop();
+      await exitLoads?.stop();
       await namespaces.stop();
       await killSwitch.stop();
     },

@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { ADMISSION_API_VERSION } from '../constants.js';
 import type { EnsureResult } from './ports.js';
 import { type DenyReason, HttpError, type SkipReason } from '../errors.js';
+import type { ExitFacts } from '../exits/admission.js';
 import { decide } from '../inject/decision.js';
 import { injectionPatch } from '../inject/patch.js';
 import { isPodCreate } from '../inject/rules.js';
@@ -88,12 +89,16 @@ export interface AdmissionPorts {
   ranges(): ClusterRanges | undefined;
   /** Why ranges() is undefined, with what to configure: the denial says it. */
   rangesProblem?(): string | undefined;
+  /** Exit groups: what is known of a group's exits (health, loads); absent: nothing (src/exits). */
+  exitFacts?(gateway: string): ExitFacts | undefined;
+  /** Exit groups: a pod was given an exit (not a dry run), so the loads count it before the watch does. */
+  exitAssigned?(a: { namespace: string; prefix: string; gateway: string; exit: string }): void;
   /** Make sure the kill-switch policy exists before the pod is admitted. */
   ensureKillSwitch(namespace: string, gateway: string, opts: { dryRun: boolean }): Promise<EnsureResult>;
 }
 
 export type Outcome =
-  | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[] }
+  | { outcome: 'injected'; gateway: string; patch: PatchOperation[]; warnings: string[]; exit?: string }
   /** Already injected, but another webhook put init containers in front of the client: moved back. */
   | { outcome: 'reordered'; gateway: string; patch: PatchOperation[]; warnings: string[] }
   | { outcome: 'skipped'; reason: SkipReason; warnings: string[] }
@@ -118,6 +123,8 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
       ranges: ports.ranges(),
       rangesProblem: ports.rangesProblem?.(),
       config: ports.config,
+      reviewUid: request.uid,
+      exitFacts: (gateway: string) => ports.exitFacts?.(gateway),
     });
   const cached = ports.namespaceFacts(request.namespace);
   let decision = decideWith(cached);
@@ -163,12 +170,18 @@ export async function admit(request: AdmissionRequest, ports: AdmissionPorts): P
     settings: clientSettings(decision.gateway, ranges),
     dataPlane: decision.dataPlane,
     config: ports.config,
+    exit: decision.exit,
   });
   const warnings = [...decision.warnings, ...injection.warnings];
   const ensured = await ports.ensureKillSwitch(request.namespace, decision.gateway.name, { dryRun: request.dryRun });
   if (!ensured.ok) return killSwitchDenial(ensured.message, warnings);
   if (ensured.warning !== undefined) warnings.push(ensured.warning);
-  return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings };
+  if (decision.exit !== undefined && !request.dryRun) {
+    const meta = pod.metadata;
+    const prefix = typeof meta?.name === 'string' && meta.name !== '' ? meta.name : typeof meta?.generateName === 'string' ? meta.generateName : '';
+    ports.exitAssigned?.({ namespace: request.namespace, prefix, gateway: decision.gateway.name, exit: decision.exit });
+  }
+  return { outcome: 'injected', gateway: decision.gateway.name, patch: injection.patch, warnings, ...(decision.exit === undefined ? {} : { exit: decision.exit }) };
 }
 
 function killSwitchDenial(message: string, warnings: string[]): Outcome {

@@ -30,6 +30,39 @@ const overlayNetwork = z
     message: 'must be an IPv4 /24 ending in .0/24 (pod-gateway hard-codes a /24 with the gateway at .1)',
   });
 
+/** Most exits a group may have: each is a gateway pod with its own VPN account or device slot. */
+export const MAX_EXITS = 16;
+/** What the exits of a group share (overlayNetwork, dns, mtu, vxlanPort, connectionRetryCount): refused on one exit. */
+const sharedByGroup = z
+  .unknown()
+  .refine((v) => v === undefined, {
+    message:
+      "is shared by the exits of a group (one overlay, so a pod's DNS server .1 stays valid when it moves to another exit): set it on the gateway, not on one exit",
+  })
+  .optional();
+
+/** One exit of a group: its own gateway pod (Deployment, headless Service podvpn-gateway-<name>, VPN Secret). */
+export const ExitSchema = z
+  .object({
+    /** DNS label, unique among every gateway and exit name: it names the exit's Service and Secret. */
+    name: z.string().regex(DNS_LABEL, 'exit names must be DNS labels (a-z, 0-9, -)').max(40),
+    /** VXLAN network identifier of this exit; unique among all exits and gateways. */
+    vxlanId: z.number().int().min(1).max(16_777_215),
+    /** DNS name of the exit's headless Service. Default: `podvpn-gateway-<exit>.podvpn-system.svc.<cluster domain>`. */
+    address: z.string().regex(DNS_NAME, 'must be a DNS name').optional(),
+    /**
+     * The exit's health endpoint (gluetun's health server: 200 while its tunnel passes traffic).
+     * Default: `http://<address>:9999/`.
+     */
+    healthURL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
+    overlayNetwork: sharedByGroup,
+    dns: sharedByGroup,
+    mtu: sharedByGroup,
+    vxlanPort: sharedByGroup,
+    connectionRetryCount: sharedByGroup,
+  })
+  .strict();
+
 export const GatewaySchema = z
   .object({
     /**
@@ -37,8 +70,8 @@ export const GatewaySchema = z
      * gateway pod's IP. Default: `podvpn-gateway-<name>.podvpn-system.svc.<cluster domain>`.
      */
     address: z.string().regex(DNS_NAME, 'must be a DNS name').optional(),
-    /** VXLAN network identifier; gateways that share pods must differ. */
-    vxlanId: z.number().int().min(1).max(16_777_215).default(42),
+    /** VXLAN network identifier; gateways that share pods must differ. Default 42 (not with `exits`: each exit has its own). */
+    vxlanId: z.number().int().min(1).max(16_777_215).optional(),
     /** 4789 (IANA VXLAN), never 8472: Flannel and Cilium use 8472 for their own overlay. */
     vxlanPort: z.number().int().min(1).max(65_535).default(4789),
     /** The client-to-gateway overlay. The gateway is .1 and serves DHCP and DNS there. */
@@ -59,6 +92,12 @@ export const GatewaySchema = z
      * image's default) tears the tunnel, and every open connection, down on one lost echo.
      */
     connectionRetryCount: z.number().int().min(1).max(10).default(3),
+    /**
+     * An exit group: the gateway is several exits, each its own gateway pod with its own VPN identity
+     * and VXLAN id, sharing the overlay above (so `.1`, the pods' DNS server, stays valid when a pod
+     * moves). Pods are spread over the exits (src/exits/assign.ts); podvpn.io/exit pins one.
+     */
+    exits: z.array(ExitSchema).min(1).max(MAX_EXITS).optional(),
   })
   .strict();
 
@@ -130,16 +169,22 @@ export const ConfigSchema = z
       });
     }
     const ids = new Map<number, string>();
+    const names = new Map<string, string>(Object.keys(cfg.gateways).map((n) => [n, `gateway "${n}"`]));
     for (const [name, gw] of Object.entries(cfg.gateways)) {
-      const other = ids.get(gw.vxlanId);
-      if (other !== undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['gateways', name, 'vxlanId'],
-          message: `is also used by gateway "${other}"; each gateway needs its own VXLAN id`,
-        });
+      if (gw.exits !== undefined) {
+        checkExitGroup(name, gw, ids, names, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
+      } else {
+        const id = gw.vxlanId ?? DEFAULT_VXLAN_ID;
+        const other = ids.get(id);
+        if (other !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['gateways', name, 'vxlanId'],
+            message: `is also used by ${other}; each gateway needs its own VXLAN id`,
+          });
+        }
+        ids.set(id, `gateway "${name}"`);
       }
-      ids.set(gw.vxlanId, name);
       const podMTU = cfg.cluster.podMTU;
       if (podMTU !== undefined && gw.mtu > podMTU - MTU_OVERHEAD) {
         ctx.addIssue({
@@ -150,6 +195,43 @@ export const ConfigSchema = z
       }
     }
   });
+
+const DEFAULT_VXLAN_ID = 42;
+
+/**
+ * An exit group's own rules: no gateway-level vxlanId or address (each exit has its own), exit names
+ * unique among every gateway and exit (each names a Service podvpn-gateway-<exit> in podvpn-system),
+ * VXLAN ids unique among every exit and gateway. The shared overlay is structural: an exit cannot set one.
+ */
+function checkExitGroup(
+  name: string,
+  gw: z.output<typeof GatewaySchema>,
+  ids: Map<number, string>,
+  names: Map<string, string>,
+  issue: (path: PropertyKey[], message: string) => void,
+): void {
+  const exits = gw.exits ?? [];
+  if (gw.vxlanId !== undefined) {
+    issue(['gateways', name, 'vxlanId'], 'is set per exit in an exit group (each exit has its own VXLAN id); remove it here');
+  }
+  if (gw.address !== undefined) {
+    issue(['gateways', name, 'address'], "is set per exit in an exit group (each exit is its own gateway pod and Service); remove it here");
+  }
+  exits.forEach((exit, i) => {
+    const nameOwner = names.get(exit.name);
+    if (nameOwner !== undefined) {
+      issue(['gateways', name, 'exits', i, 'name'], `"${exit.name}" is also the name of ${nameOwner}; exit and gateway names must all differ (each names a Service podvpn-gateway-<name>)`);
+    } else {
+      names.set(exit.name, `exit "${exit.name}" of gateway "${name}"`);
+    }
+    const idOwner = ids.get(exit.vxlanId);
+    if (idOwner !== undefined) {
+      issue(['gateways', name, 'exits', i, 'vxlanId'], `${exit.vxlanId} is also used by ${idOwner}; each exit needs its own VXLAN id`);
+    } else {
+      ids.set(exit.vxlanId, `exit "${exit.name}" of gateway "${name}"`);
+    }
+  });
+}
 
 /** What the pod network must carry around a routed pod's packet: WireGuard over IPv6 (80) >= VXLAN (50). */
 export const MTU_OVERHEAD = 80;
@@ -168,7 +250,25 @@ export interface Gateway {
   dns: string;
   mtu: number;
   connectionRetryCount: number;
+  /**
+   * Present for an exit group only (then `address` and `vxlanId` above are its first exit's, for
+   * callers that have not chosen an exit; injection always chooses one: src/exits/assign.ts).
+   */
+  exits?: readonly Exit[];
 }
+
+/** One exit of a group, resolved. */
+export interface Exit {
+  name: string;
+  /** The exit's headless Service: resolves to its gateway pod's IP. */
+  address: string;
+  vxlanId: number;
+  /** Its health endpoint (src/exits/health.ts says what healthy means). */
+  healthURL: string;
+}
+
+/** gluetun's health server, as manifests/components/exit-group binds it (HEALTH_SERVER_ADDRESS). */
+export const EXIT_HEALTH_PORT = 9999;
 
 export interface Config extends Omit<ParsedConfig, 'gateways'> {
   gateways: Record<string, Gateway>;
@@ -211,16 +311,22 @@ function resolveDefaults(parsed: ParsedConfig): Config {
   for (const [name, gw] of Object.entries(parsed.gateways)) {
     const base = gw.overlayNetwork.slice(0, gw.overlayNetwork.lastIndexOf('.'));
     const overlayGatewayIP = `${base}.1`;
+    const serviceAddress = (n: string) => `${gatewayServiceName(n)}.${SYSTEM_NAMESPACE}.svc.${parsed.cluster.domain}`;
+    const exits = gw.exits?.map((e): Exit => {
+      const address = e.address ?? serviceAddress(e.name);
+      return { name: e.name, address, vxlanId: e.vxlanId, healthURL: e.healthURL ?? `http://${address}:${EXIT_HEALTH_PORT}/` };
+    });
     gateways[name] = {
       name,
-      address: gw.address ?? `${gatewayServiceName(name)}.${SYSTEM_NAMESPACE}.svc.${parsed.cluster.domain}`,
-      vxlanId: gw.vxlanId,
+      address: exits?.[0]?.address ?? gw.address ?? serviceAddress(name),
+      vxlanId: exits?.[0]?.vxlanId ?? gw.vxlanId ?? DEFAULT_VXLAN_ID,
       vxlanPort: gw.vxlanPort,
       overlayNetwork: gw.overlayNetwork,
       overlayGatewayIP,
       dns: gw.dns ?? overlayGatewayIP,
       mtu: gw.mtu,
       connectionRetryCount: gw.connectionRetryCount,
+      ...(exits === undefined ? {} : { exits }),
     };
   }
   return { ...parsed, gateways };

@@ -25,6 +25,8 @@ import {
 } from '../constants.js';
 import type { DenyReason, SkipReason } from '../errors.js';
 import { clip } from '../util/clip.js';
+import { podExitKey } from '../exits/assign.js';
+import { type ExitFacts, exitForPod } from '../exits/admission.js';
 import { searchesProblem } from './dns.js';
 import { gatewayNameFor, isPodCreate, namespaceOptedIn } from './rules.js';
 import type { NamespaceFacts, Pod, PodSpec } from './types.js';
@@ -45,6 +47,12 @@ export interface DecisionInput {
   /** Why the ranges are unknown, with what to configure (discovery's problem): the denial says it. */
   rangesProblem?: string | undefined;
   config: Config;
+  /** Exit groups: the review's uid (tells apart replicas with no name yet; src/exits/assign.ts). */
+  reviewUid?: string | undefined;
+  /** Exit groups: the key to hash instead of the pod's (offline: the workload's). */
+  exitKey?: string | undefined;
+  /** Exit groups: what is known of a group's exits' health and loads. */
+  exitFacts?: ((gateway: string) => ExitFacts | undefined) | undefined;
 }
 
 export type Decision =
@@ -52,8 +60,8 @@ export type Decision =
   /** Injected before (reinvocation, a manifest injected offline): ensure its gateway's kill switch, keep its clients first. */
   | { action: 'readmit'; gateway: string }
   | { action: 'deny'; reason: DenyReason; message: string }
-  /** `ranges`: the complete ranges the injection and the kill switch are built from. */
-  | { action: 'inject'; gateway: Gateway; dataPlane: DataPlane; ranges: ClusterRanges; warnings: string[] };
+  /** `ranges`: the complete ranges the injection and the kill switch are built from. `exit`: the exit of a group. */
+  | { action: 'inject'; gateway: Gateway; dataPlane: DataPlane; ranges: ClusterRanges; warnings: string[]; exit?: string };
 
 const RESTRICTIVE_LEVELS = new Set(['baseline', 'restricted']);
 
@@ -157,6 +165,17 @@ export function decide(input: DecisionInput): Decision {
   }
   const dataPlane = mode.dataPlane;
 
+  // Exit groups: the pin or the assigned exit; `routed.gateway` is that exit's view of the group.
+  const routed = exitForPod({
+    gateway,
+    podAnnotations: annotations,
+    key: input.exitKey ?? podExitKey({ namespace: input.namespace, name: pod.metadata?.name, generateName: pod.metadata?.generateName, reviewUid: input.reviewUid }),
+    dataPlane,
+    config,
+    facts: input.exitFacts?.(gateway.name),
+  });
+  if (!routed.ok) return deny(routed.reason, routed.message);
+
   // Pod Security follows the mode: only pod-gateway's client needs NET_ADMIN and root. The agent-mode
   // gate passes "restricted" (see agent-patch.ts and pod-security.test.ts).
   const enforce = nsFacts?.labels[LABEL_PSA_ENFORCE];
@@ -198,7 +217,8 @@ export function decide(input: DecisionInput): Decision {
   if (vpn !== undefined) {
     warnings.push(`podvpn: ${vpn.where} runs its own VPN (${vpn.what}); kept because ${ANNOTATION_ALLOW_EXISTING_VPN} is "true"`);
   }
-  return { action: 'inject', gateway, dataPlane, ranges, warnings };
+  warnings.push(...routed.warnings);
+  return { action: 'inject', gateway: routed.gateway, dataPlane, ranges, warnings, ...(routed.exit === undefined ? {} : { exit: routed.exit }) };
 }
 
 /** A VPN the pod already runs: what the user has to remove before podvpn can route the pod. */

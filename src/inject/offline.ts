@@ -136,6 +136,9 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         ranges: opts.ranges,
         rangesProblem: opts.rangesProblem,
         config: opts.config,
+        // Exit groups: a template stands for all its pods, so its key is the workload's; a Pod is keyed
+        // as the webhook keys it (src/exits/assign.ts).
+        exitKey: kind === 'Pod' ? undefined : `${namespace}/${kind}/${typeof meta.name === 'string' ? meta.name : ''}`,
       });
       if (decision.action === 'deny') {
         refused = true;
@@ -160,10 +163,11 @@ export function planInjection(documents: unknown[], opts: OfflineOptions): Offli
         settings: clientSettings(decision.gateway, decision.ranges),
         dataPlane: decision.dataPlane,
         config: opts.config,
+        exit: decision.exit,
       });
       routed.set(`${namespace}/${decision.gateway.name}`, { namespace, gateway: decision.gateway.name });
       const warnings = [...(undo?.notes ?? []), ...decision.warnings, ...injection.warnings].map(unprefixed);
-      const through = `through gateway ${decision.gateway.name}`;
+      const through = `through gateway ${decision.gateway.name}${decision.exit === undefined ? '' : `, exit ${decision.exit}`}`;
       if (undo === undefined) {
         return { patch: prefixed(injection.patch, prefix), drop: false, reports: [report(where, 'injected', through, warnings)] };
       }

@@ -17,6 +17,8 @@ export interface InjectionInput {
   config: Config;
   /** The decision's data plane; absent means pod-gateway. */
   dataPlane?: DataPlane;
+  /** Exit groups: the decision's exit (labelled podvpn.io/exit and recorded in the status). */
+  exit?: string | undefined;
 }
 
 export interface Injection {

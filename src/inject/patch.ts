@@ -14,6 +14,7 @@ import {
   CLIENT_SIDECAR_NAME,
   CLIENT_NO_TOKEN_VOLUME_NAME,
   CLIENT_VOLUME_NAME,
+  LABEL_EXIT,
   LABEL_ROUTED,
   SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
@@ -35,6 +36,7 @@ export function injectionPatch(input: InjectionInput): Injection {
   const status: InjectionStatus = {
     version: VERSION,
     gateway: gateway.name,
+    ...(input.exit === undefined ? {} : { exit: input.exit }),
     initContainers: native ? [CLIENT_INIT_NAME, CLIENT_SIDECAR_NAME] : [CLIENT_INIT_NAME],
     containers: native ? [] : [CLIENT_SIDECAR_NAME],
     volumes: [CLIENT_VOLUME_NAME, CLIENT_NO_TOKEN_VOLUME_NAME],
@@ -44,7 +46,7 @@ export function injectionPatch(input: InjectionInput): Injection {
 
   const patch: PatchOperation[] = [];
   if (pod.metadata === undefined || pod.metadata === null) patch.push({ op: 'add', path: '/metadata', value: {} });
-  patch.push(...mapEntries('/metadata/labels', pod.metadata?.labels, { [LABEL_ROUTED]: gateway.name }));
+  patch.push(...mapEntries('/metadata/labels', pod.metadata?.labels, { [LABEL_ROUTED]: gateway.name, ...(input.exit === undefined ? {} : { [LABEL_EXIT]: input.exit }) }));
   patch.push(
     ...mapEntries('/metadata/annotations', pod.metadata?.annotations, {
       [ANNOTATION_STATUS]: JSON.stringify(status),

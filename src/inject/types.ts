@@ -42,6 +42,8 @@ export interface InjectionStatus {
   initContainers: string[];
   containers: string[];
   volumes: string[];
+  /** Exit groups: the exit assigned at admission (the label podvpn.io/exit says the current one). */
+  exit?: string;
   /** Values podvpn replaced, by JSON pointer (`/spec/dnsPolicy`), for uninject. */
   prior?: Record<string, unknown>;
   /** JSON pointers podvpn created where nothing was, for uninject. */

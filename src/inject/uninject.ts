@@ -3,7 +3,7 @@
 // annotations, then undoes the status's record: values podvpn replaced come back (`prior`), what it
 // created where nothing was goes again (`created`; a list or map only when nothing else is in it).
 
-import { ANNOTATION_CLIENT_SETTINGS, ANNOTATION_STATUS, LABEL_ROUTED } from '../constants.js';
+import { ANNOTATION_CLIENT_SETTINGS, ANNOTATION_STATUS, LABEL_EXIT, LABEL_ROUTED } from '../constants.js';
 import { escapePointer } from './patch-parts.js';
 import type { InjectionStatus, PatchOperation, Pod } from './types.js';
 
@@ -26,6 +26,7 @@ export function readStatus(pod: Pod): InjectionStatus | undefined {
       initContainers: strings(status.initContainers),
       containers: strings(status.containers),
       volumes: strings(status.volumes),
+      ...(typeof status.exit === 'string' ? { exit: status.exit } : {}),
       ...(isMap(status.prior) ? { prior: status.prior } : {}),
       ...(Array.isArray(status.created) ? { created: strings(status.created) } : {}),
     };
@@ -51,6 +52,8 @@ export function uninjectionPatch(pod: Pod): Uninjection | undefined {
   removeNamed(work, '/spec/volumes', status.volumes, apply);
   const labels = get(work, '/metadata/labels');
   if (isMap(labels) && LABEL_ROUTED in labels) apply({ op: 'remove', path: `/metadata/labels/${escapePointer(LABEL_ROUTED)}` });
+  // The exit label is podvpn's when its status records an exit (exit groups).
+  if (status.exit !== undefined && isMap(labels) && LABEL_EXIT in labels) apply({ op: 'remove', path: `/metadata/labels/${escapePointer(LABEL_EXIT)}` });
   for (const key of [ANNOTATION_STATUS, ANNOTATION_CLIENT_SETTINGS]) {
     const annotations = get(work, '/metadata/annotations');
     if (isMap(annotations) && key in annotations) apply({ op: 'remove', path: `/metadata/annotations/${escapePointer(key)}` });

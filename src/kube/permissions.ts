@@ -46,10 +46,10 @@ export const API_PERMISSIONS: readonly ApiPermission[] = [
   {
     apiGroup: '',
     resource: 'pods',
-    verbs: ['list'],
+    verbs: ['list', 'watch'],
     scope: 'cluster',
     feature: 'core',
-    usedBy: 'kill-switch reconciler: which namespaces still have routed pods',
+    usedBy: 'kill-switch reconciler: which namespaces still have routed pods (list); src/exits/load-watch.ts: pods per exit of an exit group, label podvpn.io/exit (list, watch; only with an exit group)',
   },
   {
     apiGroup: 'networking.k8s.io',

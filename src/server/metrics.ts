@@ -16,6 +16,10 @@ export interface Metrics {
    * podvpn_gateway_mtu_too_large): set once the cluster ranges are known.
    */
   observePodMTU(read: () => PodMTUStatus): void;
+  /** Exit groups: pods given each exit at admission (by this replica). */
+  exitAssignments: Counter<'gateway' | 'exit'>;
+  /** Exit groups: each exit's last health reading, 1 healthy, 0 not (src/exits/health.ts). */
+  exitHealthy: Gauge<'exit'>;
 }
 
 export interface PodMTUStatus {
@@ -64,6 +68,18 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): Metrics 
     observePodMTU(read) {
       podMTU = read;
     },
+    exitAssignments: new Counter({
+      name: 'podvpn_exit_assignments_total',
+      help: 'Pods of an exit group given an exit at admission by this replica, by gateway and exit (pinned ones included)',
+      labelNames: ['gateway', 'exit'],
+      registers: [registry],
+    }),
+    exitHealthy: new Gauge({
+      name: 'podvpn_exit_healthy',
+      help: "Each exit's last health reading (gluetun's health server: its tunnel passed its last check): 1 healthy, 0 not",
+      labelNames: ['exit'],
+      registers: [registry],
+    }),
   };
   new Gauge({
     name: 'podvpn_pod_network_mtu',

@@ -145,6 +145,7 @@ export function buildWebhookApp(opts: WebhookOptions) {
     const label = outcome?.outcome ?? 'error';
     const reason = outcome === undefined ? 'internal' : 'gateway' in outcome ? outcome.gateway : outcome.reason;
     metrics.reviews.inc({ outcome: label, reason });
+    if (outcome?.outcome === 'injected' && outcome.exit !== undefined && !req.dryRun) metrics.exitAssignments.inc({ gateway: outcome.gateway, exit: outcome.exit });
     metrics.duration.observe({ outcome: label }, seconds);
     logger.info(
       {

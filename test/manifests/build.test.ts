@@ -60,7 +60,7 @@ const DIRS = kustomizations();
 
 describe('kustomizations', () => {
   it('finds the overlays the install documents', () => {
-    for (const dir of ['.', 'base', 'gateway', 'overlays/default', 'overlays/cert-manager', 'examples/qbittorrent', 'examples/second-gateway']) {
+    for (const dir of ['.', 'base', 'gateway', 'overlays/default', 'overlays/cert-manager', 'examples/qbittorrent', 'examples/second-gateway', 'examples/exit-group', 'gateway/exit']) {
       expect(DIRS).toContain(dir);
     }
   });

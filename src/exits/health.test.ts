@@ -1,0 +1,38 @@
+// Exit health, pure: the verdict from gluetun's health server's answer, and freshness. The fetcher and
+// the poller against a stand-in server: test/exits/health.test.ts.
+import { describe, expect, it } from 'vitest';
+import { healthyExits, type HealthReading, readHealthAnswer } from './health.js';
+
+describe('readHealthAnswer', () => {
+  it('200: healthy', () => expect(readHealthAnswer('vpn-a', 200, '', 1)).toEqual({ exit: 'vpn-a', healthy: true, reason: 'ok', at: 1 }));
+  it("500: unhealthy, with gluetun's error text on one line", () => {
+    expect(readHealthAnswer('vpn-a', 500, 'small periodic check: all check tries failed:\n ping 1.1.1.1: timeout\n', 2)).toEqual({
+      exit: 'vpn-a',
+      healthy: false,
+      reason: 'small periodic check: all check tries failed: ping 1.1.1.1: timeout',
+      at: 2,
+    });
+  });
+  it('anything else: unhealthy, saying what came (a proxy, a wrong port)', () => {
+    expect(readHealthAnswer('vpn-a', 404, 'not found', 3).reason).toBe('unexpected HTTP 404: not found');
+    expect(readHealthAnswer('vpn-a', 204, '', 3).healthy).toBe(false);
+  });
+  it('clips a long body', () => expect(readHealthAnswer('vpn-a', 500, 'x'.repeat(5000), 0).reason).toHaveLength(200));
+});
+
+describe('healthyExits', () => {
+  const r = (exit: string, healthy: boolean, at: number): [string, HealthReading] => [exit, { exit, healthy, reason: '', at }];
+  const exits = ['vpn-a', 'vpn-b', 'vpn-c'];
+  it('is undefined with no fresh reading (admission then ranks over all exits)', () => {
+    expect(healthyExits(exits, new Map(), 100_000, 10_000)).toBeUndefined();
+    expect(healthyExits(exits, new Map([r('vpn-a', true, 0)]), 100_000, 10_000)).toBeUndefined();
+  });
+  it('names the exits with a fresh 200; stale and unhealthy ones are out', () => {
+    const readings = new Map([r('vpn-a', true, 95_000), r('vpn-b', false, 95_000), r('vpn-c', true, 60_000)]);
+    expect(healthyExits(exits, readings, 100_000, 10_000)).toEqual(new Set(['vpn-a']));
+  });
+  it('is empty, not undefined, when every fresh reading is unhealthy', () => {
+    expect(healthyExits(exits, new Map([r('vpn-a', false, 99_000)]), 100_000, 10_000)).toEqual(new Set());
+  });
+});
+
