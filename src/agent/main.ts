@@ -18,7 +18,8 @@ if (nodeName === undefined || nodeName === '') {
   process.stderr.write('podvpn-agent: NODE_NAME is not set (the DaemonSet sets it from spec.nodeName)\n');
   process.exit(2);
 }
-const config = loadConfig(arg('config'));
+// --config may repeat: the files are layers (src/config/load.ts), as for `podvpn serve`
+const config = loadConfig(process.argv.filter((a) => a.startsWith('--config=')).map((a) => a.slice('--config='.length)));
 // A full round (one /proc scan, a few `ip -j` reads per pod) every period; pod and gateway events
 // start one at once, so a new pod or a replaced gateway does not wait for the tick.
 const periodMs = Number(arg('period-ms') ?? '5000');
