@@ -4,7 +4,7 @@
 // nsenter (agent.ts). Serves /healthz and /metrics on :9091. Tears nothing down on exit.
 
 import { createServer } from 'node:http';
-import { CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, type V1Node, type V1Pod, Watch, makeInformer } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, NetworkingV1Api, type ObjectCache, type V1Node, type V1Pod, type V1ServiceCIDR, Watch, makeInformer } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { loadConfig } from '../config/load.js';
 import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
@@ -51,6 +51,22 @@ const gatewayInformer = makeInformer<V1Pod>(
   GATEWAY_POD_SELECTOR,
 );
 const nodeInformer = makeInformer<V1Node>(kc, '/api/v1/nodes', () => api.listNode());
+// The service ranges: the config's; when it sets none, the ServiceCIDR API's (Kubernetes 1.33+), watched
+// so a range added later reaches every pod. Where that API is not served, the config must set them.
+const serviceCIDRInformer = config.cluster.serviceCIDRs.length > 0 ? undefined : await watchServiceCIDRs();
+async function watchServiceCIDRs(): Promise<(Informer<V1ServiceCIDR> & ObjectCache<V1ServiceCIDR>) | undefined> {
+  const net = kc.makeApiClient(NetworkingV1Api);
+  try {
+    await net.listServiceCIDR();
+  } catch (err) {
+    if (err instanceof ApiException && err.code === 404) {
+      log('the ServiceCIDR API (networking.k8s.io/v1) is not served: set cluster.serviceCIDRs in the config');
+      return undefined;
+    }
+    // Anything else (a refusal, a timeout): the informer retries and its errors are logged
+  }
+  return makeInformer<V1ServiceCIDR>(kc, '/apis/networking.k8s.io/v1/servicecidrs', () => net.listServiceCIDR());
+}
 
 let netnsThisRound = new Map<string, NetnsResult>();
 const lastProblem = new Map<string, string>(); // log a pod's problem when it changes, not every round
@@ -90,12 +106,13 @@ async function round(): Promise<void> {
   if (running || !synced) return;
   running = true;
   try {
-    const ranges = agentRanges(config, [...nodeInformer.list()]);
+    const ranges = agentRanges(config, [...nodeInformer.list()], serviceCIDRInformer === undefined ? [] : [...serviceCIDRInformer.list()]);
     const states = gatewayStates([...gatewayInformer.list()], config);
     for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
     if ((ranges !== undefined) !== rangesKnown) {
       rangesKnown = ranges !== undefined;
-      if (!rangesKnown) log('cluster ranges unknown: set cluster.serviceCIDRs in the config; routing nothing');
+      if (!rangesKnown) log('cluster ranges unknown (no service range from the config or the ServiceCIDR API, or no pod range from the config or the nodes): set cluster.serviceCIDRs and cluster.podCIDRs in the config; routing nothing');
+      else if (ranges !== undefined) log('cluster ranges', { podCIDRs: ranges.podCIDRs, serviceCIDRs: ranges.serviceCIDRs, sources: ranges.sources });
     }
     if (ranges !== undefined) {
       const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
@@ -124,6 +141,7 @@ function hook<T extends KubernetesObject>(inf: Informer<T>): void {
 hook(podInformer);
 hook(gatewayInformer);
 hook(nodeInformer);
+if (serviceCIDRInformer !== undefined) hook(serviceCIDRInformer);
 
 createServer((req, res) => {
   if (req.url === '/healthz') {
@@ -138,7 +156,7 @@ createServer((req, res) => {
   res.writeHead(404).end();
 }).listen(Number(arg('admin-port') ?? '9091'));
 
-await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.start()]);
+await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.start(), serviceCIDRInformer?.start()]);
 synced = true;
 log('podvpn-agent started', { node: nodeName, gateways: Object.keys(config.gateways) });
 void round();
