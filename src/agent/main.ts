@@ -97,13 +97,24 @@ const agent = new Agent(
   },
 );
 
+// --udhcpc-script: where the lease-printing udhcpc script is (the image installs it at UDHCPC_SCRIPT;
+// the data-plane lab runs the agent from the repository).
+const udhcpcScript = arg('udhcpc-script');
+if (udhcpcScript !== undefined) agent.udhcpcScript = udhcpcScript;
+
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let lastRound = 0;
 let running = false;
+let again = false; // an event during a round: run once more right after it, not at the next tick
 let synced = false; // no round before every list has arrived: a half-seen cluster is not acted on
 let rangesKnown: boolean | undefined;
 async function round(): Promise<void> {
-  if (running || !synced) return;
+  if (!synced) return;
+  if (running) {
+    again = true;
+    return;
+  }
+  again = false;
   running = true;
   try {
     const ranges = agentRanges(config, [...nodeInformer.list()], serviceCIDRInformer === undefined ? [] : [...serviceCIDRInformer.list()]);
@@ -126,6 +137,7 @@ async function round(): Promise<void> {
     lastRound = Date.now();
   } finally {
     running = false;
+    if (again) setImmediate(() => void round().catch((err: unknown) => log('round failed', { error: (err as Error).message })));
   }
 }
 
