@@ -86,18 +86,24 @@ export class Agent {
     };
   }
 
-  /** One pass over the node's routed pods. Errors are per pod: one broken pod does not stop the rest. */
+  /**
+   * Pods worked on at once. A pod's DHCP exchange takes seconds (the gateway's dnsmasq pings an address
+   * before it offers it, about 3 s), so one pod after another puts the last of 50 pods minutes behind
+   * after a gateway replacement; each pod's work is in its own namespace, independent of the others.
+   */
+  concurrency = 8;
+
+  /** One pass over the node's routed pods, `concurrency` at a time. Errors are per pod: one broken pod does not stop the rest. */
   async reconcile(pods: PodDesired[], gateways: Map<string, { config: Gateway; state: GatewayState }>, ranges: ClusterRanges): Promise<void> {
     const live = new Set(pods.map((p) => p.uid));
     for (const uid of [...this.leases.keys()]) if (!live.has(uid)) this.leases.delete(uid);
     for (const uid of [...this.firstSeen.keys()]) if (!live.has(uid)) this.firstSeen.delete(uid);
     for (const uid of [...this.routedNow.keys()]) if (!live.has(uid)) this.routedNow.delete(uid);
-    // Several pods at once, a bounded number: a new pod's DHCP exchange alone waits about 3 s (the
-    // gateway's dnsmasq pings an address before it offers it), and one pod's wait must not hold the
-    // others' (50 new pods one after the other would outlast the gate's timeout).
-    const queue = [...pods];
-    const worker = async (): Promise<void> => {
-      for (let pod = queue.shift(); pod !== undefined; pod = queue.shift()) {
+    let next = 0;
+    const worker = async () => {
+      while (next < pods.length) {
+        const pod = pods[next]!;
+        next += 1;
         try {
           await this.reconcilePod(pod, gateways.get(pod.gateway), ranges);
         } catch (err) {
@@ -105,11 +111,8 @@ export class Agent {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, queue.length) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
   }
-
-  /** Pods reconciled at the same time (each in its own namespace; their steps never interleave within a pod). */
-  concurrency = 8;
 
   /**
    * DHCP exchanges with one gateway, one at a time. The gateway's dnsmasq (pod-gateway's settings)
