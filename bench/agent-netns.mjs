@@ -1,12 +1,12 @@
 // Agent-mode figures on real network namespaces (root; not part of `npm run bench`, which needs no
 // root): time for the agent loop to route a new pod (firewall, routes, VXLAN, DHCP from dnsmasq,
 // default route, marker), and to repair a pod after its gateway is replaced (new pod IP, new dnsmasq).
-// The bench is src/agent/netns-lab.ts: pod-gateway's gateway commands and dnsmasq, no VPN, no kubelet.
+// The bench is test/agent/netns-lab.mjs: pod-gateway's gateway commands and dnsmasq, no VPN, no kubelet.
 // Run: npm run build && node bench/agent-netns.mjs
 
 import { join } from 'node:path';
 import { Agent, execRun } from '../dist/agent/agent.js';
-import { startNetnsLab } from '../dist/agent/netns-lab.js';
+import { startNetnsLab } from '../test/agent/netns-lab.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const RANGES = { podCIDRs: ['10.42.0.0/16'], serviceCIDRs: ['10.43.0.0/16'], extraCIDRs: [], dnsIPs: ['10.43.0.10'], sources: {} };

@@ -15,7 +15,7 @@
 // same harness; bench/RESULTS.md is then left alone. bench/profile.mjs says where the time goes.
 
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -381,7 +381,10 @@ async function main() {
       '',
     ].join('\n');
     if (process.env.BENCH_PODVPN_CLI === undefined) {
-      writeFileSync(join(here, 'RESULTS.md'), md);
+      // Sections recorded by the root-only benches (bench/agent-scale.mjs: "## Agent mode ...") stay
+      const previous = existsSync(join(here, 'RESULTS.md')) ? readFileSync(join(here, 'RESULTS.md'), 'utf8') : '';
+      const kept = previous.indexOf('\n## Agent mode');
+      writeFileSync(join(here, 'RESULTS.md'), kept < 0 ? md : `${md}${previous.slice(kept)}`);
       process.stdout.write(`\n${table}\n\nwrote bench/results/latest.json and bench/RESULTS.md\n`);
     } else {
       // A candidate build: the record stays the production build's.

@@ -11,11 +11,11 @@ import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, SYSTEM_NAMESPACE, VERSION, WEBHOO
 const USAGE = `podvpn ${VERSION}: route chosen pods through a VPN gateway, behind a kill switch
 
 Usage:
-  podvpn serve [--listen HOST:PORT] [--admin-listen HOST:PORT] [--config FILE]
+  podvpn serve [--listen HOST:PORT] [--admin-listen HOST:PORT] [--config FILE]...
                [--tls-cert FILE --tls-key FILE] [--certs-dir DIR] [--no-kube] [--kubeconfig FILE]
                [--log-level LEVEL] [--shutdown-delay SECONDS] [--tls-reload-interval SECONDS]
                [--self-managed-certs]
-  podvpn inject -f FILE|DIR|- [-R] [-o FILE] [--config FILE] [-n NS] [--no-policies]
+  podvpn inject -f FILE|DIR|- [-R] [-o FILE] [--config FILE]... [-n NS] [--no-policies]
                 [--kubeconfig FILE | --no-kube]
   podvpn uninject -f FILE|DIR|- [-R] [-o FILE]
   podvpn certs [--out DIR] [--dns-name NAME]... [--force]
@@ -32,6 +32,8 @@ inject   Inject Pods and the pod templates of Deployments, StatefulSets, DaemonS
          Appends the kill-switch NetworkPolicy of every namespace it routed pods in (--no-policies:
          don't). One line per document on stderr.
 uninject Remove what inject added, exactly, and podvpn's kill-switch policies.
+--config FILE, given more than once: the files are layers, each merged over the ones before
+         (mappings key by key; a list or a value replaces), then validated as one config.
 certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
          ${WEBHOOK_SERVICE_NAME}.${SYSTEM_NAMESPACE}.svc and its shorter and longer forms).
 `;
@@ -84,7 +86,7 @@ async function runServe(args: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'certs-dir': { type: 'string' },
-      config: { type: 'string' },
+      config: { type: 'string', multiple: true },
       'no-kube': { type: 'boolean' },
       kubeconfig: { type: 'string' },
       'log-level': { type: 'string' },
@@ -132,7 +134,7 @@ const OFFLINE_OPTIONS = {
   filename: { type: 'string', short: 'f', multiple: true },
   recursive: { type: 'boolean', short: 'R' },
   output: { type: 'string', short: 'o' },
-  config: { type: 'string' },
+  config: { type: 'string', multiple: true },
   namespace: { type: 'string', short: 'n' },
   'no-policies': { type: 'boolean' },
   'no-kube': { type: 'boolean' },

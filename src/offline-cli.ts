@@ -21,7 +21,7 @@ export interface OfflineCliOptions {
   files: string[];
   recursive: boolean;
   output: string | undefined;
-  config: string | undefined;
+  config: string | readonly string[] | undefined;
   namespace: string | undefined;
   noPolicies: boolean;
   noKube: boolean;

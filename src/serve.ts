@@ -21,7 +21,8 @@ export interface ServeOptions {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   certsDir: string;
-  config?: string | undefined;
+  /** Config files, layered in order (src/config/load.ts). */
+  config?: string | readonly string[] | undefined;
   noKube: boolean;
   kubeconfig?: string | undefined;
   logLevel: string;

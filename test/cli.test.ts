@@ -83,6 +83,19 @@ spec:
 `;
 
 describe('podvpn inject', () => {
+  it('--config given twice layers the second file over the first (one key changed, the rest kept)', () => {
+    const layer = join(tempDir(), 'data-plane.yaml');
+    writeFileSync(layer, 'dataPlane: agent\n');
+    const pod = 'apiVersion: v1\nkind: Pod\nmetadata: { name: web, namespace: downloads, labels: { podvpn.io/inject: "true" } }\nspec:\n  containers: [{ name: app, image: busybox:1.36 }]\n';
+    const result = cli(['inject', '-f', '-', '--config', configFile(), '--config', layer, '--no-policies'], pod);
+    expect(result.status, result.stderr).toBe(0);
+    const injected = parseAllDocuments(result.stdout)[0]!.toJS();
+    expect(injected.spec.initContainers.map((c: any) => c.name)).toEqual(['podvpn-gate']);
+    // The cluster ranges still come from the first file: the gate's pod is routed with them
+    const alone = cli(['inject', '-f', '-', '--config', layer, '--no-policies'], pod);
+    expect(alone.status, 'the layer alone has no cluster ranges and no cluster to ask').not.toBe(0);
+  });
+
   it('injects pod templates, passes other documents through byte for byte, one report line per document', () => {
     const result = cli(['inject', '-f', '-', '--config', configFile(), '-n', 'media'], DEPLOYMENT);
     expect(result.status, result.stderr).toBe(0);

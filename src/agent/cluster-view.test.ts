@@ -1,4 +1,4 @@
-import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import type { V1Node, V1Pod, V1ServiceCIDR } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/schema.js';
 import { agentPods, agentRanges, gatewayStates } from './cluster-view.js';
@@ -47,5 +47,27 @@ describe('agent cluster view', () => {
     const nodes: V1Node[] = [{ spec: { podCIDRs: ['10.42.0.0/24'] } }, { spec: { podCIDR: '10.42.1.0/24' } }];
     expect(agentRanges(config, nodes)?.podCIDRs).toEqual(['10.42.0.0/24', '10.42.1.0/24']);
     expect(agentRanges(parseConfig({}), nodes)).toBeUndefined();
+  });
+
+  const serviceCIDR = (...cidrs: string[]): V1ServiceCIDR => ({ metadata: { name: 'kubernetes' }, spec: { cidrs } });
+  const nodes: V1Node[] = [{ spec: { podCIDRs: ['10.244.0.0/24', 'fd00:10:244::/64'] } }];
+
+  it('service ranges: from the ServiceCIDR API when the config sets none (IPv4 only, malformed ignored)', () => {
+    const r = agentRanges(parseConfig({}), nodes, [serviceCIDR('10.96.0.0/16', 'fd00:10:96::/112'), serviceCIDR('10.97.0.0/24', 'not-a-cidr')]);
+    expect(r?.serviceCIDRs).toEqual(['10.96.0.0/16', '10.97.0.0/24']);
+    expect(r?.sources.serviceCIDRs).toBe('ServiceCIDR API (networking.k8s.io/v1)');
+    expect(agentRanges(parseConfig({}), nodes, [serviceCIDR('fd00:10:96::/112')]), 'an IPv6-only answer is no IPv4 range').toBeUndefined();
+  });
+
+  it('service and pod ranges: the config wins over the ServiceCIDR API; nodes still add their IPv4 ranges', () => {
+    const config = parseConfig({ cluster: { podCIDRs: ['10.244.0.0/16'], serviceCIDRs: ['10.43.0.0/16'] } });
+    const r = agentRanges(config, nodes, [serviceCIDR('10.96.0.0/16')]);
+    expect(r?.serviceCIDRs).toEqual(['10.43.0.0/16']);
+    expect(r?.sources.serviceCIDRs).toBe('config cluster.serviceCIDRs');
+    // The node's IPv6 range is not used unless configured (as the webhook's discovery)
+    expect(r?.podCIDRs).toEqual(['10.244.0.0/16', '10.244.0.0/24']);
+    expect(r?.sources.podCIDRs).toBe("config cluster.podCIDRs + nodes' spec.podCIDRs");
+    // Pod ranges from the config alone (nodes without podCIDRs, as on some Calico and Cilium installs)
+    expect(agentRanges(config, [{ spec: {} }])?.podCIDRs).toEqual(['10.244.0.0/16']);
   });
 });

@@ -1,7 +1,8 @@
 // What the agent reads from the API, reduced to the plan's inputs (pure): the agent-mode routed pods
 // on its node, each gateway's current pod and readiness, and the cluster ranges.
 
-import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import type { V1Node, V1Pod, V1ServiceCIDR } from '@kubernetes/client-node';
+import { parseCidr } from '../cidr/cidr.js';
 import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Config } from '../config/schema.js';
 import { gatewayServiceName } from '../config/schema.js';
@@ -50,19 +51,39 @@ export function gatewayStates(pods: V1Pod[], config: Config): Map<string, Gatewa
 }
 
 /**
- * The ranges: the config's, plus every node's spec.podCIDRs (a node added later is reached directly).
- * undefined when the service range or a pod range is unknown: the agent then routes nothing (the gate
- * holds the pods) rather than guess.
+ * The ranges, each kind from the config when the config sets it (config wins, as for the webhook):
+ * - pods: the config's cluster.podCIDRs plus every node's IPv4 spec.podCIDRs (a node added later is
+ *   reached directly; with config ranges that already cover the nodes' the merge changes nothing);
+ * - services: the config's cluster.serviceCIDRs, else the IPv4 ranges of the cluster's ServiceCIDR
+ *   objects (networking.k8s.io/v1, the source the webhook's discovery tries first);
+ * - DNS IPs and extra ranges: the config's.
+ * IPv6 ranges are used only when configured (as the webhook's discovery does). undefined when the
+ * service range or every pod range is unknown: the agent then routes nothing (the gate holds the
+ * pods) rather than guess.
  */
-export function agentRanges(config: Config, nodes: V1Node[]): ClusterRanges | undefined {
-  const nodeCIDRs = nodes.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
+export function agentRanges(config: Config, nodes: V1Node[], serviceCIDRs: V1ServiceCIDR[] = []): ClusterRanges | undefined {
+  const nodeCIDRs = ipv4(nodes.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : [])));
   const podCIDRs = [...new Set([...config.cluster.podCIDRs, ...nodeCIDRs])];
-  if (podCIDRs.length === 0 || config.cluster.serviceCIDRs.length === 0) return undefined;
+  const fromConfig = config.cluster.serviceCIDRs.length > 0;
+  const services = fromConfig ? [...config.cluster.serviceCIDRs] : [...new Set(ipv4(serviceCIDRs.flatMap((s) => s.spec?.cidrs ?? [])))];
+  if (podCIDRs.length === 0 || services.length === 0) return undefined;
+  const podSource = [config.cluster.podCIDRs.length > 0 ? 'config cluster.podCIDRs' : '', nodeCIDRs.length > 0 ? "nodes' spec.podCIDRs" : ''].filter(Boolean).join(' + ');
   return {
     podCIDRs,
-    serviceCIDRs: [...config.cluster.serviceCIDRs],
+    serviceCIDRs: services,
     extraCIDRs: [...config.cluster.extraAllowedCIDRs],
     dnsIPs: [...config.cluster.dnsIPs],
-    sources: { podCIDRs: 'config + nodes spec.podCIDRs', serviceCIDRs: 'config', dnsIPs: 'config' },
+    sources: { podCIDRs: podSource, serviceCIDRs: fromConfig ? 'config cluster.serviceCIDRs' : 'ServiceCIDR API (networking.k8s.io/v1)', dnsIPs: 'config cluster.dnsIPs' },
   };
+}
+
+/** Well-formed IPv4 CIDRs only: what the API says is input, not trusted. */
+function ipv4(cidrs: string[]): string[] {
+  return cidrs.filter((c) => {
+    try {
+      return parseCidr(c).family === 4;
+    } catch {
+      return false;
+    }
+  });
 }

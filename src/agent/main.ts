@@ -4,12 +4,13 @@
 // nsenter (agent.ts). Serves /healthz and /metrics on :9091. Tears nothing down on exit.
 
 import { createServer } from 'node:http';
-import { CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, type V1Node, type V1Pod, Watch, makeInformer } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, NetworkingV1Api, type ObjectCache, type V1Node, type V1Pod, type V1ServiceCIDR, Watch, makeInformer } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { loadConfig } from '../config/load.js';
 import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
 import { Agent, execRun } from './agent.js';
 import { GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
+import { coalesced } from './coalesce.js';
 import { findPodsNetns, type NetnsResult } from './discover.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -18,7 +19,8 @@ if (nodeName === undefined || nodeName === '') {
   process.stderr.write('podvpn-agent: NODE_NAME is not set (the DaemonSet sets it from spec.nodeName)\n');
   process.exit(2);
 }
-const config = loadConfig(arg('config'));
+// --config may repeat: the files are layers (src/config/load.ts), as for `podvpn serve`
+const config = loadConfig(process.argv.filter((a) => a.startsWith('--config=')).map((a) => a.slice('--config='.length)));
 // A full round (one /proc scan, a few `ip -j` reads per pod) every period; pod and gateway events
 // start one at once, so a new pod or a replaced gateway does not wait for the tick.
 const periodMs = Number(arg('period-ms') ?? '5000');
@@ -50,6 +52,22 @@ const gatewayInformer = makeInformer<V1Pod>(
   GATEWAY_POD_SELECTOR,
 );
 const nodeInformer = makeInformer<V1Node>(kc, '/api/v1/nodes', () => api.listNode());
+// The service ranges: the config's; when it sets none, the ServiceCIDR API's (Kubernetes 1.33+), watched
+// so a range added later reaches every pod. Where that API is not served, the config must set them.
+const serviceCIDRInformer = config.cluster.serviceCIDRs.length > 0 ? undefined : await watchServiceCIDRs();
+async function watchServiceCIDRs(): Promise<(Informer<V1ServiceCIDR> & ObjectCache<V1ServiceCIDR>) | undefined> {
+  const net = kc.makeApiClient(NetworkingV1Api);
+  try {
+    await net.listServiceCIDR();
+  } catch (err) {
+    if (err instanceof ApiException && err.code === 404) {
+      log('the ServiceCIDR API (networking.k8s.io/v1) is not served: set cluster.serviceCIDRs in the config');
+      return undefined;
+    }
+    // Anything else (a refusal, a timeout): the informer retries and its errors are logged
+  }
+  return makeInformer<V1ServiceCIDR>(kc, '/apis/networking.k8s.io/v1/servicecidrs', () => net.listServiceCIDR());
+}
 
 let netnsThisRound = new Map<string, NetnsResult>();
 const lastProblem = new Map<string, string>(); // log a pod's problem when it changes, not every round
@@ -80,35 +98,42 @@ const agent = new Agent(
   },
 );
 
+// --udhcpc-script: where the lease-printing udhcpc script is (the image installs it at UDHCPC_SCRIPT;
+// the data-plane lab runs the agent from the repository).
+const udhcpcScript = arg('udhcpc-script');
+if (udhcpcScript !== undefined) agent.udhcpcScript = udhcpcScript;
+
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let lastRound = 0;
-let running = false;
 let synced = false; // no round before every list has arrived: a half-seen cluster is not acted on
 let rangesKnown: boolean | undefined;
-async function round(): Promise<void> {
-  if (running || !synced) return;
-  running = true;
-  try {
-    const ranges = agentRanges(config, [...nodeInformer.list()]);
-    const states = gatewayStates([...gatewayInformer.list()], config);
-    for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
-    if ((ranges !== undefined) !== rangesKnown) {
-      rangesKnown = ranges !== undefined;
-      if (!rangesKnown) log('cluster ranges unknown: set cluster.serviceCIDRs in the config; routing nothing');
-    }
-    if (ranges !== undefined) {
-      const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
-      const pods = agentPods([...podInformer.list()], nodeName!);
-      netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
-      for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
-      await agent.reconcile(pods, gateways, ranges);
-    }
-    routedGauge.reset();
-    for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
-    lastRound = Date.now();
-  } finally {
-    running = false;
+// One round at a time; an event during a round (a pod's sandbox up, a gateway replaced) makes one more
+// round right after it, rather than waiting for the next tick.
+const round = coalesced(
+  async () => {
+    if (synced) await roundOnce();
+  },
+  (err) => log('round failed', { error: (err as Error)?.message ?? String(err) }),
+);
+async function roundOnce(): Promise<void> {
+  const ranges = agentRanges(config, [...nodeInformer.list()], serviceCIDRInformer === undefined ? [] : [...serviceCIDRInformer.list()]);
+  const states = gatewayStates([...gatewayInformer.list()], config);
+  for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
+  if ((ranges !== undefined) !== rangesKnown) {
+    rangesKnown = ranges !== undefined;
+    if (!rangesKnown) log('cluster ranges unknown (no service range from the config or the ServiceCIDR API, or no pod range from the config or the nodes): set cluster.serviceCIDRs and cluster.podCIDRs in the config; routing nothing');
+    else if (ranges !== undefined) log('cluster ranges', { podCIDRs: ranges.podCIDRs, serviceCIDRs: ranges.serviceCIDRs, sources: ranges.sources });
   }
+  if (ranges !== undefined) {
+    const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
+    const pods = agentPods([...podInformer.list()], nodeName!);
+    netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
+    for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
+    await agent.reconcile(pods, gateways, ranges);
+  }
+  routedGauge.reset();
+  for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
+  lastRound = Date.now();
 }
 
 function hook<T extends KubernetesObject>(inf: Informer<T>): void {
@@ -123,6 +148,7 @@ function hook<T extends KubernetesObject>(inf: Informer<T>): void {
 hook(podInformer);
 hook(gatewayInformer);
 hook(nodeInformer);
+if (serviceCIDRInformer !== undefined) hook(serviceCIDRInformer);
 
 createServer((req, res) => {
   if (req.url === '/healthz') {
@@ -137,10 +163,10 @@ createServer((req, res) => {
   res.writeHead(404).end();
 }).listen(Number(arg('admin-port') ?? '9091'));
 
-await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.start()]);
+await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.start(), serviceCIDRInformer?.start()]);
 synced = true;
 log('podvpn-agent started', { node: nodeName, gateways: Object.keys(config.gateways) });
 void round();
-setInterval(() => void round().catch((err: unknown) => log('round failed', { error: (err as Error).message })), periodMs);
+setInterval(() => void round(), periodMs);
 // SIGTERM: exit without touching any pod (tunnels and firewalls stay in the pods' namespaces).
 process.on('SIGTERM', () => process.exit(0));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { allowedCIDRs } from '../cluster/ranges.js';
 import { type PodObserved, planPod } from './reconcile.js';
-import { RANGES } from './test-fixtures.js';
+import { RANGES } from '../../test/agent/fixtures.js';
 
 const POD = { uid: 'u1', namespace: 'apps', name: 'web', gateway: 'default' };
 const GW = { name: 'default', podIP: '10.42.2.9', ready: true };

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GW, RANGES } from './test-fixtures.js';
+import { GW, RANGES } from '../../test/agent/fixtures.js';
 import { dhcpStep, inNetns, parseLease, repointTunnel, setupAfterLease, setupBeforeLease, type Step, updateRanges } from './tunnel.js';
 import { expectGoldenFile } from '../../test/golden.js';
 

@@ -187,4 +187,12 @@ export const AGENT_API_PERMISSIONS: readonly ApiPermission[] = [
     feature: 'core',
     usedBy: "podvpn-agent: nodes' spec.podCIDRs, so a node added later updates every routed pod's ranges",
   },
+  {
+    apiGroup: 'networking.k8s.io',
+    resource: 'servicecidrs',
+    verbs: ['list', 'watch'],
+    scope: 'cluster',
+    feature: 'core',
+    usedBy: 'podvpn-agent: the service ranges when the config sets no cluster.serviceCIDRs (ServiceCIDR API, Kubernetes 1.33+)',
+  },
 ];

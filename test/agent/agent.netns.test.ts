@@ -1,14 +1,14 @@
 // The agent's loop on real network namespaces (root): observe, plan and apply with nsenter against a
-// pod-gateway-shaped gateway (netns-lab.ts). The API side is not here: pods and gateways are given.
+// pod-gateway-shaped gateway (netns-lab.mjs). The API side is not here: pods and gateways are given.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Gateway } from '../../src/config/schema.js';
 import { Agent, type AgentPorts, execRun } from '../../src/agent/agent.js';
-import { canRunNetnsLab, type NetnsLab, startNetnsLab } from '../../src/agent/netns-lab.js';
+import { canRunNetnsLab, type NetnsLab, startNetnsLab } from './netns-lab.mjs';
 import type { PodDesired } from '../../src/agent/reconcile.js';
-import { RANGES } from '../../src/agent/test-fixtures.js';
+import { RANGES } from './fixtures.js';
 import type { Step } from '../../src/agent/tunnel.js';
 
 const GATE = join(import.meta.dirname, '..', '..', 'dist', 'agent', 'gate.js');

@@ -8,8 +8,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunNetnsLab, type NetnsLab, startNetnsLab } from '../../src/agent/netns-lab.js';
-import { GW, RANGES } from '../../src/agent/test-fixtures.js';
+import { canRunNetnsLab, type NetnsLab, startNetnsLab } from './netns-lab.mjs';
+import { GW, RANGES } from './fixtures.js';
 import { dhcpStep, parseLease, setupAfterLease, setupBeforeLease, type Step } from '../../src/agent/tunnel.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -1,6 +1,7 @@
-// Shared by the agent's tests.
+// Shared by the agent's tests (unit tests in src/agent and the root tests here). Not in src/: it is
+// not part of the product, so it does not compile into dist/.
 
-import type { ClusterRanges } from '../cluster/ranges.js';
+import type { ClusterRanges } from '../../src/cluster/ranges.js';
 
 export const RANGES: ClusterRanges = {
   podCIDRs: ['10.42.0.0/16'],

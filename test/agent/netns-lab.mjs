@@ -1,38 +1,33 @@
-// A three-namespace bench for the agent's tests (root): the pod (eth0 10.42.1.5/24), the node (routes
-// between pod IPs, as a CNI does) and a gateway built with pod-gateway's gateway_init.sh commands and
-// gateway_sidecar.sh's dnsmasq DHCP settings. Not the data-plane lab: no gluetun, VPN or policy.
+// A three-namespace bench for the agent's tests and bench/agent-netns.mjs (root): the pod (eth0
+// 10.42.1.5/24), the node (routes between pod IPs, as a CNI does) and a gateway built with pod-gateway's
+// gateway_init.sh commands and gateway_sidecar.sh's dnsmasq DHCP settings. Not the data-plane lab: no
+// gluetun, VPN or policy. Plain JavaScript (types in netns-lab.d.mts) so the bench runs it with node
+// alone; it lives outside src/ so it never compiles into the published dist/.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const canRunNetnsLab = (): boolean => {
+/** @returns {boolean} */
+export const canRunNetnsLab = () => {
   const ok = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0 && spawnSync('which', ['dnsmasq']).status === 0;
   // CI runs as root with the tools installed (.ci/run): a skip there would count a test that never ran.
   if (!ok && process.env.CI === 'true') throw new Error('CI must run the root network-namespace tests: run as root with bash .ci/dataplane-deps.sh first');
   return ok;
 };
 
-export interface NetnsLab {
-  pod: string;
-  node: string;
-  gw: string;
-  exec(ns: string, argv: string[], stdin?: string): { status: number | null; stdout: string; stderr: string };
-  must(ns: string, ...argv: string[]): string;
-  /** Replace the gateway: a new pod IP (the old one gone), dnsmasq restarted with an empty lease file. */
-  replaceGateway(newIP: string): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** extraDnsmasqArgs: for experiments (e.g. --no-ping); the default is gateway_sidecar.sh's settings. */
-export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []): Promise<NetnsLab> {
+/**
+ * extraDnsmasqArgs: for experiments (e.g. --no-ping); the default is gateway_sidecar.sh's settings.
+ * @param {string} tag @param {string[]} [extraDnsmasqArgs] @returns {Promise<import('./netns-lab.d.mts').NetnsLab>}
+ */
+export async function startNetnsLab(tag, extraDnsmasqArgs = []) {
   const pod = `pv-pod-${tag}`;
   const node = `pv-node-${tag}`;
   const gw = `pv-gw-${tag}`;
   const tmp = mkdtempSync(join(tmpdir(), 'podvpn-gw-'));
-  const exec = (ns: string, argv: string[], stdin?: string) => spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8', input: stdin });
-  const must = (ns: string, ...argv: string[]) => {
+  const exec = (ns, argv, stdin) => spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8', input: stdin });
+  const must = (ns, ...argv) => {
     const r = exec(ns, argv);
     if (r.status !== 0) throw new Error(`${ns}: ${argv.join(' ')}: ${r.stderr}`);
     return r.stdout;
@@ -42,17 +37,17 @@ export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []
   }
   return build();
 
-  async function build(): Promise<NetnsLab> {
+  async function build() {
     for (const ns of [pod, node, gw]) {
       if (spawnSync('ip', ['netns', 'add', ns]).status !== 0) throw new Error(`ip netns add ${ns}`);
       must(ns, 'ip', 'link', 'set', 'lo', 'up');
     }
     must(node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    for (const [ns, peer, addr, nodeAddr] of [[pod, 'p0', '10.42.1.5/24', '10.42.1.1/24'], [gw, 'g0', '10.42.2.9/24', '10.42.2.1/24']] as const) {
+    for (const [ns, peer, addr, nodeAddr] of [[pod, 'p0', '10.42.1.5/24', '10.42.1.1/24'], [gw, 'g0', '10.42.2.9/24', '10.42.2.1/24']]) {
       must(ns, 'ip', 'link', 'add', 'eth0', 'mtu', '1450', 'type', 'veth', 'peer', 'name', peer, 'netns', node);
       must(ns, 'ip', 'addr', 'add', addr, 'dev', 'eth0');
       must(ns, 'ip', 'link', 'set', 'eth0', 'up');
-      must(ns, 'ip', 'route', 'add', 'default', 'via', nodeAddr.split('/')[0]!);
+      must(ns, 'ip', 'route', 'add', 'default', 'via', nodeAddr.split('/')[0]);
       must(node, 'ip', 'addr', 'add', nodeAddr, 'dev', peer);
       must(node, 'ip', 'link', 'set', peer, 'mtu', '1450', 'up');
     }
@@ -67,7 +62,7 @@ export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []
       gw,
       exec,
       must,
-      async replaceGateway(newIP: string) {
+      async replaceGateway(newIP) {
         await stop(dnsmasq);
         must(gw, 'ip', 'addr', 'flush', 'dev', 'eth0');
         must(gw, 'ip', 'addr', 'add', `${newIP}/24`, 'dev', 'eth0');
@@ -84,7 +79,7 @@ export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []
     };
   }
 
-  function startDnsmasq(generation: number): ChildProcess {
+  function startDnsmasq(generation) {
     return spawn(
       'ip',
       ['netns', 'exec', gw, 'dnsmasq', '--keep-in-foreground', '--port=0', '--interface=vxlan0', '--bind-interfaces',
@@ -95,7 +90,7 @@ export async function startNetnsLab(tag: string, extraDnsmasqArgs: string[] = []
   }
 }
 
-function stop(child: ChildProcess): Promise<void> {
+function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((r) => {
     child.once('exit', () => r());
