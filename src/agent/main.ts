@@ -80,6 +80,11 @@ const agent = new Agent(
   },
 );
 
+// --udhcpc-script: where the lease-printing udhcpc script is (the image installs it at UDHCPC_SCRIPT;
+// the data-plane lab runs the agent from the repository).
+const udhcpcScript = arg('udhcpc-script');
+if (udhcpcScript !== undefined) agent.udhcpcScript = udhcpcScript;
+
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let lastRound = 0;
 let running = false;
