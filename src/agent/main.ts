@@ -10,6 +10,7 @@ import { loadConfig } from '../config/load.js';
 import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
 import { Agent, execRun } from './agent.js';
 import { GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
+import { coalesced } from './coalesce.js';
 import { findPodsNetns, type NetnsResult } from './discover.js';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -87,33 +88,34 @@ if (udhcpcScript !== undefined) agent.udhcpcScript = udhcpcScript;
 
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let lastRound = 0;
-let running = false;
 let synced = false; // no round before every list has arrived: a half-seen cluster is not acted on
 let rangesKnown: boolean | undefined;
-async function round(): Promise<void> {
-  if (running || !synced) return;
-  running = true;
-  try {
-    const ranges = agentRanges(config, [...nodeInformer.list()]);
-    const states = gatewayStates([...gatewayInformer.list()], config);
-    for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
-    if ((ranges !== undefined) !== rangesKnown) {
-      rangesKnown = ranges !== undefined;
-      if (!rangesKnown) log('cluster ranges unknown: set cluster.serviceCIDRs in the config; routing nothing');
-    }
-    if (ranges !== undefined) {
-      const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
-      const pods = agentPods([...podInformer.list()], nodeName!);
-      netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
-      for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
-      await agent.reconcile(pods, gateways, ranges);
-    }
-    routedGauge.reset();
-    for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
-    lastRound = Date.now();
-  } finally {
-    running = false;
+// One round at a time; an event during a round (a pod's sandbox up, a gateway replaced) makes one more
+// round right after it, rather than waiting for the next tick.
+const round = coalesced(
+  async () => {
+    if (synced) await roundOnce();
+  },
+  (err) => log('round failed', { error: (err as Error)?.message ?? String(err) }),
+);
+async function roundOnce(): Promise<void> {
+  const ranges = agentRanges(config, [...nodeInformer.list()]);
+  const states = gatewayStates([...gatewayInformer.list()], config);
+  for (const [name, s] of states) gatewayReady.set({ gateway: name }, s.ready ? 1 : 0);
+  if ((ranges !== undefined) !== rangesKnown) {
+    rangesKnown = ranges !== undefined;
+    if (!rangesKnown) log('cluster ranges unknown: set cluster.serviceCIDRs in the config; routing nothing');
   }
+  if (ranges !== undefined) {
+    const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
+    const pods = agentPods([...podInformer.list()], nodeName!);
+    netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
+    for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
+    await agent.reconcile(pods, gateways, ranges);
+  }
+  routedGauge.reset();
+  for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
+  lastRound = Date.now();
 }
 
 function hook<T extends KubernetesObject>(inf: Informer<T>): void {
@@ -146,6 +148,6 @@ await Promise.all([podInformer.start(), gatewayInformer.start(), nodeInformer.st
 synced = true;
 log('podvpn-agent started', { node: nodeName, gateways: Object.keys(config.gateways) });
 void round();
-setInterval(() => void round().catch((err: unknown) => log('round failed', { error: (err as Error).message })), periodMs);
+setInterval(() => void round(), periodMs);
 // SIGTERM: exit without touching any pod (tunnels and firewalls stay in the pods' namespaces).
 process.on('SIGTERM', () => process.exit(0));

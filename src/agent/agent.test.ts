@@ -1,0 +1,63 @@
+// The agent's loop over many pods, with fake ports (no kernel): pods are worked on side by side, so a
+// slow DHCP exchange in one pod does not hold up the others.
+
+import { describe, expect, it } from 'vitest';
+import type { Gateway } from '../config/schema.js';
+import { Agent, type AgentPorts, type RunResult } from './agent.js';
+import type { PodDesired } from './reconcile.js';
+import { GW, RANGES } from './test-fixtures.js';
+import type { Step } from './tunnel.js';
+
+const GW_CONFIG: Gateway = { name: 'default', address: 'x', vxlanId: 42, vxlanPort: 4789, overlayNetwork: '172.16.0.0/24', overlayGatewayIP: '172.16.0.1', dns: '172.16.0.1', mtu: 1370, connectionRetryCount: 3 };
+const DHCP_MS = 150;
+const pods: PodDesired[] = Array.from({ length: 6 }, (_, i) => ({ uid: `0000000${i}-0000-4000-8000-000000000000`, namespace: 'apps', name: `web-${i}`, gateway: 'default' }));
+
+/** A namespace with eth0 only, whose DHCP answers after DHCP_MS; counts DHCP exchanges in flight. */
+function fakePorts(): AgentPorts & { maxInFlight: number } {
+  let inFlight = 0;
+  const ports = {
+    maxInFlight: 0,
+    netnsOf: (uid: string) => ({ ok: true as const, nsPath: `/proc/${uid}/ns/net` }),
+    now: () => Date.now(),
+    async run(step: Step): Promise<RunResult> {
+      const argv = step.argv.slice(3).join(' '); // after "nsenter --net=... --"
+      if (argv.startsWith('ip -j link show')) return { code: 0, stdout: '[{"ifname":"lo","mtu":65536},{"ifname":"eth0","mtu":1450}]', stderr: '' };
+      if (argv.startsWith('ip -j -4 route show')) return { code: 0, stdout: '[{"dst":"default","gateway":"169.254.1.1","dev":"eth0"}]', stderr: '' };
+      if (argv.startsWith('nft -j list set')) return { code: 1, stdout: '', stderr: 'No such file or directory' };
+      if (argv.startsWith('busybox udhcpc')) {
+        inFlight += 1;
+        ports.maxInFlight = Math.max(ports.maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, DHCP_MS));
+        inFlight -= 1;
+        return { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' };
+      }
+      return { code: 0, stdout: '', stderr: '' };
+    },
+  };
+  return ports;
+}
+
+describe('Agent.reconcile over many pods', () => {
+  const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
+
+  it('routes the pods side by side, at most `concurrency` at once', async () => {
+    const ports = fakePorts();
+    const routed: string[] = [];
+    const agent = new Agent(ports, { routed: (p) => routed.push(p.name), failed: (p, m) => routed.push(`FAILED ${p.name}: ${m}`) });
+    agent.concurrency = 4;
+    const t0 = Date.now();
+    await agent.reconcile(pods, gateways, RANGES);
+    expect(routed.sort()).toEqual(pods.map((p) => p.name).sort());
+    expect(ports.maxInFlight).toBe(4);
+    // 6 pods, 4 at a time: two DHCP waits, not six
+    expect(Date.now() - t0).toBeLessThan(DHCP_MS * 5);
+  });
+
+  it('concurrency 1 is one pod after another', async () => {
+    const ports = fakePorts();
+    const agent = new Agent(ports);
+    agent.concurrency = 1;
+    await agent.reconcile(pods, gateways, RANGES);
+    expect(ports.maxInFlight).toBe(1);
+  });
+});
