@@ -178,21 +178,29 @@ describe.sequential('A2 the failure table in agent mode', () => {
     it(`${what}: nothing reaches the internet (the in-pod firewall drops it); the agent repairs it`, async () => {
       let reply = { ok: true, body: '' };
       const before = await inPodDrops(a1);
-      const d = await measured(`agent: ${what}`, async () => {
-        await breakIt();
-        reply = await curlFrom(a1, 2);
-      });
-      expect(reply.body).not.toBe(ADDR.inet);
-      if (reply.ok) expect(reply.body).toBe(ADDR.vpnExit); // the agent was quicker than the curl
-      else expect(sum(await inPodDrops(a1)) - sum(before) + d.netpolDropped).toBeGreaterThan(0);
+      // The agent paused (SIGSTOP) while the pod is broken: what holds meanwhile is the layers below it.
+      al.pauseAgent(true);
+      let d: Snapshot;
+      try {
+        d = await measured(`agent: ${what}`, async () => {
+          await breakIt();
+          reply = await curlFrom(a1, 2);
+          await lab.tryIn('xa1', `ping -c 2 -i 0.2 -W 1 ${ADDR.inet}`);
+        });
+      } finally {
+        al.pauseAgent(false);
+      }
+      expect(reply.ok).toBe(false);
+      expect(sum(await inPodDrops(a1)) - sum(before) + d.netpolDropped).toBeGreaterThan(0);
       noLeak(d);
       const t0 = Date.now();
       await waitFor('the agent to repair the tunnel', () => throughTunnel(a1), 30_000, 200);
-      figure(`repaired after "${what}" in ${((Date.now() - t0) / 1000).toFixed(2)} s (reconcile period 5 s)`);
+      figure(`repaired after "${what}" in ${((Date.now() - t0) / 1000).toFixed(2)} s from the agent's resume (reconcile period 5 s)`);
     });
   }
 
   const agentRecovery: number[] = [];
+  const PG_RUNS = 3;
   const pgRecovery: number[] = [];
   it('the gateway pod replaced 5 times (new IP each time): nothing leaks; the agent repoints; every reply came through the VPN exit', { timeout: 400_000 }, async () => {
     lab.startClientSidecar();
@@ -210,11 +218,17 @@ describe.sequential('A2 the failure table in agent mode', () => {
           let pgMs = -1;
           await Promise.all([
             waitFor('the agent-mode pod through the new gateway', () => throughTunnel(a1), 60_000, 100).then(() => (agentMs = Date.now() - ready)),
-            waitFor('the pod-gateway-mode pod through the new gateway', async () => (await lab.curlInet('client', 2)).body === ADDR.vpnExit, 60_000, 100).then(() => (pgMs = Date.now() - ready)).catch(() => undefined),
+            // pod-gateway mode beside it in the first 3 runs (each costs its ~15 s of recovery)
+            i < PG_RUNS
+              ? waitFor('the pod-gateway-mode pod through the new gateway', async () => (await lab.curlInet('client', 2)).body === ADDR.vpnExit, 60_000, 100).then(() => (pgMs = Date.now() - ready)).catch(() => undefined)
+              : Promise.resolve(),
           ]);
           agentRecovery.push(agentMs);
           if (pgMs >= 0) pgRecovery.push(pgMs);
-          log(`gateway replacement ${i + 1}: agent mode back ${agentMs} ms, pod-gateway mode ${pgMs} ms after the new gateway's Ready`);
+          log(`gateway replacement ${i + 1}: Ready at ${new Date(ready).toISOString()}; agent mode back ${agentMs} ms, pod-gateway mode ${pgMs} ms after it`);
+          const since = new Date(ready - 15_000).toISOString();
+          const lines = (await agentLog()).split('\n').filter((l) => /repoint|lease|not routed|failed/.test(l) && l.slice(9, 33) >= since);
+          log(`  the agent meanwhile: ${lines.map((l) => l.slice(20, 240)).join(' | ')}`);
         });
         noLeak(d);
       }
@@ -225,9 +239,9 @@ describe.sequential('A2 the failure table in agent mode', () => {
     expect([...seen]).toEqual([ADDR.vpnExit]);
     expect(await lab.in('xa1', 'bridge fdb show dev vxlan0')).toContain(`dst ${lab.gwIP}`);
     const fmt = (xs: number[]) => `median ${(median(xs) / 1000).toFixed(2)} s (runs: ${xs.map((x) => (x / 1000).toFixed(2)).join(', ')})`;
-    figure(`recovery after a gateway replacement, from the new gateway's Ready: agent mode ${fmt(agentRecovery)}; pod-gateway mode ${fmt(pgRecovery)}${pgRecovery.length < 5 ? ` (${5 - pgRecovery.length} runs not back within 60 s)` : ''}`);
+    figure(`recovery after a gateway replacement, from the new gateway's Ready: agent mode ${fmt(agentRecovery)}; pod-gateway mode ${fmt(pgRecovery)}${pgRecovery.length < PG_RUNS ? ` (${PG_RUNS - pgRecovery.length} of its ${PG_RUNS} runs not back within 60 s)` : ''}`);
     expect(agentRecovery.every((x) => x >= 0)).toBe(true);
-    expect(median(agentRecovery), 'generous bound: the goal is 2 s').toBeLessThan(15_000);
+    expect(median(agentRecovery), 'the goal is 2 s; before the neighbour flush on repoint it was about 10 s').toBeLessThan(5_000);
   });
 
   it('the VPN tunnel drops, the gateway pod lives (NotReady): nothing leaves in the clear; back when it is up', async () => {
@@ -318,7 +332,7 @@ describe.sequential('A3 the agent itself', () => {
     const out = `${lab.work}/iperf-restart.json`;
     let rc = -1;
     const d = await measured('agent restarted under traffic', async () => {
-      const flow = tryRun(`ip netns exec ${lab.ns('xa1')} iperf3 -c ${ADDR.inet} -p 5201 -t 12 -b 2M -J > ${out}`, 30_000).then((r) => (rc = r.code));
+      const flow = tryRun(`ip netns exec ${lab.ns('xa1')} iperf3 -c ${ADDR.inet} -p 5201 -t 8 -b 2M -J > ${out}`, 30_000).then((r) => (rc = r.code));
       await sleep(2000);
       await al.stopAgent();
       await sleep(1000);
@@ -431,9 +445,9 @@ describe.sequential('A4 figures: agent mode beside pod-gateway mode', () => {
     await waitFor(`${N} pods routed`, async () => AgentLab.metric(await al.metrics(), 'podvpn_agent_pods_routed') >= N + 2, 500_000, 1000);
     const routedMs = Date.now() - t0;
     const loaded = AgentLab.usage(pid);
-    await sleep(30_000);
+    await sleep(20_000);
     const after = AgentLab.usage(pid);
-    figure(`agent with ${N} routed pods (+2): RSS ${(loaded.rssKb / 1024).toFixed(0)} MiB (${(idle.rssKb / 1024).toFixed(0)} MiB with 2); CPU ${(after.cpuS - loaded.cpuS).toFixed(2)} s per 30 s steady state; ${N} pods routed in ${(routedMs / 1000).toFixed(1)} s (CPU ${(loaded.cpuS - idle.cpuS).toFixed(1)} s)`);
+    figure(`agent with ${N} routed pods (+2): RSS ${(loaded.rssKb / 1024).toFixed(0)} MiB (${(idle.rssKb / 1024).toFixed(0)} MiB with 2); CPU ${(after.cpuS - loaded.cpuS).toFixed(2)} s per 20 s steady state (4 rounds); ${N} pods routed in ${(routedMs / 1000).toFixed(1)} s (CPU ${(loaded.cpuS - idle.cpuS).toFixed(1)} s)`);
     // Per-pod memory: pod-gateway mode's client sidecar container (the init container has exited);
     // agent mode leaves nothing of podvpn running in the pod (the gate has exited).
     const sidecar = lab.bg.get('client-sidecar');

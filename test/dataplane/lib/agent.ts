@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import fastJsonPatch from 'fast-json-patch';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../../src/config/schema.js';
+import { GATE_INIT_NAME } from '../../../src/constants.js';
 import { injectionPatch } from '../../../src/inject/patch.js';
 import { clientSettings } from '../../../src/inject/settings.js';
 import type { Pod } from '../../../src/inject/types.js';
@@ -237,6 +238,12 @@ export class AgentLab {
     this.lab.bg.delete('agent');
   }
 
+  /** SIGSTOP / SIGCONT the agent (a scenario that must see the layers below it hold, unrepaired). */
+  pauseAgent(paused: boolean): void {
+    const b = this.lab.bg.get('agent');
+    if (b) process.kill(-b.pid, paused ? 'SIGSTOP' : 'SIGCONT');
+  }
+
   /** SIGTERM, as the kubelet stops a container. */
   async stopAgent(): Promise<void> {
     await this.lab.bgStop('agent');
@@ -269,7 +276,7 @@ export class AgentLab {
       kind: 'Pod',
       metadata: { name, namespace: CLIENT_NAMESPACE, labels: { ...inj.labels, 'lab-pod': name }, annotations: inj.annotations },
       spec: { ...(inj.pod.spec as Record<string, unknown>), nodeName: NODE_NAME },
-      status: { phase: 'Pending', podIP: ip, podIPs: [{ ip }] },
+      status: { phase: 'Pending' },
     });
     // The API server's uid: the kubelet names the pod's cgroup from it.
     const uid = this.api.get('v1', 'Pod', CLIENT_NAMESPACE, name)?.metadata?.uid;
@@ -296,7 +303,16 @@ export class AgentLab {
     this.lab.bgStartHost(`pod-${name}`, `env ${env} bash ${SCRIPTS}/pod.sh ${this.lab.ns(name)} ${state} -- ${gate.map(q).join(' ')}`);
     const pod: AgentPod = { name, uid, ip, driver, hierarchies: [hierarchy], state, createdAt };
     this.pods.set(name, pod);
+    // The kubelet reports the sandbox: the pod's IP (from the CNI) and its init container running.
+    await waitFor(`${name}'s sandbox`, () => existsSync(join(state, 'sandbox.started')), 10_000, 20);
+    this.setPodStatus(pod, { phase: 'Pending', podIP: ip, podIPs: [{ ip }], initContainerStatuses: [{ name: GATE_INIT_NAME, image: 'podvpn', imageID: '', ready: false, restartCount: 0, state: { running: { startedAt: new Date().toISOString() } } }] });
     return pod;
+  }
+
+  /** A status update as the kubelet writes it (the agent's informer sees a MODIFIED event). */
+  setPodStatus(pod: AgentPod, status: Record<string, unknown>): void {
+    const current = this.api.get('v1', 'Pod', CLIENT_NAMESPACE, pod.name);
+    if (current !== undefined) this.api.put({ ...current, status });
   }
 
   gateRc(pod: AgentPod): number | undefined {

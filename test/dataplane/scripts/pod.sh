@@ -27,17 +27,22 @@ enter() { # join every listed cgroup (this shell's PID), then exec the rest
 }
 NOPRIV=(setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs)
 
+stamp() { date +%s%3N >"$STATE/$1.tmp" && mv "$STATE/$1.tmp" "$STATE/$1"; } # written whole: the lab polls for them
 (enter "$CG_SANDBOX" ip netns exec "$NETNS" sleep infinity) &
-date +%s%3N >"$STATE/sandbox.started"
+# The sandbox is up once its process is in its cgroup (what discovery needs), as the kubelet reports
+# the pod only after the runtime started the sandbox.
+first=${CG_SANDBOX%% *}
+for _ in $(seq 200); do [ -s "$first/cgroup.procs" ] && break; sleep 0.01; done
+stamp sandbox.started
 
 (enter "$CG_GATE" ip netns exec "$NETNS" "${NOPRIV[@]}" "$@") >"$STATE/gate.log" 2>&1
 rc=$?
-echo "$rc" >"$STATE/gate.rc"
-date +%s%3N >"$STATE/gate.exited"
+stamp gate.exited
+echo "$rc" >"$STATE/gate.rc.tmp" && mv "$STATE/gate.rc.tmp" "$STATE/gate.rc"
 if [ "$rc" -ne 0 ]; then
   wait # the sandbox stays (as a pod whose init container failed)
   exit 0
 fi
-date +%s%3N >"$STATE/app.started"
+stamp app.started
 (enter "$CG_APP" ip netns exec "$NETNS" "${NOPRIV[@]}" sleep infinity) &
 wait
