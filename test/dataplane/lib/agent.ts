@@ -285,8 +285,12 @@ export class AgentLab {
     await this.lab.addExtraPod(name, ip, POD_MTU, opts.ip6);
     mkdirSync(`/etc/netns/${this.lab.ns(name)}`, { recursive: true });
     writeFileSync(`/etc/netns/${this.lab.ns(name)}/resolv.conf`, inj.resolvConf);
-    this.lab.extraPods.push({ name, namespace: CLIENT_NAMESPACE, labels: { ...inj.labels, 'lab-pod': name }, ips: [ip, ...(opts.ip6 ? [opts.ip6] : [])], hostIf: `v-${name}` });
-    if (this.lab.policyApplied) await this.lab.applyPolicy(); // the CNI learns the new pod's address
+    // The CNI learns the new pod's address (the policy selects it). Not for light pods: they send no
+    // traffic of their own, and re-rendering the policy 50 times cost minutes.
+    if (opts.light !== true) {
+      this.lab.extraPods.push({ name, namespace: CLIENT_NAMESPACE, labels: { ...inj.labels, 'lab-pod': name }, ips: [ip, ...(opts.ip6 ? [opts.ip6] : [])], hostIf: `v-${name}` });
+      if (this.lab.policyApplied) await this.lab.applyPolicy();
+    }
     // The pod's cgroup: the systemd driver's in the v2 hierarchy; cgroupfs's in a v1 one when this
     // machine has one (cgroup v1: one line per hierarchy in /proc/<pid>/cgroup), else in v2.
     const hierarchy = driver === 'systemd' ? this.cg.v2 ?? this.cg.v1 : this.cg.v1 ?? this.cg.v2;
