@@ -456,6 +456,10 @@ describe.sequential('A4 figures: agent mode beside pod-gateway mode', () => {
     figure(`agent with ${N} routed pods (+2): RSS ${(loaded.rssKb / 1024).toFixed(0)} MiB (${(idle.rssKb / 1024).toFixed(0)} MiB with 2); CPU ${(after.cpuS - loaded.cpuS).toFixed(2)} s per 20 s steady state (4 rounds); ${N} pods created one after another in ${(createdMs / 1000).toFixed(1)} s, all routed ${(routedMs / 1000).toFixed(1)} s after the first (agent CPU meanwhile ${(loaded.cpuS - idle.cpuS).toFixed(1)} s)`);
     // Per-pod memory: pod-gateway mode's client sidecar container (the init container has exited);
     // agent mode leaves nothing of podvpn running in the pod (the gate has exited).
+    if (!lab.bg.has('client-sidecar')) {
+      lab.startClientSidecar(); // (started by the gateway-replacement scenario when it ran)
+      await sleep(3000);
+    }
     const sidecar = lab.bg.get('client-sidecar');
     const rows = sidecar ? (await tryRun(`ps -o rss=,args= -g ${sidecar.pid}`)).stdout.split('\n').filter((l) => l.trim() !== '' && !/kubelet\.sh|unshare|ip netns exec/.test(l)) : [];
     const sidecarKb = rows.reduce((a, l) => a + Number(l.trim().split(/\s+/)[0]), 0);
