@@ -147,6 +147,12 @@ export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
     ...previous
       .filter((ip) => ip !== gw.podIP)
       .map((ip) => ({ argv: ['bridge', 'fdb', 'del', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', ip], mayFail: true })),
+    // The pod's ARP entry for the gateway's overlay address still names the old gateway's MAC, and
+    // vxlan0 learned that MAC at the old pod IP: until the entry went stale (many seconds) the pod's
+    // traffic kept going to the dead gateway (the data-plane lab saw it). Forget it: the next packet
+    // asks again, the new gateway answers through the all-zeros entry, and traffic flows with the
+    // pod's address before the new lease is even taken.
+    { argv: ['ip', 'neigh', 'flush', 'dev', TUNNEL], mayFail: true },
   ];
 }
 

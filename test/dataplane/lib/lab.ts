@@ -121,7 +121,9 @@ export interface Snapshot {
   gwNoRoute: number;
 }
 
-export type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw' | 'c1400' | 'g1400';
+/** Pods added by a scenario (agent mode's pods, lib/agent.ts): `x<name>`. */
+export type ExtraPodName = `x${string}`;
+export type PodName = 'client' | 'nogw' | 'app' | 'dns' | 'gw' | 'c1400' | 'g1400' | ExtraPodName;
 export type NsName = PodName | 'node' | 'vpn' | 'inet';
 const ALL_NS: NsName[] = ['client', 'nogw', 'app', 'dns', 'gw', 'c1400', 'g1400', 'node', 'vpn', 'inet'];
 
@@ -167,6 +169,13 @@ export class Lab {
   }
   bgStart(key: string, ns: NsName, cmd: string): Background {
     const b = startBackground(key, `ip netns exec ${this.ns(ns)} ${cmd}`, join(this.work, `${key}.log`));
+    this.bg.set(key, b);
+    appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
+    return b;
+  }
+  /** A background process in the machine's own namespaces (agent mode's kubelet stand-in: the cgroup tree is there). */
+  bgStartHost(key: string, cmd: string): Background {
+    const b = startBackground(key, cmd, join(this.work, `${key}.log`));
     this.bg.set(key, b);
     appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
     return b;
@@ -316,6 +325,7 @@ export class Lab {
   }
 
   async removePod(pod: PodName, ip: string): Promise<void> {
+    this.extraPods = this.extraPods.filter((p) => p.hostIf !== `v-${pod}`);
     await tryRun(`ip netns del ${this.ns(pod)}`);
     await tryRun(`ip -n ${this.ns('node')} link del v-${pod}`);
     await tryRun(`ip -n ${this.ns('node')} route del ${ip}/32`);
@@ -453,8 +463,12 @@ export class Lab {
 
   /** The lab's cluster inventory, as the CNI sees it (namespaces, pods, labels, addresses). */
   inventory(): Inventory {
-    return labInventory(this.inputs.clientNamespace, this.inputs.clientLabels, this.gwIP);
+    const inv = labInventory(this.inputs.clientNamespace, this.inputs.clientLabels, this.gwIP);
+    return { namespaces: [...inv.namespaces, ...this.extraNamespaces.filter((n) => !inv.namespaces.some((m) => m.name === n.name))], pods: [...inv.pods, ...this.extraPods] };
   }
+  /** Pods and namespaces added by scenarios (agent mode), as the CNI sees them. */
+  extraPods: Inventory['pods'] = [];
+  extraNamespaces: Inventory['namespaces'] = [];
 
   /** How the lab's CNI reads ipBlock: Calico (matches pod IPs) or Cilium (does not). */
   cni: 'calico' | 'cilium' = 'calico';
@@ -609,11 +623,11 @@ export class Lab {
   }
 
   /** A pod of its own (a network namespace on the pod network) with the given eth0 MTU. */
-  async addExtraPod(pod: 'c1400' | 'g1400', ip: string, mtu: number): Promise<void> {
+  async addExtraPod(pod: 'c1400' | 'g1400' | ExtraPodName, ip: string, mtu: number, ip6?: string): Promise<void> {
     await run(`ip netns add ${this.ns(pod)}`);
     await this.in(pod, 'sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
     await run(`ip -n ${this.ns(pod)} link set lo up`);
-    await this.addPod(pod, ip, undefined, mtu);
+    await this.addPod(pod, ip, ip6, mtu);
   }
 
   /** gluetun dies (its process and tunnel gone), as after an OOM kill or a crash. */
@@ -803,7 +817,7 @@ export class Lab {
   }
 
   /** The injected client init container (pod-gateway's client_init.sh) in a routed pod; its exit code. */
-  async clientInitIn(pod: 'client' | 'c1400', key = `${pod}-init`): Promise<number> {
+  async clientInitIn(pod: 'client' | 'c1400' | ExtraPodName, key = `${pod}-init`): Promise<number> {
     const cmd = this.containerCmd(pod, key, CLIENT_HOSTNAME, this.clientMounts(), this.inputs.clientInitCommand);
     return (await tryRun(`${cmd} >> ${join(this.work, `${key}.log`)} 2>&1`, 90_000)).code;
   }
@@ -909,10 +923,14 @@ export class Lab {
         await stopBackground({ name: `pid ${pid}`, pid, log: '' }, 500).catch(() => undefined);
       }
     }
-    for (const n of ALL_NS) {
-      await tryRun(`ip netns del ${prefix}-${n}`);
-      rmSync(`/etc/netns/${prefix}-${n}`, { recursive: true, force: true });
+    // Every namespace of the prefix: the fixed ones and the ones scenarios added (agent-mode pods).
+    const listed = (await tryRun('ip netns list')).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${prefix}-`));
+    for (const n of new Set([...ALL_NS.map((x) => `${prefix}-${x}`), ...listed])) {
+      await tryRun(`ip netns del ${n}`);
+      rmSync(`/etc/netns/${n}`, { recursive: true, force: true });
     }
+    // The pod cgroups agent mode's pods were placed in (lib/agent.ts), once their processes are gone.
+    await tryRun(`bash ${join(SCRIPTS, 'cgroups-down.sh')} ${q(prefix)}`, 15_000);
     for (const side of ['g', 's']) rmSync(`/var/run/wireguard/${prefix.slice(0, 10)}${side}.sock`, { force: true });
     rmSync(work, { recursive: true, force: true });
   }
