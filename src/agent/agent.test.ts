@@ -10,7 +10,7 @@ import { GW, RANGES } from '../../test/agent/fixtures.js';
 import type { Step } from './tunnel.js';
 
 const GW_CONFIG: Gateway = { name: 'default', address: 'x', vxlanId: 42, vxlanPort: 4789, overlayNetwork: '172.16.0.0/24', overlayGatewayIP: '172.16.0.1', dns: '172.16.0.1', mtu: 1370, connectionRetryCount: 3 };
-const DHCP_MS = 150;
+const DHCP_MS = 20;
 const pods: PodDesired[] = Array.from({ length: 6 }, (_, i) => ({ uid: `0000000${i}-0000-4000-8000-000000000000`, namespace: 'apps', name: `web-${i}`, gateway: 'default' }));
 
 /** A namespace with eth0 only, whose DHCP answers after DHCP_MS; counts DHCP exchanges in flight. */
