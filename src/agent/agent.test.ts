@@ -22,9 +22,9 @@ function fakePorts(): AgentPorts & { maxInFlight: number } {
     now: () => Date.now(),
     async run(step: Step): Promise<RunResult> {
       const argv = step.argv.slice(3).join(' '); // after "nsenter --net=... --"
-      if (argv.startsWith('ip -j link show')) return { code: 0, stdout: '[{"ifname":"lo","mtu":65536},{"ifname":"eth0","mtu":1450}]', stderr: '' };
-      if (argv.startsWith('ip -j -4 route show')) return { code: 0, stdout: '[{"dst":"default","gateway":"169.254.1.1","dev":"eth0"}]', stderr: '' };
-      if (argv.startsWith('nft -j list set')) return { code: 1, stdout: '', stderr: 'No such file or directory' };
+      // links, routes, addresses: one JSON document per line, as `ip -batch` prints them
+      if (argv.startsWith('ip -4 -j -force -batch -')) return { code: 0, stdout: '[{"ifname":"lo","mtu":65536},{"ifname":"eth0","mtu":1450}]\n[{"dst":"default","gateway":"169.254.1.1","dev":"eth0"}]\n[]\n', stderr: '' };
+      if (argv.startsWith('nft -j list table')) return { code: 1, stdout: '', stderr: 'No such file or directory' };
       if (argv.startsWith('busybox udhcpc')) {
         inFlight += 1;
         ports.maxInFlight = Math.max(ports.maxInFlight, inFlight);

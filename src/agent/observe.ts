@@ -44,19 +44,24 @@ export function parseFdbRemotes(json: string): string[] {
     .map((e) => e.dst as string);
 }
 
-/** ip -j -4 addr show dev vxlan0 */
-export function parseAddress(json: string): string | undefined {
+/** ip -j -4 addr show [dev vxlan0]: the first IPv4 address of `dev` (of any link when not given). */
+export function parseAddress(json: string, dev?: string): string | undefined {
   for (const link of arr(parseJson(json))) {
+    if (dev !== undefined && link.ifname !== dev) continue;
     for (const a of arr(link.addr_info)) if (a.family === 'inet' && typeof a.local === 'string') return a.local;
   }
   return undefined;
 }
 
-/** nft -j list set inet podvpn cluster4 (or cluster6): the elements as CIDRs. */
+/**
+ * nft -j list table inet podvpn (or list set ... cluster4): the elements of set cluster4 (family 4)
+ * or cluster6 (family 6) as CIDRs.
+ */
 export function parseNftSet(json: string, family: 4 | 6): string[] {
   const doc = parseJson(json) as Json;
   const items = arr((doc as { nftables?: unknown }).nftables);
-  const set = items.map((i) => i.set as Json | undefined).find((s) => s !== undefined && s.table === FIREWALL_TABLE);
+  const name = family === 4 ? 'cluster4' : 'cluster6';
+  const set = items.map((i) => i.set as Json | undefined).find((s) => s !== undefined && s.table === FIREWALL_TABLE && s.name === name);
   const host = family === 4 ? 32 : 128;
   return arr(set?.elem ?? [])
     .map((e) => (e.prefix ? `${String((e.prefix as Json).addr)}/${String((e.prefix as Json).len)}` : undefined))

@@ -27,8 +27,11 @@ function fakeNode(dhcpMs: number) {
     max.pods = Math.max(max.pods, now.pods.size);
     await new Promise((r) => setTimeout(r, 1));
     try {
-      if (argv.join(' ') === 'ip -j link show') return { code: 0, stdout: JSON.stringify([{ ifname: 'lo', mtu: 65536 }, { ifname: 'eth0', mtu: 1450 }]), stderr: '' };
-      if (argv.join(' ') === 'ip -j -4 route show') return { code: 0, stdout: JSON.stringify([{ dst: 'default', gateway: '10.42.1.1', dev: 'eth0' }]), stderr: '' };
+      if (argv.join(' ') === 'ip -4 -j -force -batch -') {
+        // links, routes, addresses: one JSON document per line, as `ip -batch` prints them
+        const lines = [[{ ifname: 'lo', mtu: 65536 }, { ifname: 'eth0', mtu: 1450 }], [{ dst: 'default', gateway: '10.42.1.1', dev: 'eth0' }], []];
+        return { code: 0, stdout: `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`, stderr: '' };
+      }
       if (argv[0] === 'nft' && argv[1] === '-j') return { code: 1, stdout: '', stderr: 'No such file or directory' };
       if (argv[0] === 'busybox') {
         const gateway = ns.split('/')[0]!;
