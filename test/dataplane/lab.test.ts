@@ -602,7 +602,9 @@ describe.sequential('12 a pod network MTU of 1400 (Flannel or Calico VXLAN on a 
     await lab.addExtraPod('c1400', ADDR.c1400, 1400);
     await lab.applyPolicy();
     const rc = await lab.clientInitIn('c1400');
-    expect(rc).toBe(0);
+    // On a failure the message carries the init's own output (the lab's work directory goes at teardown).
+    const initLog = rc === 0 ? '' : readFileSync(join(lab.work, 'c1400-init.log'), 'utf8').split('\n').slice(-25).join('\n');
+    expect(rc, `the client init exited ${rc}; its last lines:\n${initLog}`).toBe(0);
     const mtu = Number((await lab.in('c1400', 'cat /sys/class/net/vxlan0/mtu')).trim());
     figure(`MTUs on a 1400-byte pod network: client vxlan0 ${mtu}, gateway ${lab.vpnIf} ${lab.gluetun.wireguardMtu}`);
     const r = await lab.tryIn('c1400', `ping -M do -s ${mtu - 28} -c 2 -W 2 ${ADDR.inet}`);
