@@ -270,6 +270,13 @@ export interface Exit {
 /** gluetun's health server, as manifests/components/exit-group binds it (HEALTH_SERVER_ADDRESS). */
 export const EXIT_HEALTH_PORT = 9999;
 
+/**
+ * podvpn's own exit probe in each exit's gateway pod (`podvpn exit-probe`): answers as gluetun's
+ * health server does, from a probe through the tunnel every second, so the agent fails pods over in
+ * seconds rather than at gluetun's next 60 s check.
+ */
+export const EXIT_PROBE_PORT = 9998;
+
 export interface Config extends Omit<ParsedConfig, 'gateways'> {
   gateways: Record<string, Gateway>;
 }
