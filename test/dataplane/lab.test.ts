@@ -601,10 +601,24 @@ describe.sequential('12 a pod network MTU of 1400 (Flannel or Calico VXLAN on a 
   it("a routed pod's init succeeds, and a DF packet of its vxlan0 MTU crosses VXLAN and the tunnel", async () => {
     await lab.addExtraPod('c1400', ADDR.c1400, 1400);
     await lab.applyPolicy();
-    const rc = await lab.clientInitIn('c1400');
-    // On a failure the message carries the init's own output (the lab's work directory goes at teardown).
-    const initLog = rc === 0 ? '' : readFileSync(join(lab.work, 'c1400-init.log'), 'utf8').split('\n').slice(-25).join('\n');
-    expect(rc, `the client init exited ${rc}; its last lines:\n${initLog}`).toBe(0);
+    // The kubelet restarts a failed init container; so does the lab, up to 3 runs, as upstream's MTU
+    // defect is not transient: it fails every run with the kernel's refusal, and any run that shows it
+    // fails the check at once. A transient failure (one fresh-clone CI run saw one, cause not logged)
+    // is reported with its output and counted in the figure.
+    let rc = -1;
+    let runs = 0;
+    const failures: string[] = [];
+    while (rc !== 0 && runs < 3) {
+      runs++;
+      rc = await lab.clientInitIn('c1400', `c1400-init-${runs}`);
+      if (rc === 0) break;
+      const tail = readFileSync(join(lab.work, `c1400-init-${runs}.log`), 'utf8').split('\n').slice(-25).join('\n');
+      failures.push(`run ${runs} exited ${rc}:\n${tail}`);
+      log(`c1400 client init run ${runs} exited ${rc}; its last lines:\n${tail}`);
+      expect(tail, 'the MTU refusal upstream crash-loops on').not.toMatch(/mtu[^\n]*\n[^\n]*(Invalid argument|RTNETLINK)/i);
+    }
+    figure(`client init on a 1400-byte pod network: ${runs} run(s) to success${failures.length > 0 ? ' (earlier runs failed: see the lab log)' : ''}`);
+    expect(rc, `the client init failed ${runs} times; its output:\n${failures.join('\n')}`).toBe(0);
     const mtu = Number((await lab.in('c1400', 'cat /sys/class/net/vxlan0/mtu')).trim());
     figure(`MTUs on a 1400-byte pod network: client vxlan0 ${mtu}, gateway ${lab.vpnIf} ${lab.gluetun.wireguardMtu}`);
     const r = await lab.tryIn('c1400', `ping -M do -s ${mtu - 28} -c 2 -W 2 ${ADDR.inet}`);
