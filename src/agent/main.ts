@@ -7,6 +7,8 @@ import { createServer } from 'node:http';
 import { ApiException, CoreV1Api, type Informer, KubeConfig, type KubernetesObject, ListWatch, NetworkingV1Api, type ObjectCache, type V1Node, type V1Pod, type V1ServiceCIDR, Watch, makeInformer } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { loadConfig } from '../config/load.js';
+import type { Gateway } from '../config/schema.js';
+import { exitView } from '../exits/admission.js';
 import { LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
 import { Agent, execRun } from './agent.js';
 import { GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
@@ -125,8 +127,8 @@ async function roundOnce(): Promise<void> {
     else if (ranges !== undefined) log('cluster ranges', { podCIDRs: ranges.podCIDRs, serviceCIDRs: ranges.serviceCIDRs, sources: ranges.sources });
   }
   if (ranges !== undefined) {
-    const gateways = new Map([...states].map(([name, state]) => [name, { config: config.gateways[name]!, state }]));
-    const pods = agentPods([...podInformer.list()], nodeName!);
+    const gateways = new Map([...states].map(([name, state]) => [name, { config: targetConfig(name), state }]));
+    const pods = agentPods([...podInformer.list()], nodeName!, config);
     netnsThisRound = findPodsNetns('/proc', pods.map((p) => p.uid).filter((uid) => UID.test(uid)));
     for (const uid of [...lastProblem.keys()]) if (!pods.some((p) => p.uid === uid)) lastProblem.delete(uid);
     await agent.reconcile(pods, gateways, ranges);
@@ -134,6 +136,17 @@ async function roundOnce(): Promise<void> {
   routedGauge.reset();
   for (const gateway of agent.routedNow.values()) routedGauge.inc({ gateway });
   lastRound = Date.now();
+}
+
+/** A tunnel target's config: the gateway's, or an exit's view of its group (its own VXLAN id). */
+function targetConfig(name: string): Gateway {
+  const single = config.gateways[name];
+  if (single !== undefined && single.exits === undefined) return single;
+  for (const g of Object.values(config.gateways)) {
+    const exit = g.exits?.find((e) => e.name === name);
+    if (exit !== undefined) return exitView(g, exit);
+  }
+  throw new Error(`no gateway or exit named ${name}`);
 }
 
 function hook<T extends KubernetesObject>(inf: Informer<T>): void {
