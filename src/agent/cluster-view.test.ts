@@ -66,12 +66,13 @@ describe('agent cluster view', () => {
     expect(gatewayStates([exitPod('vpn-b', '10.0.1.2', true, true), exitPod('vpn-b', '10.0.1.9', false)], group).get('vpn-b')).toMatchObject({ podIP: '10.0.1.9', terminating: false });
   });
 
-  it('exit group: the pod takes its exit from the label, else its pin; no usable exit is a reason to wait, never a guess', () => {
+  it('exit group: the pod takes its exit from its pin, else the label; no usable exit is a reason to wait, never a guess', () => {
     const routed = (labels: Record<string, string>, annotations: Record<string, string> = {}) =>
       pod('p', { labels: { 'podvpn.io/routed': 'vpn', ...labels }, annotations: { 'podvpn.io/status': status('agent'), ...annotations } });
     const one = (p: V1Pod) => agentPods([p], 'n1', group)[0]!;
     expect(one(routed({ 'podvpn.io/exit': 'vpn-b' }))).toEqual({ uid: 'p', namespace: 'apps', name: 'p', gateway: 'vpn', exit: 'vpn-b' });
     expect(one(routed({}, { 'podvpn.io/exit': 'vpn-a' }))).toMatchObject({ exit: 'vpn-a', pin: 'vpn-a' });
+    expect(one(routed({ 'podvpn.io/exit': 'vpn-b' }, { 'podvpn.io/exit': 'vpn-a' })), 'the pin wins over a label that says otherwise').toMatchObject({ exit: 'vpn-a' });
     expect(one(routed({})).exit).toBeUndefined();
     expect(one(routed({}))).toMatchObject({ waitReason: expect.stringMatching(/no podvpn.io\/exit label/) });
     expect(one(routed({ 'podvpn.io/exit': 'vpn-z' }))).toMatchObject({ waitReason: expect.stringMatching(/"vpn-z" names no exit of group "vpn"/) });

@@ -18,8 +18,8 @@ export const GATEWAY_INSTANCE_LABEL = 'app.kubernetes.io/instance';
 
 /**
  * Routed pods whose status says agent mode, on this node, not finished. With the config, an exit
- * group's pod gets its exit: the label podvpn.io/exit if it names an exit of the group, else its pin
- * (annotation podvpn.io/exit) if that does; else no exit and a reason to wait (never a guess here:
+ * group's pod gets its exit: its pin (annotation podvpn.io/exit) if it names an exit of the group,
+ * else the label podvpn.io/exit if that does; else no exit and a reason to wait (never a guess here:
  * the exit planner, exit-moves.ts, assigns one and the label follows).
  */
 export function agentPods(pods: V1Pod[], nodeName: string, config?: Config): PodDesired[] {
@@ -43,8 +43,9 @@ export function agentPods(pods: V1Pod[], nodeName: string, config?: Config): Pod
       const rawPin = meta.annotations?.[ANNOTATION_EXIT];
       const known = (e: string | undefined) => e !== undefined && exits.some((x) => x.name === e);
       if (typeof rawPin === 'string') desired.pin = rawPin;
-      if (known(label)) desired.exit = label;
-      else if (known(rawPin)) desired.exit = rawPin;
+      // The pin is the user's word: it wins over a label that says otherwise
+      if (known(rawPin)) desired.exit = rawPin;
+      else if (known(label)) desired.exit = label;
       else {
         desired.waitReason =
           label === undefined
