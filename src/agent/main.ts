@@ -91,6 +91,8 @@ async function watchServiceCIDRs(): Promise<(Informer<V1ServiceCIDR> & ObjectCac
 }
 
 // ---- exit health: each exit's probe, every second ----
+// --exit-probe-port: the exits' probe port (default EXIT_PROBE_PORT; tests run the probe elsewhere).
+const probePort = Number(arg('exit-probe-port') ?? String(EXIT_PROBE_PORT));
 const exitGroupOf = new Map(groups.flatMap((g) => g.exits!.map((e) => [e.name, g.name] as const)));
 const probes = new Map<string, ProbeMemory>();
 const verdicts = new Map<string, ExitVerdict>();
@@ -108,7 +110,7 @@ async function pollExits(): Promise<void> {
         let reading;
         let answered = false;
         try {
-          const res = await fetch(probeURL(ip, EXIT_PROBE_PORT), { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'error' });
+          const res = await fetch(probeURL(ip, probePort), { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'error' });
           reading = readHealthAnswer(exit, res.status, (await res.text()).slice(0, 1024), Date.now());
           answered = true;
         } catch (err) {
@@ -118,7 +120,7 @@ async function pollExits(): Promise<void> {
         probes.set(exit, mem);
         if (!mem.answered && mem.failures === 3 && !noProbeLogged.has(`${exit}@${ip}`)) {
           noProbeLogged.add(`${exit}@${ip}`);
-          log(`exit ${exit}: its probe at ${probeURL(ip, EXIT_PROBE_PORT)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
+          log(`exit ${exit}: its probe at ${probeURL(ip, probePort)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
         }
       }),
     );
