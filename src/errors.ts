@@ -31,9 +31,7 @@ export type DenyReason =
   /** The gateway's tunnel MTU does not fit the pod network's MTU (src/cluster/pod-mtu.ts). */
   | 'gateway-mtu-too-large'
   /** podvpn.io/exit names no exit of the pod's gateway (src/exits/admission.ts). */
-  | 'unknown-exit'
-  /** An exit group in agent mode: the agent does not route exit groups yet. */
-  | 'exit-group-unsupported';
+  | 'unknown-exit';
 
 /** Errors answered with a non-200 status: the request itself is not a usable AdmissionReview. */
 export const HTTP_ERRORS = {

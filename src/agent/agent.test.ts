@@ -23,7 +23,7 @@ function fakePorts(): AgentPorts & { maxInFlight: number } {
     async run(step: Step): Promise<RunResult> {
       const argv = step.argv.slice(3).join(' '); // after "nsenter --net=... --"
       // links, routes, addresses: one JSON document per line, as `ip -batch` prints them
-      if (argv.startsWith('ip -4 -j -force -batch -')) return { code: 0, stdout: '[{"ifname":"lo","mtu":65536},{"ifname":"eth0","mtu":1450}]\n[{"dst":"default","gateway":"169.254.1.1","dev":"eth0"}]\n[]\n', stderr: '' };
+      if (argv.startsWith('ip -4 -d -j -force -batch -')) return { code: 0, stdout: '[{"ifname":"lo","mtu":65536},{"ifname":"eth0","mtu":1450}]\n[{"dst":"default","gateway":"169.254.1.1","dev":"eth0"}]\n[]\n', stderr: '' };
       if (argv.startsWith('nft -j list table')) return { code: 1, stdout: '', stderr: 'No such file or directory' };
       if (argv.startsWith('busybox udhcpc')) {
         inFlight += 1;
@@ -57,5 +57,33 @@ describe('Agent.reconcile over many pods', () => {
     agent.concurrency = 1;
     await agent.reconcile(pods, gateways, RANGES);
     expect(ports.maxInFlight).toBe(1);
+  });
+
+  it("exit group: a pod is routed through its exit, with the exit's VXLAN id to the exit's pod; DHCP queued per exit (each is its own dnsmasq)", async () => {
+    const ports = fakePorts();
+    const seen: string[] = [];
+    const run = ports.run.bind(ports);
+    ports.run = async (step: Step) => {
+      seen.push(step.argv.slice(3).join(' '));
+      return run(step);
+    };
+    const exitView = (name: string, vxlanId: number) => ({ config: { ...GW_CONFIG, name: 'vpn', vxlanId }, state: { name, podIP: name === 'vpn-a' ? '10.42.5.1' : '10.42.5.2', ready: true, vxlanId } });
+    const targets = new Map([['vpn-a', exitView('vpn-a', 101)], ['vpn-b', exitView('vpn-b', 102)]]);
+    const agent = new Agent(ports);
+    agent.concurrency = 4;
+    const onB = pods.slice(0, 2).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-b' }));
+    const onA = pods.slice(2, 4).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a' }));
+    await agent.reconcile([...onB, ...onA], targets, RANGES);
+    expect(seen.filter((a) => a.startsWith('ip link add vxlan0')).sort()).toEqual([
+      ...Array(2).fill('ip link add vxlan0 type vxlan id 101 dev eth0 dstport 4789'),
+      ...Array(2).fill('ip link add vxlan0 type vxlan id 102 dev eth0 dstport 4789'),
+    ]);
+    expect(seen.filter((a) => a.startsWith('bridge fdb append')).sort()).toEqual([
+      ...Array(2).fill('bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 10.42.5.1'),
+      ...Array(2).fill('bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 10.42.5.2'),
+    ]);
+    // two exits, two dnsmasqs: their exchanges side by side, one at a time each
+    expect(ports.maxInFlight).toBe(2);
+    expect([...agent.routedNow.values()]).toEqual(Array(4).fill('vpn'));
   });
 });

@@ -7,7 +7,7 @@ import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Gateway } from '../config/schema.js';
 import { AGENT_READY_LINK } from '../constants.js';
 import { parseAddress, parseFdbRemotes, parseLinks, parseNftSet, parseRoutes } from './observe.js';
-import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod } from './reconcile.js';
+import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod, tunnelTarget } from './reconcile.js';
 import {
   dhcpStep,
   type GatewayFacts,
@@ -16,6 +16,7 @@ import {
   parseLease,
   readyMarker,
   repointTunnel,
+  retunnel,
   setupAfterLease,
   setupBeforeLease,
   type Step,
@@ -68,7 +69,7 @@ export class Agent {
     // Two reads for every pod every round, three with a tunnel: one `ip` for links, IPv4 routes and
     // IPv4 addresses (a batch: one process, one JSON document per line), one `nft` for the table with
     // both range sets, and the tunnel's FDB. Each read is an nsenter and a process: the agent's cost.
-    const ip = await this.ports.run(inNetns(nsPath, { argv: ['ip', '-4', '-j', '-force', '-batch', '-'], stdin: 'link show\nroute show\naddr show\n' }));
+    const ip = await this.ports.run(inNetns(nsPath, { argv: ['ip', '-4', '-d', '-j', '-force', '-batch', '-'], stdin: 'link show\nroute show\naddr show\n' }));
     const [linksJson = '', routesJson = '', addrsJson = ''] = ip.code === 0 ? ip.stdout.split('\n') : [];
     const links = parseLinks(linksJson);
     const routes = parseRoutes(routesJson);
@@ -80,6 +81,7 @@ export class Agent {
       firewallCIDRs: table.code === 0 ? [...parseNftSet(table.stdout, 4), ...parseNftSet(table.stdout, 6)] : undefined,
       tunnelRemote: fdb === undefined ? undefined : parseFdbRemotes(fdb.code === 0 ? fdb.stdout : ''),
       tunnelAddress: hasTunnel ? parseAddress(addrsJson, TUNNEL) : undefined,
+      tunnelVxlanId: links.vxlanId.get(TUNNEL),
       defaultViaTunnel: routes.defaultViaTunnel !== undefined,
       readyMarker: links.names.includes(AGENT_READY_LINK),
       eth0Gateway: routes.eth0Gateway,
@@ -94,7 +96,11 @@ export class Agent {
    */
   concurrency = 8;
 
-  /** One pass over the node's routed pods, `concurrency` at a time. Errors are per pod: one broken pod does not stop the rest. */
+  /**
+   * One pass over the node's routed pods, `concurrency` at a time. Errors are per pod: one broken pod
+   * does not stop the rest. `gateways` is keyed by tunnel target (reconcile.ts tunnelTarget): a
+   * gateway's name, or for an exit group each exit's name, with the exit's view of the group.
+   */
   async reconcile(pods: PodDesired[], gateways: Map<string, { config: Gateway; state: GatewayState }>, ranges: ClusterRanges): Promise<void> {
     const live = new Set(pods.map((p) => p.uid));
     for (const uid of [...this.leases.keys()]) if (!live.has(uid)) this.leases.delete(uid);
@@ -106,7 +112,7 @@ export class Agent {
         const pod = pods[next]!;
         next += 1;
         try {
-          await this.reconcilePod(pod, gateways.get(pod.gateway), ranges);
+          await this.reconcilePod(pod, gateways.get(tunnelTarget(pod)), ranges);
         } catch (err) {
           this.events.failed?.(pod, (err as Error).message);
         }
@@ -192,6 +198,9 @@ export class Agent {
       case 'repoint':
         this.events.rebuilt?.(pod, pod.gateway, 'repoint');
         return steps(repointTunnel(need(gw, 'gateway'), action.from));
+      case 'retunnel':
+        this.events.rebuilt?.(pod, pod.gateway, 'retunnel');
+        return steps(retunnel(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway')));
       case 'update-ranges': {
         const previous = { ...ranges, podCIDRs: previousCIDRs ?? [], serviceCIDRs: [], extraCIDRs: [] };
         this.events.rebuilt?.(pod, pod.gateway, 'update-ranges');
@@ -202,9 +211,10 @@ export class Agent {
         if (action.kind === 'lease' && action.requestIP !== undefined) this.events.rebuilt?.(pod, pod.gateway, 'lease');
         // An agent stopped between creating vxlan0 and raising it leaves it down: DHCP would never work
         await steps([{ argv: ['ip', 'link', 'set', TUNNEL, 'up'] }]);
-        const dhcp = await this.oneAtATime(pod.gateway, () => this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript))));
+        // One queue per dnsmasq: each exit of a group is its own gateway pod
+        const dhcp = await this.oneAtATime(tunnelTarget(pod), () => this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript))));
         const lease = parseLease(dhcp.stdout, need(gw, 'gateway'));
-        if (!lease.ok) throw new Error(`DHCP from gateway ${pod.gateway}: ${lease.reason}`);
+        if (!lease.ok) throw new Error(`DHCP from gateway ${tunnelTarget(pod)}: ${lease.reason}`);
         this.leases.set(pod.uid, { takenAt: this.ports.now(), seconds: lease.lease.seconds });
         // The marker goes in by its own action, after everything else
         return steps(setupAfterLease(lease.lease).filter((s) => !s.argv.includes(AGENT_READY_LINK)));

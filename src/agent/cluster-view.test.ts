@@ -37,9 +37,47 @@ describe('agent cluster view', () => {
       status: { podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
     });
     const states = gatewayStates([gw('default', '10.0.0.1', true, true), gw('default', '10.0.0.2', false), gw('default', '10.0.0.3', true)], config);
-    expect(states.get('default')).toEqual({ name: 'default', podIP: '10.0.0.3', ready: true });
-    expect(states.get('nl')).toEqual({ name: 'nl', podIP: undefined, ready: false });
-    expect(gatewayStates([gw('default', '10.0.0.2', false)], config).get('default')).toEqual({ name: 'default', podIP: '10.0.0.2', ready: false });
+    expect(states.get('default')).toEqual({ name: 'default', podIP: '10.0.0.3', ready: true, vxlanId: 42, terminating: false });
+    expect(states.get('nl')).toEqual({ name: 'nl', podIP: undefined, ready: false, vxlanId: 43, terminating: false });
+    expect(gatewayStates([gw('default', '10.0.0.2', false)], config).get('default')).toEqual({ name: 'default', podIP: '10.0.0.2', ready: false, vxlanId: 42, terminating: false });
+    // a single gateway's terminating pod is not used (as before exit groups)
+    expect(gatewayStates([gw('default', '10.0.0.1', true, true)], config).get('default')?.podIP).toBeUndefined();
+  });
+
+  const group = parseConfig({
+    gateways: { default: {}, vpn: { exits: [{ name: 'vpn-a', vxlanId: 101 }, { name: 'vpn-b', vxlanId: 102 }] } },
+  });
+  // An exit's gateway pod as manifests/examples/exit-group labels it
+  const exitPod = (exit: string, ip: string, ready: boolean, terminating = false): V1Pod => ({
+    metadata: {
+      name: `podvpn-gateway-${exit}-x`,
+      labels: { 'app.kubernetes.io/name': 'podvpn-gateway', 'app.kubernetes.io/instance': `podvpn-gateway-${exit}`, 'podvpn.io/gateway': 'vpn' },
+      ...(terminating ? { deletionTimestamp: new Date() } : {}),
+    },
+    status: { podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+  });
+
+  it("exit group: one state per exit, keyed by the exit, with the exit's VXLAN id; a terminating exit pod is kept and marked (it serves while it drains)", () => {
+    const states = gatewayStates([exitPod('vpn-a', '10.0.1.1', true), exitPod('vpn-b', '10.0.1.2', true, true)], group);
+    expect([...states.keys()].sort()).toEqual(['default', 'vpn-a', 'vpn-b']);
+    expect(states.get('vpn-a')).toEqual({ name: 'vpn-a', podIP: '10.0.1.1', ready: true, vxlanId: 101, terminating: false });
+    expect(states.get('vpn-b')).toEqual({ name: 'vpn-b', podIP: '10.0.1.2', ready: true, vxlanId: 102, terminating: true });
+    // its replacement, once it has an IP, is preferred to the terminating pod
+    expect(gatewayStates([exitPod('vpn-b', '10.0.1.2', true, true), exitPod('vpn-b', '10.0.1.9', false)], group).get('vpn-b')).toMatchObject({ podIP: '10.0.1.9', terminating: false });
+  });
+
+  it('exit group: the pod takes its exit from its pin, else the label; no usable exit is a reason to wait, never a guess', () => {
+    const routed = (labels: Record<string, string>, annotations: Record<string, string> = {}) =>
+      pod('p', { labels: { 'podvpn.io/routed': 'vpn', ...labels }, annotations: { 'podvpn.io/status': status('agent'), ...annotations } });
+    const one = (p: V1Pod) => agentPods([p], 'n1', group)[0]!;
+    expect(one(routed({ 'podvpn.io/exit': 'vpn-b' }))).toEqual({ uid: 'p', namespace: 'apps', name: 'p', gateway: 'vpn', exit: 'vpn-b' });
+    expect(one(routed({}, { 'podvpn.io/exit': 'vpn-a' }))).toMatchObject({ exit: 'vpn-a', pin: 'vpn-a' });
+    expect(one(routed({ 'podvpn.io/exit': 'vpn-b' }, { 'podvpn.io/exit': 'vpn-a' })), 'the pin wins over a label that says otherwise').toMatchObject({ exit: 'vpn-a' });
+    expect(one(routed({})).exit).toBeUndefined();
+    expect(one(routed({}))).toMatchObject({ waitReason: expect.stringMatching(/no podvpn.io\/exit label/) });
+    expect(one(routed({ 'podvpn.io/exit': 'vpn-z' }))).toMatchObject({ waitReason: expect.stringMatching(/"vpn-z" names no exit of group "vpn"/) });
+    // a single gateway's pod is as before: no exit
+    expect(agentPods([pod('s')], 'n1', group)[0]).toEqual({ uid: 's', namespace: 'apps', name: 's', gateway: 'default' });
   });
 
   it("ranges: config plus nodes' podCIDRs; unknown service range means none", () => {

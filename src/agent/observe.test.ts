@@ -36,6 +36,15 @@ describe('observe: one ip batch, one nft table', () => {
     expect(parseAddress(addrs!, 'missing0')).toBeUndefined();
   });
 
+  it("reads vxlan0's VXLAN id from `ip -d` (the exit a pod's tunnel goes to)", () => {
+    // `ip -4 -d -j link show` on bookworm (iproute2 6.1), trimmed: a vxlan link's linkinfo
+    const detailed =
+      '[{"ifindex":1,"ifname":"lo","mtu":65536},{"ifindex":2,"ifname":"vxlan0","mtu":1320,"link_type":"ether","linkinfo":{"info_kind":"vxlan","info_data":{"id":101,"link":"eth0","port_range":{"low":0,"high":0},"port":4789,"learning":true,"ttl":0,"df":"unset","ageing":300}}},{"ifindex":3,"ifname":"podvpn-ready","mtu":1500,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500}}}]';
+    expect([...parseLinks(detailed).vxlanId]).toEqual([['vxlan0', 101]]);
+    // without -d there is no linkinfo: no id, never a guess
+    expect(parseLinks(links!).vxlanId.size).toBe(0);
+  });
+
   it('takes each family from its own set of the whole table', () => {
     expect(parseNftSet(TABLE, 4)).toEqual(['10.42.0.0/16', '10.43.0.10/32']);
     expect(parseNftSet(TABLE, 6)).toEqual(['fd00:10:42::/56']);

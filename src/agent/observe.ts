@@ -14,12 +14,19 @@ function parseJson(text: string): unknown {
 const arr = (v: unknown): Json[] => (Array.isArray(v) ? (v.filter((x) => x !== null && typeof x === 'object') as Json[]) : []);
 
 
-/** ip -j link show */
-export function parseLinks(json: string): { names: string[]; mtu: Map<string, number> } {
+/** ip -d -j link show: names, MTUs, and each VXLAN link's id (the VNI; -d adds linkinfo). */
+export function parseLinks(json: string): { names: string[]; mtu: Map<string, number>; vxlanId: Map<string, number> } {
   const links = arr(parseJson(json));
+  const vxlanId = new Map<string, number>();
+  for (const l of links) {
+    const info = l.linkinfo as Json | undefined;
+    const id = (info?.info_data as Json | undefined)?.id;
+    if (info?.info_kind === 'vxlan' && typeof id === 'number') vxlanId.set(String(l.ifname), id);
+  }
   return {
     names: links.map((l) => String(l.ifname)),
     mtu: new Map(links.map((l) => [String(l.ifname), Number(l.mtu)])),
+    vxlanId,
   };
 }
 

@@ -77,6 +77,29 @@ describe('reconcile plan', () => {
     });
   });
 
+  it('exit group: a tunnel to another VXLAN id (a failover, a drain) is rebuilt to the exit, then leased asking for the same address', () => {
+    const exitB = { name: 'vpn-b', podIP: '10.42.3.7', ready: true, vxlanId: 102 };
+    const onA = { ...healthy, tunnelVxlanId: 101 };
+    expect(planPod({ ...POD, gateway: 'vpn', exit: 'vpn-b' }, onA, exitB, RANGES, lease, HOUR)).toEqual({
+      uid: 'u1',
+      actions: [
+        { kind: 'retunnel', fromVxlanId: 101, toVxlanId: 102, to: '10.42.3.7' },
+        { kind: 'lease', requestIP: '172.16.0.23' },
+      ],
+      routed: true,
+    });
+    // the same id: nothing to do
+    expect(planPod({ ...POD, gateway: 'vpn', exit: 'vpn-b' }, { ...onA, tunnelVxlanId: 102, tunnelRemote: ['10.42.3.7'] }, exitB, RANGES, lease, HOUR).actions).toEqual([]);
+    // the id unread (an older observation): no rebuild on a guess
+    expect(planPod({ ...POD, gateway: 'vpn', exit: 'vpn-b' }, { ...healthy, tunnelRemote: ['10.42.3.7'] }, exitB, RANGES, lease, HOUR).actions).toEqual([]);
+  });
+
+  it('exit group: a pod without a usable exit waits with the reason (the firewall still goes in); its tunnel is not touched', () => {
+    const pod = { ...POD, gateway: 'vpn', waitReason: 'no podvpn.io/exit label' };
+    expect(planPod(pod, fresh, GW, RANGES, undefined, 0).actions).toEqual([{ kind: 'firewall' }, { kind: 'wait', reason: 'no podvpn.io/exit label' }]);
+    expect(planPod(pod, { ...healthy, tunnelVxlanId: 101 }, { ...GW, vxlanId: 102 }, RANGES, lease, HOUR).actions).toEqual([{ kind: 'wait', reason: 'no podvpn.io/exit label' }]);
+  });
+
   it('tunnel up but the marker missing (the agent died after the route): only the marker', () => {
     expect(planPod(POD, { ...healthy, readyMarker: false }, GW, RANGES, lease, HOUR).actions).toEqual([{ kind: 'mark-ready' }]);
   });

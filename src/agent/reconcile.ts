@@ -15,6 +15,12 @@ export interface GatewayState {
    * healthcheck, so Ready=false means the VPN tunnel is down, not only that a ping failed.
    */
   ready: boolean;
+  /**
+   * The VXLAN id pods must use to reach it (the gateway's, or for an exit group the exit's own). When
+   * set, a tunnel with another id is rebuilt (an id cannot be changed in place): a failover or a
+   * rebalance to another exit, or a changed config.
+   */
+  vxlanId?: number;
 }
 
 /** What the agent read from the pod's namespace (observe.ts parses `ip -j` and `nft -j`). */
@@ -30,13 +36,27 @@ export interface PodObserved {
   tunnelAddress: string | undefined;
   defaultViaTunnel: boolean;
   readyMarker: boolean;
+  /** vxlan0's VXLAN id, when read (`ip -d`). */
+  tunnelVxlanId?: number | undefined;
 }
 
 export interface PodDesired {
   uid: string;
   namespace: string;
   name: string;
+  /** podvpn.io/routed: the gateway, or for an exit group the group. */
   gateway: string;
+  /** An exit group's pod: the exit it should leave through (label podvpn.io/exit, or the agent's move). */
+  exit?: string | undefined;
+  /** An exit group's pod: its pin (annotation podvpn.io/exit). */
+  pin?: string | undefined;
+  /** Set when the pod cannot be routed as it is (an exit group's pod without a usable exit): why. */
+  waitReason?: string | undefined;
+}
+
+/** The key of the gateway a pod's tunnel goes to: its exit for an exit group, else its gateway. */
+export function tunnelTarget(pod: PodDesired): string {
+  return pod.exit ?? pod.gateway;
 }
 
 /** What the agent remembers between rounds (lost on restart, which is safe: see renew). */
@@ -51,6 +71,8 @@ export type Action =
   | { kind: 'firewall' }
   | { kind: 'setup' }
   | { kind: 'repoint'; from: string[]; to: string }
+  /** vxlan0 to another VXLAN id (another exit): delete and recreate it, then a lease from that exit. */
+  | { kind: 'retunnel'; fromVxlanId: number; toVxlanId: number; to: string }
   | { kind: 'update-ranges' }
   | { kind: 'lease'; requestIP?: string }
   | { kind: 'mark-ready' }
@@ -82,14 +104,22 @@ export function planPod(
   if (observed.firewallCIDRs === undefined) actions.push({ kind: 'firewall' });
   else if (rangesStale) actions.push({ kind: 'update-ranges' });
 
-  if (gateway === undefined) return plan([...actions, { kind: 'wait', reason: `gateway "${pod.gateway}" is not configured on this agent` }]);
+  if (pod.waitReason !== undefined) return plan([...actions, { kind: 'wait', reason: pod.waitReason }]);
+  if (gateway === undefined) return plan([...actions, { kind: 'wait', reason: `gateway "${tunnelTarget(pod)}" is not configured on this agent` }]);
   if (gateway.podIP === undefined) return plan([...actions, { kind: 'wait', reason: `gateway "${gateway.name}" has no pod` }]);
 
   if (observed.tunnelRemote === undefined) {
     // setup includes the firewall; do not list it twice
     return plan([{ kind: 'setup' }, { kind: 'lease' }, { kind: 'mark-ready' }]);
   }
-  if (observed.tunnelRemote.length !== 1 || observed.tunnelRemote[0] !== gateway.podIP) {
+  if (gateway.vxlanId !== undefined && observed.tunnelVxlanId !== undefined && observed.tunnelVxlanId !== gateway.vxlanId) {
+    // Another exit (a failover, a drain, a rebalance): a new vxlan0 with the exit's id to its pod, then
+    // a lease from that exit's dnsmasq, asking for the same address (granted when no pod of that exit
+    // holds it; else another). Fail closed meanwhile: the default route goes with the old vxlan0 and
+    // the firewall, untouched, lets nothing out but the cluster and vxlan0.
+    actions.push({ kind: 'retunnel', fromVxlanId: observed.tunnelVxlanId, toVxlanId: gateway.vxlanId, to: gateway.podIP });
+    actions.push({ kind: 'lease', requestIP: observed.tunnelAddress });
+  } else if (observed.tunnelRemote.length !== 1 || observed.tunnelRemote[0] !== gateway.podIP) {
     // A replaced gateway: a new pod IP and a new dnsmasq that does not know our lease. Ask for the
     // same address so the pod's flows keep their source.
     actions.push({ kind: 'repoint', from: observed.tunnelRemote, to: gateway.podIP });

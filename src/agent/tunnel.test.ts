@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GW, RANGES } from '../../test/agent/fixtures.js';
-import { dhcpStep, inNetns, parseLease, repointTunnel, setupAfterLease, setupBeforeLease, type Step, updateRanges } from './tunnel.js';
+import { dhcpStep, inNetns, parseLease, repointTunnel, retunnel, setupAfterLease, setupBeforeLease, type Step, updateRanges } from './tunnel.js';
 import { expectGoldenFile } from '../../test/golden.js';
 
 const DIR = join(import.meta.dirname, 'testdata');
@@ -38,6 +38,16 @@ describe('tunnel plan', () => {
         ...updateRanges(POD, GW, { ...RANGES, podCIDRs: ['10.42.0.0/16', '10.52.0.0/16'], extraCIDRs: [] }, RANGES),
       ]),
     );
+  });
+
+  it('golden: a move to another exit (VXLAN id 101 -> 102): vxlan0 deleted and made again, a lease asking for the same address, the route back', () => {
+    const exitB = { ...GW, podIP: '10.42.3.7', vxlanId: 102 };
+    const lease = { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 };
+    const steps = [...retunnel(POD, exitB), dhcpStep('172.16.0.23'), ...setupAfterLease(lease)];
+    golden('move-exit', show(steps));
+    // the firewall is not reloaded: it holds the pod closed while vxlan0 is away
+    expect(steps.some((s) => s.argv[0] === 'nft')).toBe(false);
+    expect(steps[0]).toEqual({ argv: ['ip', 'link', 'del', 'vxlan0'], mayFail: true });
   });
 
   it('MTU: the gateway MTU unless eth0 minus VXLAN overhead is smaller', () => {

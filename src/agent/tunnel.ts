@@ -58,9 +58,7 @@ export function setupBeforeLease(pod: PodNetFacts, gw: GatewayFacts, ranges: Clu
   return [
     { argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: gw.overlayGatewayIP }) },
     ...clusterRoutes(pod, ranges),
-    { argv: ['ip', 'link', 'add', TUNNEL, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
-    { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] },
-    { argv: ['ip', 'link', 'set', TUNNEL, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
+    ...tunnelLink(pod, gw),
   ];
 }
 
@@ -153,6 +151,24 @@ export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
     // asks again, the new gateway answers through the all-zeros entry, and traffic flows with the
     // pod's address before the new lease is even taken.
     { argv: ['ip', 'neigh', 'flush', 'dev', TUNNEL], mayFail: true },
+  ];
+}
+
+/**
+ * Another exit: vxlan0 to another VXLAN id and gateway pod. The kernel cannot change a vxlan link's id
+ * in place, so the link is deleted (its address, its default route and its learned neighbours go
+ * with it: nothing leaves but the cluster, the firewall is not touched) and made again as in
+ * setupBeforeLease; the caller then leases from the new exit and puts the address and route back.
+ */
+export function retunnel(pod: PodNetFacts, gw: GatewayFacts): Step[] {
+  return [{ argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
+}
+
+function tunnelLink(pod: PodNetFacts, gw: GatewayFacts): Step[] {
+  return [
+    { argv: ['ip', 'link', 'add', TUNNEL, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
+    { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] },
+    { argv: ['ip', 'link', 'set', TUNNEL, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
   ];
 }
 

@@ -20,13 +20,14 @@ export interface ExitFacts {
 
 export type ExitDecision =
   | { ok: true; gateway: Gateway; exit?: string; warnings: string[] }
-  | { ok: false; reason: 'unknown-exit' | 'exit-group-unsupported'; message: string };
+  | { ok: false; reason: 'unknown-exit'; message: string };
 
 export function exitForPod(input: {
   gateway: Gateway;
   podAnnotations: Readonly<Record<string, unknown>>;
   /** The rendezvous key (assign.ts podExitKey, or a template's key offline). */
   key: string;
+  /** Both data planes assign the same way: the agent then routes the pod through its exit (and fails it over). */
   dataPlane: DataPlane;
   config: Config;
   facts?: ExitFacts | undefined;
@@ -38,15 +39,6 @@ export function exitForPod(input: {
   if (exits === undefined) {
     if (pin === undefined || pin === gateway.name) return { ok: true, gateway, warnings: [] };
     return { ok: false, reason: 'unknown-exit', message: unknownExit(pin, gateway, config) };
-  }
-  if (input.dataPlane === 'agent') {
-    return {
-      ok: false,
-      reason: 'exit-group-unsupported',
-      message:
-        `gateway "${gateway.name}" is an exit group, and agent mode does not route exit groups yet (the agent's failover is next); ` +
-        `use the pod-gateway data plane for this namespace, or a single-exit gateway (${ANNOTATION_GATEWAY})`,
-    };
   }
   const names = exits.map((e) => e.name);
   const choice = chooseExit({ key, exits: names, pin, healthy: input.facts?.healthy, loads: input.facts?.loads });

@@ -20,6 +20,7 @@ import {
   GATE_INIT_NAME,
   GATE_TIMEOUT_SECONDS,
   GATE_UID,
+  LABEL_EXIT,
   LABEL_ROUTED,
   SERVICE_ACCOUNT_TOKEN_PATH,
   VERSION,
@@ -44,6 +45,7 @@ export function agentInjectionPatch(input: InjectionInput): Injection {
     version: VERSION,
     gateway: gateway.name,
     dataPlane: 'agent',
+    ...(input.exit === undefined ? {} : { exit: input.exit }),
     initContainers: [GATE_INIT_NAME],
     containers: [],
     volumes: [CLIENT_NO_TOKEN_VOLUME_NAME],
@@ -53,7 +55,8 @@ export function agentInjectionPatch(input: InjectionInput): Injection {
   const dns = dnsConfig(input);
   const patch: PatchOperation[] = [];
   if (pod.metadata === undefined || pod.metadata === null) patch.push({ op: 'add', path: '/metadata', value: {} });
-  patch.push(...mapEntries('/metadata/labels', pod.metadata?.labels, { [LABEL_ROUTED]: gateway.name }));
+  // An exit group's pod: the exit it leaves through, which the agent reads (and moves on a failover)
+  patch.push(...mapEntries('/metadata/labels', pod.metadata?.labels, { [LABEL_ROUTED]: gateway.name, ...(input.exit === undefined ? {} : { [LABEL_EXIT]: input.exit }) }));
   patch.push(...mapEntries('/metadata/annotations', pod.metadata?.annotations, { [ANNOTATION_STATUS]: JSON.stringify(status) }));
   if (pod.spec === undefined || pod.spec === null) patch.push({ op: 'add', path: '/spec', value: {} });
   const gate = gateContainer(gateway, config);

@@ -27,7 +27,7 @@ function fakeNode(dhcpMs: number) {
     max.pods = Math.max(max.pods, now.pods.size);
     await new Promise((r) => setTimeout(r, 1));
     try {
-      if (argv.join(' ') === 'ip -4 -j -force -batch -') {
+      if (argv.join(' ') === 'ip -4 -d -j -force -batch -') {
         // links, routes, addresses: one JSON document per line, as `ip -batch` prints them
         const lines = [[{ ifname: 'lo', mtu: 65536 }, { ifname: 'eth0', mtu: 1450 }], [{ dst: 'default', gateway: '10.42.1.1', dev: 'eth0' }], []];
         return { code: 0, stdout: `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`, stderr: '' };

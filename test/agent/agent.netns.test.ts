@@ -17,7 +17,7 @@ const POD: PodDesired = { uid: '6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b', namespace
 const GW_CONFIG: Gateway = {
   name: 'default', address: 'x', vxlanId: 42, vxlanPort: 4789, overlayNetwork: '172.16.0.0/24', overlayGatewayIP: '172.16.0.1', dns: '172.16.0.1', mtu: 1370, connectionRetryCount: 3,
 };
-const READ_ONLY = /^(ip -4 -j -force -batch -$|bridge -j fdb show|nft -j list)/;
+const READ_ONLY = /^(ip -4 -d -j -force -batch -$|bridge -j fdb show|nft -j list)/;
 
 describe.skipIf(!canRunNetnsLab())('agent loop on real network namespaces (root)', () => {
   let lab: NetnsLab;

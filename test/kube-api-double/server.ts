@@ -252,7 +252,8 @@ export class KubeApiDouble {
     if (name === undefined) throw new Error('put: metadata.name is required');
     const existing = this.store.get(this.storeKey(rt, ns, name));
     if (existing === undefined) return this.create(rt, ns, obj, { manager, dryRun: false });
-    return this.update(rt, ns, name, { ...obj, metadata: { ...obj.metadata, resourceVersion: undefined } }, { manager, dryRun: false });
+    // A test's put replaces whatever is stored: no resourceVersion or uid precondition
+    return this.update(rt, ns, name, { ...obj, metadata: { ...obj.metadata, resourceVersion: undefined, uid: undefined } }, { manager, dryRun: false });
   }
 
   get(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
@@ -718,6 +719,19 @@ export class KubeApiDouble {
     const existing = this.mustGet(rt, namespace, name);
     if (obj.metadata?.name !== undefined && obj.metadata.name !== name) {
       throw new ApiError(400, 'BadRequest', 'the name of the object does not match the name on the URL');
+    }
+    // A uid in the body is a precondition (a patch naming the uid of a pod since recreated under the
+    // same name fails): the storage layer's invalid-object error, answered as a Conflict.
+    const uid: unknown = obj.metadata?.uid;
+    const existingUid = String(existing.object.metadata!.uid);
+    if (typeof uid === 'string' && uid !== '' && uid !== existingUid) {
+      const key = `/registry/${rt.group === '' ? '' : `${rt.group}/`}${rt.resource}/${namespace === undefined ? '' : `${namespace}/`}${name}`;
+      throw new ApiError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${rt.resource}${rt.group === '' ? '' : `.${rt.group}`} "${name}": StorageError: invalid object, Code: 4, Key: ${key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: ${uid}, UID in object meta: ${existingUid}`,
+        { name, group: rt.group, kind: rt.resource },
+      );
     }
     const rv = obj.metadata?.resourceVersion;
     if (rv !== undefined && rv !== '' && rv !== existing.object.metadata!.resourceVersion) {

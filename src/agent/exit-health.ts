@@ -1,0 +1,76 @@
+// Exit health as the agent judges it (pure; the clock is an input). An exit is unhealthy when:
+//   - it has no gateway pod (gone, or not scheduled);
+//   - its pod is not Ready (manifests/gateway's readiness probe is gluetun's healthcheck);
+//   - its exit probe (`podvpn exit-probe`, http://<exit pod IP>:9998/, answering as gluetun's health
+//     server does: 200, or 500 and the reason, from a TCP connect through the tunnel every second)
+//     failed FAILURES_TO_UNHEALTHY polls in a row: a non-200 answer, or no answer within the timeout.
+// A terminating pod (deletionTimestamp) makes the exit *draining*: it still carries its pods, but it
+// is going, so its pods move (exit-moves.ts) and nothing new is sent to it.
+//
+// Why two failed polls, one second apart: a failover is a move nobody undoes (the agent never moves a
+// pod back on its own) and it breaks every flow of the moved pods, so one lost answer (a probe that
+// timed out once, a GC pause in the probe) must not move 1/N of the pods. Two in a row costs one more
+// second: the probe notices the dead tunnel within ~1 s (its connect), the first failed poll follows
+// within 1 s, the second 1 s later, so the verdict comes ~2-3 s after the tunnel dies.
+//
+// Older manifests without the probe: an exit whose probe has never answered (an HTTP status of any
+// kind) since its pod got its IP is judged by Ready alone (ready-only); the edge logs that once. Once
+// the probe has answered, a silence counts as a failure (the probe died with the exit, or the exit is
+// unreachable). A reading older than STALE_POLLS polls (the poller stalled) is not believed: ready-only.
+
+import type { HealthReading } from '../exits/health.js';
+import type { ExitPodState } from './cluster-view.js';
+
+export const PROBE_INTERVAL_MS = 1000;
+/** Shorter than the interval, so a poll never overlaps the next; a live probe answers in milliseconds. */
+export const PROBE_TIMEOUT_MS = 800;
+export const FAILURES_TO_UNHEALTHY = 2;
+export const STALE_POLLS = 5;
+
+/** What the agent remembers of one exit's probe (per gateway pod IP: a new pod starts afresh). */
+export interface ProbeMemory {
+  podIP: string;
+  /** The probe has answered with an HTTP status at least once at this pod IP. */
+  answered: boolean;
+  /** Failed polls in a row (non-200 or no answer); 0 after a 200. */
+  failures: number;
+  last: HealthReading;
+}
+
+/** Fold one poll into the memory. `answered`: an HTTP status came back (any status). */
+export function recordPoll(previous: ProbeMemory | undefined, podIP: string, reading: HealthReading, answered: boolean): ProbeMemory {
+  const same = previous !== undefined && previous.podIP === podIP;
+  return {
+    podIP,
+    answered: answered || (same && previous.answered),
+    failures: reading.healthy ? 0 : (same ? previous.failures : 0) + 1,
+    last: reading,
+  };
+}
+
+export type ExitState = 'healthy' | 'unhealthy' | 'draining';
+
+export interface ExitVerdict {
+  name: string;
+  state: ExitState;
+  /** Why (for the Event and the log): 'ok', or what failed. */
+  reason: string;
+  /** How it was judged: by the probe, or by the pod's Ready condition alone. */
+  by: 'probe' | 'ready';
+}
+
+export function exitVerdict(pod: ExitPodState | undefined, probe: ProbeMemory | undefined, now: number): ExitVerdict {
+  const name = pod?.name ?? probe?.last.exit ?? '';
+  if (pod === undefined || pod.podIP === undefined) return { name, state: 'unhealthy', reason: 'no gateway pod', by: 'ready' };
+  if (pod.terminating) return { name, state: 'draining', reason: 'gateway pod terminating', by: 'ready' };
+  if (!pod.ready) return { name, state: 'unhealthy', reason: 'gateway pod not Ready', by: 'ready' };
+  const usable = probe !== undefined && probe.podIP === pod.podIP && probe.answered && now - probe.last.at <= STALE_POLLS * PROBE_INTERVAL_MS;
+  if (!usable) return { name, state: 'healthy', reason: 'ok', by: 'ready' };
+  if (probe.failures >= FAILURES_TO_UNHEALTHY) return { name, state: 'unhealthy', reason: `exit probe: ${probe.last.reason}`, by: 'probe' };
+  return { name, state: 'healthy', reason: 'ok', by: 'probe' };
+}
+
+/** The probe's URL for an exit pod (EXIT_PROBE_PORT). */
+export function probeURL(podIP: string, port: number): string {
+  return `http://${podIP.includes(':') ? `[${podIP}]` : podIP}:${port}/`;
+}
