@@ -79,7 +79,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function runServe(args: string[]): Promise<number> {
-  const { DEFAULT_SERVE_OPTIONS, serve } = await import('./serve.js');
   const { values } = flags('serve', args, {
       listen: { type: 'string' },
       'admin-listen': { type: 'string' },
@@ -94,11 +93,15 @@ async function runServe(args: string[]): Promise<number> {
       'tls-reload-interval': { type: 'string' },
       'self-managed-certs': { type: 'boolean' },
   });
-  const d = DEFAULT_SERVE_OPTIONS;
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (values['log-level'] !== undefined && !levels.includes(values['log-level'])) {
     throw new UsageError(`--log-level must be one of ${levels.join(', ')}; got "${values['log-level']}"`);
   }
+  const shutdownDelay = seconds(values['shutdown-delay'], '--shutdown-delay');
+  const tlsReloadInterval = seconds(values['tls-reload-interval'], '--tls-reload-interval');
+  // The server (fastify, the Kubernetes client: about a second) loads only once the flags are good,
+  // so a usage error is answered at once.
+  const { DEFAULT_SERVE_OPTIONS: d, serve } = await import('./serve.js');
   const server = await serve({
     listen: values.listen ?? d.listen,
     adminListen: values['admin-listen'] ?? d.adminListen,
@@ -109,9 +112,9 @@ async function runServe(args: string[]): Promise<number> {
     noKube: values['no-kube'] ?? d.noKube,
     kubeconfig: values.kubeconfig,
     logLevel: values['log-level'] ?? d.logLevel,
-    shutdownDelay: seconds(values['shutdown-delay'], '--shutdown-delay') ?? d.shutdownDelay,
+    shutdownDelay: shutdownDelay ?? d.shutdownDelay,
     selfManagedCerts: values['self-managed-certs'] ?? false,
-    tlsReloadIntervalMs: (seconds(values['tls-reload-interval'], '--tls-reload-interval') ?? d.tlsReloadIntervalMs / 1000) * 1000,
+    tlsReloadIntervalMs: (tlsReloadInterval ?? d.tlsReloadIntervalMs / 1000) * 1000,
   });
   await new Promise<void>((resolveStop) => {
     const stop = (): void => {

@@ -25,6 +25,10 @@ export function bits(family: Family): number {
   return family === 4 ? 32 : 128;
 }
 
+const ALL_ONES = { 4: (1n << 32n) - 1n, 6: (1n << 128n) - 1n } as const;
+// Every prefix's mask, computed once: range arithmetic asks for them per address and per range.
+const MASKS = { 4: Array.from({ length: 33 }, (_, p) => computeMask(4, p)), 6: Array.from({ length: 129 }, (_, p) => computeMask(6, p)) } as const;
+
 /** Parse `a.b.c.d/n` or `x::/n`. A bare address is refused: a range must say how wide it is. */
 export function parseCidr(text: string, what = 'range'): Cidr {
   const value = text.trim();
@@ -256,13 +260,16 @@ function summarise(parts: string[]): string {
   return parts.length <= 3 ? parts.join(', ') : `${parts.slice(0, 3).join(', ')} and ${parts.length - 3} more`;
 }
 
+function computeMask(family: Family, prefix: number): bigint {
+  return (allOnes(family) << BigInt(bits(family) - prefix)) & allOnes(family);
+}
+
 function mask(family: Family, prefix: number): bigint {
-  const width = bits(family);
-  return (allOnes(family) << BigInt(width - prefix)) & allOnes(family);
+  return MASKS[family][prefix] ?? computeMask(family, prefix);
 }
 
 function allOnes(family: Family): bigint {
-  return (1n << BigInt(bits(family))) - 1n;
+  return ALL_ONES[family];
 }
 
 function bytesToBigint(bytes: number[]): bigint {

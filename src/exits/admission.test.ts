@@ -3,19 +3,12 @@
 import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { type AdmissionPorts, admit } from '../admission/review.js';
-import type { ClusterRanges } from '../cluster/ranges.js';
 import { parseConfig } from '../config/schema.js';
 import { planInjection } from '../inject/offline.js';
 import type { Pod } from '../inject/types.js';
 import type { ExitFacts } from './admission.js';
+import { RANGES } from './fixtures.js';
 
-const RANGES: ClusterRanges = {
-  podCIDRs: ['10.42.0.0/16'],
-  serviceCIDRs: ['10.43.0.0/16'],
-  extraCIDRs: [],
-  dnsIPs: ['10.43.0.10'],
-  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
-};
 const config = parseConfig({
   gateways: { vpn: { exits: [{ name: 'vpn-a', vxlanId: 101 }, { name: 'vpn-b', vxlanId: 102 }, { name: 'vpn-c', vxlanId: 103 }] } },
   defaultGateway: 'vpn',

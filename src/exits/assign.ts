@@ -22,11 +22,16 @@
 //     one workload leave through one exit (spread is per workload there; pin, or let the webhook
 //     inject, for per-pod spread).
 
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+// crypto.hash (Node 20.12 and later) hashes in one call, about three times faster than a createHash
+// object for inputs this short (a rebalance ranks every pod); earlier Node 20 releases lack it.
+const sha256Hex: (data: string) => string =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'hex') : (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 /** The weight of `exit` for `key`: the first 64 bits of SHA-256(key NUL exit). */
 export function exitWeight(key: string, exit: string): bigint {
-  return createHash('sha256').update(key).update('\0').update(exit).digest().readBigUInt64BE(0);
+  return BigInt(`0x${sha256Hex(`${key}\0${exit}`).slice(0, 16)}`);
 }
 
 /** The exits ranked for `key`, best first: its assignment and then its failover order. Ties by name. */

@@ -1,5 +1,17 @@
-// Realistic pod names for the exit tests: what Deployments and StatefulSets of a download stack make.
-// Deterministic (a seeded generator), so goldens are stable.
+// Fixtures for the exit tests: the cluster ranges they admit with, and realistic pod names (what
+// Deployments and StatefulSets of a download stack make). Deterministic (a seeded generator), so
+// goldens are stable.
+
+import type { ClusterRanges } from '../cluster/ranges.js';
+
+/** The cluster ranges the exit tests admit pods and build policies with (k3s defaults). */
+export const RANGES: ClusterRanges = {
+  podCIDRs: ['10.42.0.0/16'],
+  serviceCIDRs: ['10.43.0.0/16'],
+  extraCIDRs: [],
+  dnsIPs: ['10.43.0.10'],
+  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
+};
 
 /** kube's name suffix alphabet (k8s.io/apimachinery/pkg/util/rand: no vowels, no 0/1/3). */
 const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';

@@ -8,17 +8,9 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { expectGoldenFile } from '../../test/golden.js';
-import type { ClusterRanges } from '../cluster/ranges.js';
 import { LABEL_EXIT, LABEL_ROUTED } from '../constants.js';
 import { buildKillSwitchPolicy } from '../killswitch/policy.js';
-
-const RANGES: ClusterRanges = {
-  podCIDRs: ['10.42.0.0/16'],
-  serviceCIDRs: ['10.43.0.0/16'],
-  extraCIDRs: [],
-  dnsIPs: ['10.43.0.10'],
-  sources: { podCIDRs: 'test', serviceCIDRs: 'test', dnsIPs: 'test' },
-};
+import { RANGES } from './fixtures.js';
 
 describe('kill-switch policy of an exit group', () => {
   const policy = buildKillSwitchPolicy({ namespace: 'downloads', gateway: 'vpn', ranges: RANGES });

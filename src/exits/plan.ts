@@ -78,6 +78,9 @@ export function rebalancePlan(pods: readonly PodExit[], exits: readonly ExitHeal
   const floor = Math.ceil((1 - BALANCE_SLACK) * (placed / healthy.length) - 1e-9);
   const moves = [...first.moves];
   const byLoad = (dir: 1 | -1) => [...healthy].sort((a, b) => dir * (load.get(a)! - load.get(b)!) || (a < b ? -1 : 1));
+  // Each pod's ranking over the healthy exits, hashed once per plan (not once per comparison per move).
+  const rankings = new Map<string, string[]>();
+  const ranking = (key: string) => rankings.get(key) ?? rankings.set(key, rankExits(key, healthy)).get(key)!;
   for (let guard = 0; guard < pods.length; guard++) {
     const receiver = byLoad(1)[0]!;
     const donor = byLoad(-1)[0]!;
@@ -86,7 +89,7 @@ export function rebalancePlan(pods: readonly PodExit[], exits: readonly ExitHeal
     // The donor's unpinned pod that ranks the receiver highest: the move its hash would agree with.
     const candidates = current.filter((p) => p.exit === donor && p.pin === undefined);
     if (candidates.length === 0) break;
-    const score = (p: PodExit) => rankExits(p.key, healthy).indexOf(receiver);
+    const score = (p: PodExit) => ranking(p.key).indexOf(receiver);
     const chosen = candidates.reduce((best, p) => (score(p) < score(best) || (score(p) === score(best) && p.key < best.key) ? p : best));
     const original = pods.find((p) => p.uid === chosen.uid)!;
     const earlier = moves.findIndex((m) => m.uid === chosen.uid);

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import type { ClusterRanges } from '../cluster/ranges.js';
+import { parseConfig } from '../config/schema.js';
 import { clusterSearches, droppedNameservers, MAX_DNS_SEARCH_LIST_CHARS, MAX_DNS_SEARCH_PATHS, mergeSearches, searchesProblem } from './dns.js';
+import { dnsConfig } from './patch-parts.js';
+import { clientSettings } from './settings.js';
+import type { Pod } from './types.js';
 
 const OURS = clusterSearches('downloads', 'cluster.local');
 
@@ -46,5 +51,28 @@ describe('dropped nameservers, for the warning', () => {
     ]);
     expect(droppedNameservers(['x'.repeat(10_000)], '172.16.0.1')[0]!.length).toBeLessThan(100);
     expect(droppedNameservers(undefined, '172.16.0.1')).toEqual([]);
+  });
+});
+
+describe('the dropped-nameserver warning of the injected dnsConfig', () => {
+  const config = parseConfig({});
+  const gateway = config.gateways.default!;
+  const ranges: ClusterRanges = { podCIDRs: ['10.42.0.0/16'], serviceCIDRs: ['10.43.0.0/16'], extraCIDRs: [], dnsIPs: ['10.43.0.10'], sources: { podCIDRs: 't', serviceCIDRs: 't', dnsIPs: 't' } };
+  const warningFor = (nameservers: unknown[]): string[] => {
+    const pod: Pod = { metadata: { name: 'app' }, spec: { containers: [{ name: 'app', image: 'x' }], dnsConfig: { nameservers: nameservers as string[] } } };
+    return dnsConfig({ pod, namespace: 'downloads', gateway, settings: clientSettings(gateway, ranges), config }).warnings;
+  };
+
+  it('names each of three IPv6 nameservers and what replaced them, whole (the API server fits warnings, not the patch)', () => {
+    const v6 = ['2001:0db8:0000:0000:0000:ff00:0042:8329', '2001:0db8:0000:0000:0000:ff00:0042:8330', 'fd12:3456:789a:0001:0000:0000:0000:0053'];
+    expect(warningFor(v6)).toEqual([`podvpn: dnsConfig nameservers ${v6.join(', ')} replaced by the VPN gateway's DNS`]);
+  });
+
+  it('stays bounded and never splits a character, however long or many the nameservers', () => {
+    const [warning] = warningFor([`${'x'.repeat(49)}`, '\u{1F600}'.repeat(5000), ...Array.from({ length: 1000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`)]);
+    // Three names of at most 64 characters each (clipped, with what was cut), the count of the rest.
+    expect(warning!.length).toBeLessThan(400);
+    expect(warning).toMatch(/and 999 more replaced by the VPN gateway's DNS$/);
+    expect(warning, 'no lone surrogate (invalid UTF-8 on the wire)').not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
   });
 });

@@ -46,7 +46,7 @@ export function dnsConfig(input: InjectionInput): { config: V1PodDNSConfig; warn
   const warnings: string[] = [];
   const dropped = droppedNameservers(user.nameservers, input.gateway.dns);
   if (dropped.length > 0) {
-    warnings.push(`podvpn: dnsConfig nameservers ${dropped.join(', ')} replaced by the VPN gateway's DNS`.slice(0, 120));
+    warnings.push(`podvpn: dnsConfig nameservers ${dropped.join(', ')} replaced by the VPN gateway's DNS`);
   }
   return { config: { nameservers: [input.gateway.dns], searches, options }, warnings };
 }

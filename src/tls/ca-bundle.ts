@@ -2,7 +2,6 @@
 // The patch is pure (caBundlePatch); ensureCaBundle reads, patches if needed, and says what it did.
 
 import type { AdmissionregistrationV1Api, V1MutatingWebhook } from '@kubernetes/client-node';
-import { isStatus } from '../kube/errors.js';
 
 export type PatchOperation = { op: 'test'; path: string; value: string } | { op: 'add'; path: string; value: string };
 
@@ -25,6 +24,10 @@ export function caBundlePatch(webhooks: readonly Pick<V1MutatingWebhook, 'name' 
 export type CaBundleResult = { result: 'current' } | { result: 'missing' } | { result: 'written'; entries: number };
 
 export async function ensureCaBundle(api: AdmissionregistrationV1Api, webhookName: string, bundlePem: string): Promise<CaBundleResult> {
+  // client-node (and ../kube/errors.js, which loads it) are loaded here, not at the top: the pure
+  // patch above is unit-tested without client-node's start-up cost (about half a second of the unit
+  // run); whoever calls this already holds a client, so the modules are loaded.
+  const [{ PatchStrategy, setHeaderOptions }, { isStatus }] = await Promise.all([import('@kubernetes/client-node'), import('../kube/errors.js')]);
   let config;
   try {
     config = await api.readMutatingWebhookConfiguration({ name: webhookName });
@@ -34,9 +37,6 @@ export async function ensureCaBundle(api: AdmissionregistrationV1Api, webhookNam
   }
   const ops = caBundlePatch(config.webhooks ?? [], bundlePem);
   if (ops.length === 0) return { result: 'current' };
-  // Loaded here, not at the top: the pure patch above is unit-tested without client-node's start-up
-  // cost (about a second); whoever calls this already holds a client, so the module is loaded.
-  const { PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
   await api.patchMutatingWebhookConfiguration({ name: webhookName, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
   return { result: 'written', entries: ops.length / 2 };
 }

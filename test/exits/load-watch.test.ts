@@ -1,24 +1,8 @@
 // Pods per exit from the pod watch (src/exits/load-watch.ts) against the Kubernetes API double:
 // only labelled, running pods count; a pod the watch shows settles its pending admission.
-import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type ExitLoads, startExitLoads } from '../../src/exits/load-watch.js';
-import { KubeApiDouble } from '../kube-api-double/index.js';
-
-const silent = pino({ level: 'silent' });
-
-async function eventually(check: () => void, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+import { describe, expect, it } from 'vitest';
+import { startExitLoads } from '../../src/exits/load-watch.js';
+import { doublePerTest, eventually, silent } from '../kube/watch-fixture.js';
 
 const pod = (name: string, exit: string | undefined, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'v1',
@@ -29,21 +13,16 @@ const pod = (name: string, exit: string | undefined, extra: Record<string, unkno
 });
 
 describe('exit loads from the pod watch', () => {
-  let api: KubeApiDouble | undefined;
-  let loads: ExitLoads | undefined;
-  afterEach(async () => {
-    await loads?.stop();
-    await api?.close();
-  });
+  const each = doublePerTest();
 
   it('counts running pods per exit by label, follows the watch, and settles pending admissions', async () => {
-    api = await KubeApiDouble.start();
+    const api = await each.start();
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads' } });
     api.put(pod('sonarr-7d9c8b6f5-aaaaa', 'vpn-a'));
     api.put(pod('sonarr-7d9c8b6f5-bbbbb', 'vpn-a'));
     api.put(pod('sonarr-7d9c8b6f5-ccccc', 'vpn-b', { status: { phase: 'Succeeded' } }));
     api.put(pod('unlabelled-0', undefined));
-    loads = await startExitLoads(api.kubeConfig(), silent);
+    const loads = each.stopAfter(await startExitLoads(api.kubeConfig(), silent));
     expect(loads.synced()).toBe(true);
     expect(loads.loads('vpn')).toEqual(new Map([['vpn-a', 2]]));
     // The list and watch ask for the label only.
@@ -55,8 +34,8 @@ describe('exit loads from the pod watch', () => {
     loads.admitted({ namespace: 'downloads', prefix: 'sonarr-7d9c8b6f5-', gateway: 'vpn', exit: 'vpn-c' });
     expect(loads.loads('vpn')).toEqual(new Map([['vpn-a', 2], ['vpn-c', 1]]));
     api.put(pod('sonarr-7d9c8b6f5-ddddd', 'vpn-c'));
-    await eventually(() => expect(loads!.loads('vpn')).toEqual(new Map([['vpn-a', 2], ['vpn-c', 1]])));
+    await eventually(() => expect(loads.loads('vpn')).toEqual(new Map([['vpn-a', 2], ['vpn-c', 1]])));
     api.put(pod('sonarr-7d9c8b6f5-eeeee', 'vpn-c'));
-    await eventually(() => expect(loads!.loads('vpn')).toEqual(new Map([['vpn-a', 2], ['vpn-c', 2]])));
+    await eventually(() => expect(loads.loads('vpn')).toEqual(new Map([['vpn-a', 2], ['vpn-c', 2]])));
   });
 });

@@ -1,37 +1,17 @@
 // The namespace cache against the Kubernetes API test double, through @kubernetes/client-node.
 
-import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KubeApiDouble } from '../kube-api-double/index.js';
-import { type NamespaceWatch, startNamespaceCache } from '../../src/kube/namespace-cache.js';
-
-const silent = pino({ level: 'silent' });
-
-async function eventually(check: () => void, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+import { startNamespaceCache } from '../../src/kube/namespace-cache.js';
+import { doublePerTest, eventually, silent } from './watch-fixture.js';
 
 describe('namespace watch cache', () => {
-  let api: KubeApiDouble | undefined;
-  let cache: NamespaceWatch | undefined;
-  afterEach(async () => {
-    await cache?.stop();
-    await api?.close();
-  });
+  const each = doublePerTest();
 
   it('lists, then follows label and annotation changes without a request per lookup', async () => {
-    api = await KubeApiDouble.start();
+    const api = await each.start();
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: { 'podvpn.io/inject': 'enabled' }, annotations: { 'podvpn.io/gateway': 'nl' } } });
-    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    const cache = each.stopAfter(await startNamespaceCache(api.kubeConfig(), silent));
     expect(cache.synced()).toBe(true);
     expect(cache.get('downloads')).toEqual({
       labels: { 'podvpn.io/inject': 'enabled', 'kubernetes.io/metadata.name': 'downloads' },
@@ -43,36 +23,36 @@ describe('namespace watch cache', () => {
     expect(api.requests.length).toBe(before);
 
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'media', labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } });
-    await eventually(() => expect(cache!.get('media')!.labels['pod-security.kubernetes.io/enforce']).toBe('baseline'));
+    await eventually(() => expect(cache.get('media')!.labels['pod-security.kubernetes.io/enforce']).toBe('baseline'));
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: {} } });
-    await eventually(() => expect(cache!.get('downloads')!.labels['podvpn.io/inject']).toBeUndefined());
+    await eventually(() => expect(cache.get('downloads')!.labels['podvpn.io/inject']).toBeUndefined());
   });
 
   it('recovers from a dropped watch and sees what changed meanwhile', async () => {
-    api = await KubeApiDouble.start();
-    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    const api = await each.start();
+    const cache = each.stopAfter(await startNamespaceCache(api.kubeConfig(), silent));
     api.closeWatches();
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'late', labels: { 'podvpn.io/inject': 'enabled' } } });
-    await eventually(() => expect(cache!.get('late')!.labels['podvpn.io/inject']).toBe('enabled'), 10_000);
+    await eventually(() => expect(cache.get('late')!.labels['podvpn.io/inject']).toBe('enabled'), 10_000);
   });
 
   it('a hung API server does not hang start-up: unsynced (unready) until it answers, then synced', async () => {
-    api = await KubeApiDouble.start();
+    const api = await each.start();
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads', labels: { 'podvpn.io/inject': 'enabled' } } });
     api.fault({ delayMs: 3000 }); // the first list answers only after start() has given up waiting
     const t0 = Date.now();
-    cache = await startNamespaceCache(api.kubeConfig(), silent, { startTimeoutMs: 200 });
+    const cache = each.stopAfter(await startNamespaceCache(api.kubeConfig(), silent, { startTimeoutMs: 200 }));
     expect(Date.now() - t0).toBeLessThan(1500); // without the start timeout: 3 s
     expect(cache.synced()).toBe(false);
     expect(cache.get('downloads')).toBeUndefined();
     api.clearFaults();
-    await eventually(() => expect(cache!.synced()).toBe(true), 15_000);
-    await eventually(() => expect(cache!.get('downloads')?.labels['podvpn.io/inject']).toBe('enabled'), 15_000);
+    await eventually(() => expect(cache.synced()).toBe(true), 15_000);
+    await eventually(() => expect(cache.get('downloads')?.labels['podvpn.io/inject']).toBe('enabled'), 15_000);
   });
 
   it('tells subscribers (the reconciler) of each change and deletion, from the same watch', async () => {
-    api = await KubeApiDouble.start();
-    cache = await startNamespaceCache(api.kubeConfig(), silent);
+    const api = await each.start();
+    const cache = each.stopAfter(await startNamespaceCache(api.kubeConfig(), silent));
     const seen: Array<[string, string | undefined]> = [];
     cache.onChange((name, facts) => seen.push([name, facts?.labels['podvpn.io/inject']]));
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'opted', labels: { 'podvpn.io/inject': 'enabled' } } });
