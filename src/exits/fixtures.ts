@@ -3,6 +3,7 @@
 // goldens are stable.
 
 import type { ClusterRanges } from '../cluster/ranges.js';
+import { rankExits } from './assign.js';
 
 /** The cluster ranges the exit tests admit pods and build policies with (k3s defaults). */
 export const RANGES: ClusterRanges = {
@@ -48,5 +49,12 @@ export function deploymentPodKeys(count: number, seed = 1, namespace = 'download
     if (!hashes.has(app)) hashes.set(app, word(rand, 10));
     out.push(`${namespace}/${app}-${hashes.get(app)}-${word(rand, 5)}`);
   }
+  return out;
+}
+
+/** How many of `keys` rank each exit first (hashing alone, no loads). */
+export function topExitCounts(keys: readonly string[], exits: readonly string[]): Record<string, number> {
+  const out = Object.fromEntries(exits.map((e) => [e, 0]));
+  for (const k of keys) out[rankExits(k, exits)[0]!]! += 1;
   return out;
 }
