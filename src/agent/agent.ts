@@ -64,6 +64,8 @@ export class Agent {
   private readonly firstSeen = new Map<string, number>();
   private readonly standbys = new Map<string, StandbyMemory>();
   private readonly standbyRunning = new Map<string, Promise<void>>();
+  /** Exits with a standby exchange under way (one at a time each). */
+  private readonly standbyBusy = new Set<string>();
   readonly routedNow = new Map<string, string>(); // uid -> gateway
 
   constructor(
@@ -121,13 +123,16 @@ export class Agent {
         next += 1;
         try {
           await this.reconcilePod(pod, gateways.get(tunnelTarget(pod)), ranges);
-          this.maybeStandby(pod, gateways);
         } catch (err) {
           this.events.failed?.(pod, (err as Error).message);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
+    // Standby leases only after the round's own work (its moves and first routes took the exits' DHCP
+    // queues first), and at most one per exit at a time: a move in a later round waits behind at most
+    // one standby exchange (one ping check, ~3 s), never a queue of them.
+    for (const pod of pods) this.maybeStandby(pod, gateways);
   }
 
   /**
@@ -158,13 +163,13 @@ export class Agent {
   /**
    * A standby lease on the pod's next exit (reconcile.ts planStandby, tunnel.ts standbyLease), in the
    * background: the round does not wait for it, and its DHCP goes through that exit's queue like any
-   * lease, one at a time. Failures only cost the ping wait on a later move; they are reported, and
+   * lease; one standby per exit at a time, the others in later rounds. Failures only cost the ping wait on a later move; they are reported, and
    * tried again next round.
    */
   private maybeStandby(pod: PodDesired, gateways: Map<string, { config: Gateway; state: GatewayState }>): void {
     if (this.standbyRunning.has(pod.uid)) return;
     const want = planStandby(pod, this.routedAtStart.get(pod.uid) === true, this.standbys.get(pod.uid), this.ports.now());
-    if (want === undefined) return;
+    if (want === undefined || this.standbyBusy.has(want.exit)) return;
     const target = gateways.get(want.exit);
     const ns = this.ports.netnsOf(pod.uid);
     if (target?.state.podIP === undefined || !ns.ok) return;
@@ -191,8 +196,12 @@ export class Agent {
       } finally {
         for (const s of plan.cleanup) await this.ports.run(inNetns(ns.nsPath, s));
       }
-    })().finally(() => this.standbyRunning.delete(pod.uid));
+    })().finally(() => {
+      this.standbyRunning.delete(pod.uid);
+      this.standbyBusy.delete(want.exit);
+    });
     this.standbyRunning.set(pod.uid, work);
+    this.standbyBusy.add(want.exit);
   }
 
   /** Per pod, from this round's observation: its net facts and vxlan0's address, for a standby lease. */
