@@ -47,7 +47,7 @@ describe('tunnel plan', () => {
     golden('move-exit', show(steps));
     // the firewall is not reloaded: it holds the pod closed while vxlan0 is away
     expect(steps.some((s) => s.argv[0] === 'nft')).toBe(false);
-    expect(steps[0]).toEqual({ argv: ['ip', 'link', 'del', 'vxlan0'], mayFail: true });
+    expect(steps.slice(0, 2)).toEqual([{ argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true }, { argv: ['ip', 'link', 'del', 'vxlan0'], mayFail: true }]);
   });
 
   it('golden: a standby lease on the next exit, then the move there: both devices with the pod\'s own MAC', () => {

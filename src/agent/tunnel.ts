@@ -179,7 +179,9 @@ export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
  * setupBeforeLease; the caller then leases from the new exit and puts the address and route back.
  */
 export function retunnel(pod: PodNetFacts, gw: GatewayFacts): Step[] {
-  return [{ argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
+  // A standby device with the new exit's id (a standby exchange under way, or left by an agent that
+  // stopped mid-way) would make the kernel refuse vxlan0 with that id: it goes first
+  return [...standbyCleanup(), { argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
 }
 
 function tunnelLink(pod: PodNetFacts, gw: GatewayFacts, link = TUNNEL): Step[] {

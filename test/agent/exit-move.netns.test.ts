@@ -98,6 +98,9 @@ describe.skipIf(!canRunNetnsLab())('a move to another exit on real network names
     const firewall = ruleset();
     expect(before).toMatch(/^172\.16\.0\./);
 
+    // A standby device with B's id left behind (an agent stopped mid-exchange): the kernel would refuse
+    // vxlan0 with that id ("A VXLAN device with the specified VNI already exists"); the move removes it
+    lab.must(lab.pod, 'ip', 'link', 'add', 'podvpn-standby', 'type', 'vxlan', 'id', '102', 'dev', 'eth0', 'dstport', '4789');
     const rxBefore = rxOnB();
     const t0 = Date.now();
     await agent.reconcile([{ ...POD, exit: 'vpn-b' }], targets, RANGES);
