@@ -7,7 +7,7 @@ import type { Gateway } from '../config/schema.js';
 import { Agent, type AgentPorts, type RunResult } from './agent.js';
 import type { PodDesired } from './reconcile.js';
 import { GW, RANGES } from '../../test/agent/fixtures.js';
-import type { Step } from './tunnel.js';
+import { type Step, tunnelMac } from './tunnel.js';
 
 const GW_CONFIG: Gateway = { name: 'default', address: 'x', vxlanId: 42, vxlanPort: 4789, overlayNetwork: '172.16.0.0/24', overlayGatewayIP: '172.16.0.1', dns: '172.16.0.1', mtu: 1370, connectionRetryCount: 3 };
 const DHCP_MS = 20;
@@ -74,10 +74,10 @@ describe('Agent.reconcile over many pods', () => {
     const onB = pods.slice(0, 2).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-b' }));
     const onA = pods.slice(2, 4).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a' }));
     await agent.reconcile([...onB, ...onA], targets, RANGES);
-    expect(seen.filter((a) => a.startsWith('ip link add vxlan0')).sort()).toEqual([
-      ...Array(2).fill('ip link add vxlan0 type vxlan id 101 dev eth0 dstport 4789'),
-      ...Array(2).fill('ip link add vxlan0 type vxlan id 102 dev eth0 dstport 4789'),
-    ]);
+    expect(seen.filter((a) => a.startsWith('ip link add vxlan0')).sort()).toEqual(
+      [...onA.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} type vxlan id 101 dev eth0 dstport 4789`),
+        ...onB.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} type vxlan id 102 dev eth0 dstport 4789`)].sort(),
+    );
     expect(seen.filter((a) => a.startsWith('bridge fdb append')).sort()).toEqual([
       ...Array(2).fill('bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 10.42.5.1'),
       ...Array(2).fill('bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 10.42.5.2'),
@@ -85,5 +85,119 @@ describe('Agent.reconcile over many pods', () => {
     // two exits, two dnsmasqs: their exchanges side by side, one at a time each
     expect(ports.maxInFlight).toBe(2);
     expect([...agent.routedNow.values()]).toEqual(Array(4).fill('vpn'));
+  });
+});
+
+describe('Agent: standby leases on the next exit', () => {
+  const exitView = (name: string, vxlanId: number) => ({ config: { ...GW_CONFIG, name: 'vpn', vxlanId }, state: { name, podIP: name === 'vpn-a' ? '10.42.5.1' : '10.42.5.2', ready: true, vxlanId } });
+  const targets = new Map([['vpn-a', exitView('vpn-a', 101)], ['vpn-b', exitView('vpn-b', 102)]]);
+
+  /** Namespaces routed through exit A (vxlan0 id 101, route, marker); the standby DHCP answers after `standbyMs`, or fails. */
+  function routedPorts(standbyMs: number, standbyAnswers = true) {
+    const log: string[] = [];
+    let inFlight = 0;
+    const ports = {
+      log,
+      maxStandbyInFlight: 0,
+      standbyDone: 0,
+      netnsOf: (uid: string) => ({ ok: true as const, nsPath: `/proc/${uid}/ns/net` }),
+      now: () => Date.now(),
+      async run(step: Step): Promise<RunResult> {
+        const argv = step.argv.slice(3).join(' ');
+        const ns = step.argv[1]!;
+        log.push(`${ns} ${argv}`);
+        if (argv.startsWith('ip -4 -d -j -force -batch -')) {
+          return {
+            code: 0,
+            stdout: [
+              JSON.stringify([{ ifname: 'lo', mtu: 65536 }, { ifname: 'eth0', mtu: 1450 }, { ifname: 'vxlan0', mtu: 1370, linkinfo: { info_kind: 'vxlan', info_data: { id: 101 } } }, { ifname: 'podvpn-ready', mtu: 1500 }]),
+              JSON.stringify([{ dst: 'default', gateway: '172.16.0.1', dev: 'vxlan0' }, { dst: '10.42.0.0/16', gateway: '169.254.1.1', dev: 'eth0' }]),
+              JSON.stringify([{ ifname: 'vxlan0', addr_info: [{ family: 'inet', local: '172.16.0.20', prefixlen: 24 }] }]),
+            ].join('\n') + '\n',
+            stderr: '',
+          };
+        }
+        if (argv.startsWith('nft -j list table')) return { code: 1, stdout: '', stderr: 'No such file or directory' };
+        if (argv.startsWith('bridge -j fdb show')) return { code: 0, stdout: '[{"mac":"00:00:00:00:00:00","dst":"10.42.5.1"}]', stderr: '' };
+        if (argv.startsWith('busybox udhcpc') && argv.includes('-i podvpn-standby')) {
+          inFlight += 1;
+          ports.maxStandbyInFlight = Math.max(ports.maxStandbyInFlight, inFlight);
+          await new Promise((r) => setTimeout(r, standbyMs));
+          inFlight -= 1;
+          ports.standbyDone += 1;
+          return standbyAnswers ? { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' } : { code: 1, stdout: '', stderr: 'no lease, failing' };
+        }
+        if (argv.startsWith('busybox udhcpc')) return { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' };
+        return { code: 0, stdout: '', stderr: '' };
+      },
+    };
+    return ports;
+  }
+  const onA = pods.slice(0, 3).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a', standby: 'vpn-b' }));
+
+  it("taken in the background after the round (the round does not wait), one per exit at a time, as the pod's MAC, the device removed after; not again this lifetime", async () => {
+    const ports = routedPorts(100);
+    const results: string[] = [];
+    const agent = new Agent(ports, { standby: (p, exit, r) => results.push(`${p.name} ${exit} ${r.ok ? 'ok' : r.message}`) });
+    await agent.reconcile(onA, targets, RANGES);
+    expect(ports.standbyDone, 'the round returned before the standby leases').toBe(0);
+    await agent.standbyIdle();
+    expect(results, 'one standby per exit at a time: one this round').toEqual(['web-0 vpn-b ok']);
+    for (let i = 0; i < 2; i += 1) {
+      await agent.reconcile(onA, targets, RANGES);
+      await agent.standbyIdle();
+    }
+    expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    expect(ports.maxStandbyInFlight).toBe(1);
+    for (const p of onA) {
+      const mine = ports.log.filter((l) => l.startsWith(`--net=/proc/${p.uid}/ns/net`) && l.includes('podvpn-standby')).map((l) => l.split(' ').slice(1).join(' '));
+      expect(mine[1]).toBe(`ip link add podvpn-standby address ${tunnelMac(p.uid)} type vxlan id 102 dev eth0 dstport 4789`);
+      expect(mine.at(-1), 'the standby device is removed last').toBe('ip link del podvpn-standby');
+    }
+    const before = ports.standbyDone;
+    await agent.reconcile(onA, targets, RANGES);
+    await agent.standbyIdle();
+    expect(ports.standbyDone, 'known this agent lifetime: not taken again').toBe(before);
+  });
+
+  it("a move in the same round takes the exit's DHCP first; the standby lease waits for the round's end", async () => {
+    const ports = routedPorts(50);
+    const agent = new Agent(ports);
+    agent.concurrency = 1; // the standing pod's work is done before the move starts
+    const standing = onA[0]!; // on A, its standby on B
+    const moving = { ...pods[3]!, gateway: 'vpn', exit: 'vpn-b' }; // vxlan0 still on A: moves to B
+    await agent.reconcile([standing, moving], targets, RANGES);
+    await agent.standbyIdle();
+    // (the standing pod also renews on A: after a start the lease time is unknown; not B's queue)
+    const dhcp = ports.log.filter((l) => l.includes('busybox udhcpc') && (l.startsWith(`--net=/proc/${moving.uid}/`) || l.includes('podvpn-standby'))).map((l) => `${l.startsWith(`--net=/proc/${moving.uid}/`) ? 'move' : 'standby'} ${/-i (\S+)/.exec(l)![1]}`);
+    expect(dhcp).toEqual(['move vxlan0', 'standby podvpn-standby']);
+  });
+
+  it('a failed standby lease is reported, its device still removed, and tried again next round', async () => {
+    const ports = routedPorts(1, false);
+    const results: string[] = [];
+    const agent = new Agent(ports, { standby: (_p, _e, r) => results.push(r.ok ? 'ok' : 'failed') });
+    await agent.reconcile(onA.slice(0, 1), targets, RANGES);
+    await agent.standbyIdle();
+    expect(results).toEqual(['failed']);
+    expect(ports.log.at(-1)).toMatch(/ ip link del podvpn-standby$/);
+    await agent.reconcile(onA.slice(0, 1), targets, RANGES);
+    await agent.standbyIdle();
+    expect(results).toEqual(['failed', 'failed']);
+  });
+
+  it('none for a pod not yet routed when the round began (its first route is never delayed)', async () => {
+    const ports = fakePorts();
+    const seen: string[] = [];
+    const run = ports.run.bind(ports);
+    ports.run = async (step: Step) => {
+      seen.push(step.argv.slice(3).join(' '));
+      return run(step);
+    };
+    const agent = new Agent(ports);
+    await agent.reconcile(onA, targets, RANGES);
+    await agent.standbyIdle();
+    expect(seen.filter((a) => a.includes('podvpn-standby'))).toEqual([]);
+    expect([...agent.routedNow.keys()].length).toBe(3);
   });
 });

@@ -7,7 +7,7 @@ import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Gateway } from '../config/schema.js';
 import { AGENT_READY_LINK } from '../constants.js';
 import { parseAddress, parseFdbRemotes, parseLinks, parseNftSet, parseRoutes } from './observe.js';
-import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod, tunnelTarget } from './reconcile.js';
+import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod, planStandby, type StandbyMemory, tunnelTarget } from './reconcile.js';
 import {
   dhcpStep,
   type GatewayFacts,
@@ -19,7 +19,9 @@ import {
   retunnel,
   setupAfterLease,
   setupBeforeLease,
+  standbyLease,
   type Step,
+  tunnelMac,
   TUNNEL,
   updateRanges,
 } from './tunnel.js';
@@ -42,6 +44,8 @@ export interface AgentEvents {
   routed?(pod: PodDesired, gateway: string, ms: number): void;
   rebuilt?(pod: PodDesired, gateway: string, reason: Action['kind']): void;
   failed?(pod: PodDesired, message: string): void;
+  /** A standby lease on the pod's next exit taken (or renewed), or why not. */
+  standby?(pod: PodDesired, exit: string, result: { ok: true; ms: number } | { ok: false; message: string }): void;
 }
 
 /** Run a command with bounded time and output; stdin optional. */
@@ -58,6 +62,10 @@ export function execRun(step: Step, timeoutMs = 15_000): Promise<RunResult> {
 export class Agent {
   private readonly leases = new Map<string, LeaseMemory>();
   private readonly firstSeen = new Map<string, number>();
+  private readonly standbys = new Map<string, StandbyMemory>();
+  private readonly standbyRunning = new Map<string, Promise<void>>();
+  /** Exits with a standby exchange under way (one at a time each). */
+  private readonly standbyBusy = new Set<string>();
   readonly routedNow = new Map<string, string>(); // uid -> gateway
 
   constructor(
@@ -105,7 +113,9 @@ export class Agent {
     const live = new Set(pods.map((p) => p.uid));
     for (const uid of [...this.leases.keys()]) if (!live.has(uid)) this.leases.delete(uid);
     for (const uid of [...this.firstSeen.keys()]) if (!live.has(uid)) this.firstSeen.delete(uid);
+    for (const uid of [...this.standbys.keys()]) if (!live.has(uid)) this.standbys.delete(uid);
     for (const uid of [...this.routedNow.keys()]) if (!live.has(uid)) this.routedNow.delete(uid);
+    for (const m of [this.routedAtStart, this.podFacts]) for (const uid of [...m.keys()]) if (!live.has(uid)) m.delete(uid);
     let next = 0;
     const worker = async () => {
       while (next < pods.length) {
@@ -119,6 +129,10 @@ export class Agent {
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
+    // Standby leases only after the round's own work (its moves and first routes took the exits' DHCP
+    // queues first), and at most one per exit at a time: a move in a later round waits behind at most
+    // one standby exchange (one ping check, ~3 s), never a queue of them.
+    for (const pod of pods) this.maybeStandby(pod, gateways);
   }
 
   /**
@@ -138,6 +152,61 @@ export class Agent {
     return next;
   }
 
+  /** The standby leases under way (tests wait for them; a round never does). */
+  async standbyIdle(): Promise<void> {
+    while (this.standbyRunning.size > 0) await Promise.all([...this.standbyRunning.values()]);
+  }
+
+  /** Whether routed at the start of this round, per pod (planStandby wants it routed before). */
+  private readonly routedAtStart = new Map<string, boolean>();
+
+  /**
+   * A standby lease on the pod's next exit (reconcile.ts planStandby, tunnel.ts standbyLease), in the
+   * background: the round does not wait for it, and its DHCP goes through that exit's queue like any
+   * lease; one standby per exit at a time, the others in later rounds. Failures only cost the ping wait on a later move; they are reported, and
+   * tried again next round.
+   */
+  private maybeStandby(pod: PodDesired, gateways: Map<string, { config: Gateway; state: GatewayState }>): void {
+    if (this.standbyRunning.has(pod.uid)) return;
+    const want = planStandby(pod, this.routedAtStart.get(pod.uid) === true, this.standbys.get(pod.uid), this.ports.now());
+    if (want === undefined || this.standbyBusy.has(want.exit)) return;
+    const target = gateways.get(want.exit);
+    const ns = this.ports.netnsOf(pod.uid);
+    if (target?.state.podIP === undefined || !ns.ok) return;
+    const facts = this.podFacts.get(pod.uid);
+    if (facts === undefined) return;
+    const gw: GatewayFacts = { ...target.config, podIP: target.state.podIP };
+    const started = this.ports.now();
+    const work = (async () => {
+      const run = async (s: Step) => {
+        const r = await this.ports.run(inNetns(ns.nsPath, s));
+        if (r.code !== 0 && s.mayFail !== true) throw new Error(`${s.argv.join(' ')}: ${r.stderr.trim().slice(0, 300)}`);
+        return r;
+      };
+      const plan = standbyLease(facts.pod, gw, facts.address, this.udhcpcScript);
+      try {
+        for (const s of plan.link) await run(s);
+        const dhcp = await this.oneAtATime(want.exit, () => run(plan.dhcp));
+        const lease = parseLease(dhcp.stdout, gw);
+        if (!lease.ok) throw new Error(`standby DHCP from exit ${want.exit}: ${lease.reason}`);
+        this.standbys.set(pod.uid, { exit: want.exit, takenAt: this.ports.now(), seconds: lease.lease.seconds });
+        this.events.standby?.(pod, want.exit, { ok: true, ms: this.ports.now() - started });
+      } catch (err) {
+        this.events.standby?.(pod, want.exit, { ok: false, message: (err as Error).message });
+      } finally {
+        for (const s of plan.cleanup) await this.ports.run(inNetns(ns.nsPath, s));
+      }
+    })().finally(() => {
+      this.standbyRunning.delete(pod.uid);
+      this.standbyBusy.delete(want.exit);
+    });
+    this.standbyRunning.set(pod.uid, work);
+    this.standbyBusy.add(want.exit);
+  }
+
+  /** Per pod, from this round's observation: its net facts and vxlan0's address, for a standby lease. */
+  private readonly podFacts = new Map<string, { pod: PodNetFacts; address: string | undefined }>();
+
   private async reconcilePod(pod: PodDesired, gw: { config: Gateway; state: GatewayState } | undefined, ranges: ClusterRanges): Promise<void> {
     if (!this.firstSeen.has(pod.uid)) this.firstSeen.set(pod.uid, this.ports.now());
     const ns = this.ports.netnsOf(pod.uid);
@@ -151,8 +220,11 @@ export class Agent {
     }
     const podFacts: PodNetFacts | undefined =
       'eth0Gateway' in observed && observed.eth0Gateway !== undefined && observed.eth0Mtu !== undefined
-        ? { eth0Gateway: observed.eth0Gateway, eth0Mtu: observed.eth0Mtu }
+        ? { eth0Gateway: observed.eth0Gateway, eth0Mtu: observed.eth0Mtu, tunnelMac: tunnelMac(pod.uid) }
         : undefined;
+    this.routedAtStart.set(pod.uid, plan.routed);
+    if (podFacts === undefined) this.podFacts.delete(pod.uid);
+    else this.podFacts.set(pod.uid, { pod: podFacts, address: observed.tunnelAddress });
     const facts: GatewayFacts | undefined =
       gw?.state.podIP === undefined
         ? undefined

@@ -6,7 +6,8 @@ import { deploymentPodKeys } from '../exits/fixtures.js';
 import { drainPlan, type ExitHealth, failoverPlan, rebalancePlan } from '../exits/plan.js';
 import { chooseExit } from '../exits/assign.js';
 import type { ExitVerdict } from './exit-health.js';
-import { exitMoves, type GroupPod } from './exit-moves.js';
+import { exitMoves, type GroupPod, standbyExit } from './exit-moves.js';
+import { rankExits } from '../exits/assign.js';
 
 const EXITS = ['vpn-a', 'vpn-b', 'vpn-c'];
 const verdicts = (states: Record<string, ExitVerdict['state']>): Map<string, ExitVerdict> =>
@@ -109,5 +110,26 @@ describe('exit moves (agent)', () => {
     expect(round.moves.map(({ uid, from, to }) => ({ uid, from, to }))).toEqual(plan.moves);
     expect(round.moves.length).toBeGreaterThanOrEqual(8);
     expect(round.moves.every((m) => m.to === 'vpn-a' && m.why === 'rebalance')).toBe(true);
+  });
+});
+
+describe('standbyExit: where a pod keeps its standby lease', () => {
+  const key = 'apps/web-0';
+  it("its best ranked healthy exit other than its own: where a failover of its exit sends it when loads allow", () => {
+    const [first, second] = rankExits(key, EXITS);
+    expect(standbyExit(key, EXITS, verdicts({}), first)).toBe(second);
+    // and that is where failoverPlan moves it when its exit dies (one pod, no load to balance)
+    const plan = exitMoves(EXITS, verdicts({ [first!]: 'unhealthy' }), [{ uid: 'u', key, exit: first, mine: true, movable: true }]);
+    expect(plan.moves.map((m) => m.to)).toEqual([second]);
+  });
+  it('skips unhealthy and draining exits; none when no other exit is healthy', () => {
+    const [first, second, third] = rankExits(key, EXITS);
+    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'unhealthy' }), first)).toBe(third);
+    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'draining' }), first)).toBe(third);
+    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'unhealthy', [third!]: 'unhealthy' }), first)).toBeUndefined();
+  });
+  it('none for a pinned pod (it never moves) or a pod without an exit', () => {
+    expect(standbyExit(key, EXITS, verdicts({}), 'vpn-a', 'vpn-a')).toBeUndefined();
+    expect(standbyExit(key, EXITS, verdicts({}), undefined)).toBeUndefined();
   });
 });

@@ -21,6 +21,7 @@
 // their client is in the pod) count as load and enter the plan as pinned, so no capacity is kept for
 // them.
 
+import { rankExits } from '../exits/assign.js';
 import { type ExitHealth, failoverPlan, type PodExit, rebalancePlan } from '../exits/plan.js';
 import type { ExitVerdict } from './exit-health.js';
 
@@ -103,4 +104,16 @@ export function exitMoves(exits: readonly string[], verdicts: ReadonlyMap<string
     stuck.push({ uid: s.uid, exit, why: s.why === 'no-healthy-exit' ? 'no-healthy-exit' : draining ? 'pinned-to-draining-exit' : 'pinned-to-unhealthy-exit' });
   }
   return { moves, stuck };
+}
+
+/**
+ * The exit a pod would most likely move to: the best ranked healthy exit of the group other than its
+ * own (its failover order, assign.ts rankExits). The agent keeps a standby lease there so a move does
+ * not wait for dnsmasq's ping check (tunnel.ts standbyLease). None for a pinned pod (it never moves)
+ * or when no other exit is healthy. A failover under bounded loads may pick another exit: then the
+ * move costs the ping wait, as without a standby lease.
+ */
+export function standbyExit(key: string, exits: readonly string[], verdicts: ReadonlyMap<string, ExitVerdict>, current: string | undefined, pin?: string): string | undefined {
+  if (current === undefined || (pin !== undefined && exits.includes(pin))) return undefined;
+  return rankExits(key, exits.filter((e) => e !== current && verdicts.get(e)?.state === 'healthy'))[0];
 }

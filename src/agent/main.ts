@@ -19,6 +19,7 @@ import { createExitEvent, patchExitLabel } from './exit-api.js';
 import { ExitControl, rebalanceRequests } from './exit-control.js';
 import { type ExitVerdict, exitVerdict, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, type ProbeMemory, probeURL, recordPoll } from './exit-health.js';
 import { Agent, execRun } from './agent.js';
+import { standbyExit } from './exit-moves.js';
 import { type ExitPodState, GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
 import { coalesced } from './coalesce.js';
 import { findPodsNetns, type NetnsResult } from './discover.js';
@@ -165,6 +166,10 @@ const agent = new Agent(
       rebuilds.inc({ gateway, reason });
       log('tunnel repaired', { pod: `${pod.namespace}/${pod.name}`, gateway, reason });
     },
+    standby: (pod, exit, result) => {
+      if (result.ok) log('standby lease taken', { pod: `${pod.namespace}/${pod.name}`, exit, ms: result.ms });
+      else log('standby lease not taken', { pod: `${pod.namespace}/${pod.name}`, exit, error: result.message });
+    },
     failed: (pod, message) => {
       failures.inc();
       if (lastProblem.get(pod.uid) === message) return;
@@ -226,6 +231,12 @@ async function roundOnce(): Promise<void> {
       judgeExits(states);
       const labels = new Map(nodePods.map((p) => [p.metadata?.uid ?? '', p.metadata?.labels?.[LABEL_EXIT]]));
       pods = exitControl.round(pods, labels, exitInformer.list(), verdicts, rebalanceRequests(gatewayInformer.list(), config));
+      // Where each pod keeps a standby lease (its next exit), so a move there skips dnsmasq's ping wait
+      pods = pods.map((p) => {
+        const exits = config.gateways[p.gateway]?.exits;
+        if (exits === undefined || p.exit === undefined) return p;
+        return { ...p, standby: standbyExit(`${p.namespace}/${p.name}`, exits.map((e) => e.name), verdicts, p.exit, p.pin) };
+      });
       exitPodsGauge.reset();
       for (const p of pods) if (p.exit !== undefined) exitPodsGauge.inc({ gateway: p.gateway, exit: p.exit });
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allowedCIDRs } from '../cluster/ranges.js';
-import { type PodObserved, planPod } from './reconcile.js';
+import { type PodObserved, planPod, planStandby } from './reconcile.js';
 import { RANGES } from '../../test/agent/fixtures.js';
 
 const POD = { uid: 'u1', namespace: 'apps', name: 'web', gateway: 'default' };
@@ -104,3 +104,25 @@ describe('reconcile plan', () => {
     expect(planPod(POD, { ...healthy, readyMarker: false }, GW, RANGES, lease, HOUR).actions).toEqual([{ kind: 'mark-ready' }]);
   });
 });
+
+describe('standby lease plan', () => {
+  const pod = { ...POD, gateway: 'vpn', exit: 'vpn-a', standby: 'vpn-b' };
+  it('a routed exit-group pod with a next exit and nothing known: take one there', () => {
+    expect(planStandby(pod, true, undefined, 0)).toEqual({ exit: 'vpn-b' });
+  });
+  it('never before the pod is routed (a first route is never delayed)', () => {
+    expect(planStandby(pod, false, undefined, 0)).toBeUndefined();
+  });
+  it('not for a pod outside exit groups, without a next exit, or whose next exit is its own', () => {
+    expect(planStandby(POD, true, undefined, 0)).toBeUndefined();
+    expect(planStandby({ ...pod, standby: undefined }, true, undefined, 0)).toBeUndefined();
+    expect(planStandby({ ...pod, standby: 'vpn-a' }, true, undefined, 0)).toBeUndefined();
+  });
+  it('taken this agent lifetime: not again until half its time, then renewed; a new next exit: taken there', () => {
+    const memory = { exit: 'vpn-b', takenAt: 0, seconds: 43_200 };
+    expect(planStandby(pod, true, memory, 6 * HOUR - 1)).toBeUndefined();
+    expect(planStandby(pod, true, memory, 6 * HOUR)).toEqual({ exit: 'vpn-b' });
+    expect(planStandby({ ...pod, standby: 'vpn-c' }, true, memory, 1)).toEqual({ exit: 'vpn-c' });
+  });
+});
+

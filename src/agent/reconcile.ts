@@ -48,6 +48,11 @@ export interface PodDesired {
   gateway: string;
   /** An exit group's pod: the exit it should leave through (label podvpn.io/exit, or the agent's move). */
   exit?: string | undefined;
+  /**
+   * An exit group's pod: the exit a move would most likely take it to (exit-moves.ts standbyExit), where
+   * the agent keeps a standby lease (planStandby).
+   */
+  standby?: string | undefined;
   /** An exit group's pod: its pin (annotation podvpn.io/exit). */
   pin?: string | undefined;
   /** Set when the pod cannot be routed as it is (an exit group's pod without a usable exit): why. */
@@ -138,4 +143,24 @@ export function planPod(
 function sameSet(a: string[], b: string[]): boolean {
   const sa = [...new Set(a)].sort();
   return sa.length === b.length && sa.every((x, i) => x === b[i]);
+}
+
+/** The standby lease this agent took for a pod (lost on restart: then taken again, see planStandby). */
+export interface StandbyMemory {
+  exit: string;
+  takenAt: number;
+  seconds: number;
+}
+
+/**
+ * Whether to take (or renew) a pod's standby lease on its next exit now (tunnel.ts standbyLease): an
+ * exit group's pod with a next exit other than its own, already routed when the round began (so it
+ * never delays a pod's first route), and no standby lease on that exit known to this agent, or one
+ * past half its time. After an agent restart nothing is known: the lease is taken again, which costs
+ * nothing when the exit still holds it (dnsmasq answers a client's own lease at once).
+ */
+export function planStandby(pod: PodDesired, routed: boolean, memory: StandbyMemory | undefined, now: number): { exit: string } | undefined {
+  if (pod.exit === undefined || pod.standby === undefined || pod.standby === pod.exit || !routed) return undefined;
+  if (memory !== undefined && memory.exit === pod.standby && now < memory.takenAt + (memory.seconds * 1000) / 2) return undefined;
+  return { exit: pod.standby };
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GW, RANGES } from '../../test/agent/fixtures.js';
-import { dhcpStep, inNetns, parseLease, repointTunnel, retunnel, setupAfterLease, setupBeforeLease, type Step, updateRanges } from './tunnel.js';
+import { dhcpStep, inNetns, parseLease, repointTunnel, retunnel, setupAfterLease, setupBeforeLease, standbyLease, type Step, tunnelMac, updateRanges } from './tunnel.js';
 import { expectGoldenFile } from '../../test/golden.js';
 
 const DIR = join(import.meta.dirname, 'testdata');
@@ -47,7 +47,27 @@ describe('tunnel plan', () => {
     golden('move-exit', show(steps));
     // the firewall is not reloaded: it holds the pod closed while vxlan0 is away
     expect(steps.some((s) => s.argv[0] === 'nft')).toBe(false);
-    expect(steps[0]).toEqual({ argv: ['ip', 'link', 'del', 'vxlan0'], mayFail: true });
+    expect(steps.slice(0, 2)).toEqual([{ argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true }, { argv: ['ip', 'link', 'del', 'vxlan0'], mayFail: true }]);
+  });
+
+  it('golden: a standby lease on the next exit, then the move there: both devices with the pod\'s own MAC', () => {
+    const pod = { ...POD, tunnelMac: tunnelMac('7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b') };
+    const exitB = { ...GW, podIP: '10.42.3.7', vxlanId: 102 };
+    const standby = standbyLease(pod, exitB, '172.16.0.23');
+    const lease = { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 };
+    golden('standby-then-move', show([...standby.link, standby.dhcp, ...standby.cleanup, ...retunnel(pod, exitB), dhcpStep('172.16.0.23'), ...setupAfterLease(lease)]));
+    const adds = [...standby.link, ...retunnel(pod, exitB)].filter((s) => s.argv.slice(0, 3).join(' ') === 'ip link add');
+    expect(adds.map((s) => [s.argv[3], s.argv[5]])).toEqual([['podvpn-standby', pod.tunnelMac], ['vxlan0', pod.tunnelMac]]);
+    // the standby device gets no address, no route, and no firewall change
+    expect([...standby.link, standby.dhcp].some((s) => s.argv[0] === 'nft' || s.argv.includes('route') || s.argv.includes('addr'))).toBe(false);
+    expect(standby.cleanup).toEqual([{ argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true }]);
+  });
+
+  it("tunnelMac: the same for a pod every time, different between pods, locally administered unicast", () => {
+    const a = tunnelMac('7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b');
+    expect(tunnelMac('7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b')).toBe(a);
+    expect(tunnelMac('7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4c')).not.toBe(a);
+    expect(a).toMatch(/^02(:[0-9a-f]{2}){5}$/);
   });
 
   it('MTU: the gateway MTU unless eth0 minus VXLAN overhead is smaller', () => {

@@ -16,6 +16,7 @@
 // even while the plan runs. Every command is an argv (never a shell line); the edge prefixes
 // `nsenter --net=<ns path> --`.
 
+import { createHash } from 'node:crypto';
 import { AGENT_READY_LINK } from '../constants.js';
 import { type ClusterRanges, notRoutedCIDRs } from '../cluster/ranges.js';
 import { parseAddress, parseCidr, containsCidr } from '../cidr/cidr.js';
@@ -25,6 +26,12 @@ export interface PodNetFacts {
   /** The pod's IPv4 next hop on eth0, read from its default route before podvpn changed it. */
   eth0Gateway: string;
   eth0Mtu: number;
+  /**
+   * The MAC vxlan0 (and a standby device) is made with: tunnelMac(pod uid), the same every time, so a
+   * recreated vxlan0 is the same DHCP client (udhcpc's client id is its MAC) and an exit's dnsmasq that
+   * already leased to the pod answers at once. Undefined: the kernel picks one.
+   */
+  tunnelMac?: string;
 }
 
 export interface GatewayFacts {
@@ -45,9 +52,20 @@ export interface Step {
 }
 
 export const TUNNEL = 'vxlan0';
+/** A short-lived second VXLAN device for a standby lease on the pod's next exit (removed after). */
+export const STANDBY_LINK = 'podvpn-standby';
 export const POD_LINK = 'eth0';
 /** Prints the lease as key=value lines; shipped in the agent image. */
 export const UDHCPC_SCRIPT = '/usr/share/podvpn/udhcpc-lease.sh';
+
+/**
+ * vxlan0's MAC for a pod: locally administered, unicast (02:...), the next 40 bits of SHA-256(pod uid).
+ * Two pods on one VXLAN segment share a MAC with odds of about n^2 / 2^41 (1 in 10^8 for 150 pods).
+ */
+export function tunnelMac(podUid: string): string {
+  const h = createHash('sha256').update(podUid).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
 
 export function tunnelMtu(pod: PodNetFacts, gw: GatewayFacts): number {
   return Math.min(gw.mtu, pod.eth0Mtu - 50);
@@ -70,9 +88,9 @@ export function clusterRoutes(pod: PodNetFacts, ranges: ClusterRanges): Step[] {
 }
 
 /** One DHCP exchange on vxlan0: 5 tries, 1 s apart, then quit with the lease printed (or fail). */
-export function dhcpStep(requestIP?: string, script = UDHCPC_SCRIPT): Step {
+export function dhcpStep(requestIP?: string, script = UDHCPC_SCRIPT, link = TUNNEL): Step {
   return {
-    argv: ['busybox', 'udhcpc', '-f', '-q', '-n', '-i', TUNNEL, '-t', '5', '-T', '1', '-s', script, ...(requestIP ? ['-r', requestIP] : [])],
+    argv: ['busybox', 'udhcpc', '-f', '-q', '-n', '-i', link, '-t', '5', '-T', '1', '-s', script, ...(requestIP ? ['-r', requestIP] : [])],
   };
 }
 
@@ -161,15 +179,37 @@ export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
  * setupBeforeLease; the caller then leases from the new exit and puts the address and route back.
  */
 export function retunnel(pod: PodNetFacts, gw: GatewayFacts): Step[] {
-  return [{ argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
+  // A standby device with the new exit's id (a standby exchange under way, or left by an agent that
+  // stopped mid-way) would make the kernel refuse vxlan0 with that id: it goes first
+  return [...standbyCleanup(), { argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
 }
 
-function tunnelLink(pod: PodNetFacts, gw: GatewayFacts): Step[] {
+function tunnelLink(pod: PodNetFacts, gw: GatewayFacts, link = TUNNEL): Step[] {
+  const mac = pod.tunnelMac === undefined ? [] : ['address', pod.tunnelMac];
   return [
-    { argv: ['ip', 'link', 'add', TUNNEL, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
-    { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', TUNNEL, 'dst', gw.podIP] },
-    { argv: ['ip', 'link', 'set', TUNNEL, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
+    { argv: ['ip', 'link', 'add', link, ...mac, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
+    { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', link, 'dst', gw.podIP] },
+    { argv: ['ip', 'link', 'set', link, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
   ];
+}
+
+/**
+ * A standby lease on the pod's next exit, taken ahead of a move. dnsmasq pings an address for about 3 s
+ * before it offers it to a client that holds no lease (and serves no other DHCP meanwhile), but offers
+ * a client its own lease at once (rfc2131.c, DHCPDISCOVER). So the agent takes a lease from the next
+ * exit now, off the critical path, as the same client (the same MAC as vxlan0), on a second device
+ * with that exit's VXLAN id; a later move to that exit gets its answer in milliseconds. The device
+ * carries no address and no route (nothing of the pod's traffic can use it) and is removed after
+ * (standbyCleanup, always). udhcpc sends through a packet socket, and its VXLAN packets go to the
+ * exit's pod IP on eth0, a cluster range: the in-pod firewall is not changed. Asks for the pod's
+ * current address, so a move keeps it when the next exit has it free.
+ */
+export function standbyLease(pod: PodNetFacts, gw: GatewayFacts, requestIP: string | undefined, script = UDHCPC_SCRIPT): { link: Step[]; dhcp: Step; cleanup: Step[] } {
+  return { link: [...standbyCleanup(), ...tunnelLink(pod, gw, STANDBY_LINK)], dhcp: dhcpStep(requestIP, script, STANDBY_LINK), cleanup: standbyCleanup() };
+}
+
+export function standbyCleanup(): Step[] {
+  return [{ argv: ['ip', 'link', 'del', STANDBY_LINK], mayFail: true }];
 }
 
 /** Ranges changed: the firewall's sets (one transaction), the new routes, then the routes no longer wanted. */
