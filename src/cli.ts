@@ -19,6 +19,8 @@ Usage:
                 [--kubeconfig FILE | --no-kube]
   podvpn uninject -f FILE|DIR|- [-R] [-o FILE]
   podvpn certs [--out DIR] [--dns-name NAME]... [--force]
+  podvpn exit-probe [--target IP:PORT]... [--interval SECONDS] [--timeout SECONDS]
+                    [--listen HOST:PORT] [--drain SECONDS]
   podvpn version
 
 serve    HTTPS admission webhook on --listen (default ${DEFAULT_LISTEN}), health and
@@ -36,11 +38,17 @@ uninject Remove what inject added, exactly, and podvpn's kill-switch policies.
          (mappings key by key; a list or a value replaces), then validated as one config.
 certs    Write a CA and a serving certificate for the webhook Service (default DNS names:
          ${WEBHOOK_SERVICE_NAME}.${SYSTEM_NAMESPACE}.svc and its shorter and longer forms).
+exit-probe  Runs beside gluetun in an exit's gateway pod: every --interval (default 1) a TCP
+         connect to each --target (default 1.1.1.1:443 and 9.9.9.9:443; addresses, not
+         names) with --timeout (default 0.8), closed at once. Serves on --listen (default
+         0.0.0.0:9998) what gluetun's health server does: GET 200 while a target answered
+         in the latest round, else 500 and why. On SIGTERM it answers 500 "exit is stopping" for
+         --drain seconds (default 0), then exits. Needs no cluster, config or root.
 `;
 
 class UsageError extends Error {}
 
-const COMMANDS = ['serve', 'inject', 'uninject', 'certs', 'version', 'help'];
+const COMMANDS = ['serve', 'inject', 'uninject', 'certs', 'exit-probe', 'version', 'help'];
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -53,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runOffline(command, rest);
       case 'certs':
         return await runCerts(rest);
+      case 'exit-probe':
+        return await runExitProbe(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);
@@ -237,6 +247,39 @@ async function runCerts(args: string[]): Promise<number> {
     replaced: `wrote ${ca} (a new CA: trust it again) and ${serving}, because ${r.why}`,
   }[r.outcome];
   process.stdout.write(`${line}\n`);
+  return 0;
+}
+
+async function runExitProbe(args: string[]): Promise<number> {
+  const { values } = flags('exit-probe', args, {
+    target: { type: 'string', multiple: true },
+    interval: { type: 'string' },
+    timeout: { type: 'string' },
+    listen: { type: 'string' },
+    drain: { type: 'string' },
+  });
+  const [{ ProbeOptionError, resolveProbeOptions }, { EXIT_PROBE_PORT }] = await Promise.all([import('./exits/probe.js'), import('./config/schema.js')]);
+  let options;
+  try {
+    options = resolveProbeOptions({ targets: values.target, interval: values.interval, timeout: values.timeout, listen: values.listen, drain: values.drain }, EXIT_PROBE_PORT);
+  } catch (err) {
+    if (err instanceof ProbeOptionError) throw new UsageError(err.message);
+    throw err;
+  }
+  const [{ startExitProbe }, { pino }] = await Promise.all([import('./exits/probe-run.js'), import('pino')]);
+  const log = pino({ base: { app: 'podvpn-exit-probe', version: VERSION } });
+  const probe = await startExitProbe(options, { log: (level, msg, fields) => log[level](fields ?? {}, msg) });
+  await new Promise<void>((resolveStop) => {
+    // The first signal drains (500 "exit is stopping", then exit); a second one exits at once.
+    const onSignal = (): void => {
+      process.once('SIGTERM', () => void probe.close());
+      process.once('SIGINT', () => void probe.close());
+      void probe.stop().then(resolveStop);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  log.info('exit probe stopped');
   return 0;
 }
 

@@ -51,8 +51,9 @@ export const ExitSchema = z
     /** DNS name of the exit's headless Service. Default: `podvpn-gateway-<exit>.podvpn-system.svc.<cluster domain>`. */
     address: z.string().regex(DNS_NAME, 'must be a DNS name').optional(),
     /**
-     * The exit's health endpoint (gluetun's health server: 200 while its tunnel passes traffic).
-     * Default: `http://<address>:9999/`.
+     * The exit's health endpoint: 200 while its tunnel passes traffic. Default: the exit probe,
+     * `http://<address>:9998/` (`podvpn exit-probe`, about 2 s to notice a dead tunnel); gluetun's
+     * own health server, `http://<address>:9999/`, answers the same way but takes a minute or two.
      */
     healthURL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
     overlayNetwork: sharedByGroup,
@@ -321,7 +322,7 @@ function resolveDefaults(parsed: ParsedConfig): Config {
     const serviceAddress = (n: string) => `${gatewayServiceName(n)}.${SYSTEM_NAMESPACE}.svc.${parsed.cluster.domain}`;
     const exits = gw.exits?.map((e): Exit => {
       const address = e.address ?? serviceAddress(e.name);
-      return { name: e.name, address, vxlanId: e.vxlanId, healthURL: e.healthURL ?? `http://${address}:${EXIT_HEALTH_PORT}/` };
+      return { name: e.name, address, vxlanId: e.vxlanId, healthURL: e.healthURL ?? `http://${address}:${EXIT_PROBE_PORT}/` };
     });
     gateways[name] = {
       name,

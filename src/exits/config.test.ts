@@ -18,8 +18,8 @@ describe('exit groups in the config', () => {
   it('resolves each exit to its own Service, VXLAN id and health URL, sharing the overlay and .1', () => {
     const gw = parseConfig(group([{ name: 'vpn-a', vxlanId: 101 }, { name: 'vpn-b', vxlanId: 102, address: 'b.example.internal' }], { overlayNetwork: '172.16.5.0/24' })).gateways.vpn!;
     expect(gw.exits).toEqual([
-      { name: 'vpn-a', address: 'podvpn-gateway-vpn-a.podvpn-system.svc.cluster.local', vxlanId: 101, healthURL: 'http://podvpn-gateway-vpn-a.podvpn-system.svc.cluster.local:9999/' },
-      { name: 'vpn-b', address: 'b.example.internal', vxlanId: 102, healthURL: 'http://b.example.internal:9999/' },
+      { name: 'vpn-a', address: 'podvpn-gateway-vpn-a.podvpn-system.svc.cluster.local', vxlanId: 101, healthURL: 'http://podvpn-gateway-vpn-a.podvpn-system.svc.cluster.local:9998/' },
+      { name: 'vpn-b', address: 'b.example.internal', vxlanId: 102, healthURL: 'http://b.example.internal:9998/' },
     ]);
     expect(gw.overlayGatewayIP).toBe('172.16.5.1');
     expect(gw.dns).toBe('172.16.5.1');
