@@ -109,3 +109,9 @@ export const AGENT_READY_LINK = 'podvpn-ready';
  */
 export const ANNOTATION_EXIT = 'podvpn.io/exit';
 export const LABEL_EXIT = 'podvpn.io/exit';
+
+/**
+ * Agent mode, exit groups: a request to rebalance a group, as an annotation on its exits' gateway pods
+ * in podvpn-system (any value; each new value is one request). Every agent acts on a value once.
+ */
+export const ANNOTATION_REBALANCE = 'podvpn.io/rebalance';

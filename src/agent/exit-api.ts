@@ -15,6 +15,7 @@ export const EVENT_REASONS: Record<MoveWhy, string> = {
   failover: 'ExitFailover',
   drain: 'ExitDrain',
   assign: 'ExitAssigned',
+  rebalance: 'ExitRebalance',
 };
 
 export interface PodRef {
@@ -35,6 +36,8 @@ export function exitMoveMessage(group: string, move: { from: string | undefined;
       return `exit ${move.from} of gateway ${group} is stopping (${move.reason}): moved to exit ${move.to} before it stops`;
     case 'assign':
       return `the pod had no exit of gateway ${group}: assigned exit ${move.to}`;
+    case 'rebalance':
+      return `gateway ${group} rebalanced on request: moved from exit ${move.from} to exit ${move.to}`;
   }
 }
 

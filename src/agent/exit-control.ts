@@ -13,7 +13,9 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Config } from '../config/schema.js';
-import { ANNOTATION_EXIT, ANNOTATION_STATUS, LABEL_EXIT, LABEL_ROUTED } from '../constants.js';
+import { ANNOTATION_EXIT, ANNOTATION_REBALANCE, ANNOTATION_STATUS, LABEL_EXIT, LABEL_ROUTED } from '../constants.js';
+import { gatewayServiceName } from '../config/schema.js';
+import { GATEWAY_INSTANCE_LABEL } from './cluster-view.js';
 import { exitEvent, type PodRef } from './exit-api.js';
 import type { ExitVerdict } from './exit-health.js';
 import { type ExitMove, exitMoves, type GroupPod } from './exit-moves.js';
@@ -55,11 +57,30 @@ export function groupPodsOf(pods: Iterable<V1Pod>, group: string): GroupPod[] {
   return out;
 }
 
+/** The podvpn.io/rebalance values on each group's exit pods (app.kubernetes.io/instance=podvpn-gateway-<exit>). */
+export function rebalanceRequests(gatewayPods: Iterable<V1Pod>, config: Config): Map<string, Set<string>> {
+  const groupOfInstance = new Map<string, string>();
+  for (const g of Object.values(config.gateways)) for (const e of g.exits ?? []) groupOfInstance.set(gatewayServiceName(e.name), g.name);
+  const out = new Map<string, Set<string>>();
+  for (const p of gatewayPods) {
+    const group = groupOfInstance.get(p.metadata?.labels?.[GATEWAY_INSTANCE_LABEL] ?? '');
+    const value = p.metadata?.annotations?.[ANNOTATION_REBALANCE];
+    if (group === undefined || typeof value !== 'string' || value === '') continue;
+    let set = out.get(group);
+    if (set === undefined) out.set(group, (set = new Set()));
+    set.add(value.slice(0, 253));
+  }
+  return out;
+}
+
 export class ExitControl {
   private readonly overrides = new Map<string, Override>();
   private readonly inFlight = new Set<string>();
   private readonly lastStuck = new Map<string, string>();
   private readonly pending = new Set<Promise<void>>();
+  /** Rebalance request values already acted on (or present when the agent started), per group. */
+  private readonly seenRequests = new Map<string, Set<string>>();
+  private primed = false;
 
   constructor(
     private readonly config: Config,
@@ -74,7 +95,14 @@ export class ExitControl {
    * `clusterPods`: every pod with the exit label (any node); `labels`: this node's pods' current
    * exit labels by uid.
    */
-  round(nodePods: PodDesired[], labels: ReadonlyMap<string, string | undefined>, clusterPods: Iterable<V1Pod>, verdicts: ReadonlyMap<string, ExitVerdict>): PodDesired[] {
+  round(
+    nodePods: PodDesired[],
+    labels: ReadonlyMap<string, string | undefined>,
+    clusterPods: Iterable<V1Pod>,
+    verdicts: ReadonlyMap<string, ExitVerdict>,
+    requests: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  ): PodDesired[] {
+    const rebalance = this.newRequests(requests);
     const live = new Set(nodePods.map((p) => p.uid));
     for (const uid of [...this.overrides.keys()]) if (!live.has(uid)) this.overrides.delete(uid);
     for (const uid of [...this.lastStuck.keys()]) if (!live.has(uid)) this.lastStuck.delete(uid);
@@ -88,13 +116,15 @@ export class ExitControl {
       if (mine.length === 0) continue;
       const byUid = new Map(groupPodsOf(cluster, group).map((g) => [g.uid, g]));
       for (const p of mine) byUid.set(p.uid, { uid: p.uid, key: `${p.namespace}/${p.name}`, exit: p.exit, pin: p.pin, mine: true, movable: true });
-      const plan = exitMoves(exits, verdicts, [...byUid.values()]);
+      const plan = exitMoves(exits, verdicts, [...byUid.values()], rebalance.has(group) ? 'rebalance' : 'failover');
+      if (rebalance.has(group)) this.ports.log('rebalance requested', { gateway: group, moves: plan.moves.length });
       for (const move of plan.moves) {
         const pod = mine.find((p) => p.uid === move.uid)!;
         this.overrides.set(move.uid, { to: move.to, since: this.ports.now() });
         movedNow.add(move.uid);
         this.events.moved?.(group, move, pod);
-        this.ports.log(move.why === 'assign' ? 'pod assigned an exit' : move.why === 'drain' ? 'pod drained to another exit' : 'pod failed over to another exit', {
+        const what = { assign: 'pod assigned an exit', drain: 'pod drained to another exit', failover: 'pod failed over to another exit', rebalance: 'pod rebalanced to another exit' };
+        this.ports.log(what[move.why], {
           pod: `${pod.namespace}/${pod.name}`,
           gateway: group,
           from: move.from,
@@ -117,6 +147,29 @@ export class ExitControl {
     pods = pods.map((p) => this.withOverride(p, labels.get(p.uid)));
     this.syncLabels(pods, labels);
     return [...pods.filter((p) => movedNow.has(p.uid)), ...pods.filter((p) => !movedNow.has(p.uid))];
+  }
+
+  /**
+   * Groups with a rebalance value not acted on yet. The values present at the first round are taken
+   * as done: a restarted agent does not act again on an old request (it would move pods nobody asked
+   * to move now); a request made while this agent was down is so missed here (the other agents act).
+   */
+  private newRequests(requests: ReadonlyMap<string, ReadonlySet<string>>): Set<string> {
+    const out = new Set<string>();
+    for (const group of [...this.seenRequests.keys()]) if (!requests.has(group)) this.seenRequests.delete(group);
+    for (const [group, values] of requests) {
+      let seen = this.seenRequests.get(group);
+      if (seen === undefined) this.seenRequests.set(group, (seen = new Set()));
+      for (const v of values) {
+        if (seen.has(v)) continue;
+        seen.add(v);
+        if (this.primed) out.add(group);
+      }
+      // bounded: only the values still on the pods are remembered
+      for (const v of [...seen]) if (!values.has(v)) seen.delete(v);
+    }
+    this.primed = true;
+    return out;
   }
 
   /** The pod with this agent's move applied; a move the label has caught up with is forgotten. */

@@ -3,7 +3,7 @@
 // drainPlan says, a pod without an exit gets one, and only this node's pods are moved by this agent.
 import { describe, expect, it } from 'vitest';
 import { deploymentPodKeys } from '../exits/fixtures.js';
-import { drainPlan, type ExitHealth, failoverPlan } from '../exits/plan.js';
+import { drainPlan, type ExitHealth, failoverPlan, rebalancePlan } from '../exits/plan.js';
 import { chooseExit } from '../exits/assign.js';
 import type { ExitVerdict } from './exit-health.js';
 import { exitMoves, type GroupPod } from './exit-moves.js';
@@ -96,5 +96,18 @@ describe('exit moves (agent)', () => {
     expect(round.moves.every((m) => pods.find((p) => p.uid === m.uid)!.movable)).toBe(true);
     const gone = exitMoves(EXITS, verdicts({}), [{ uid: 'x', key: 'downloads/x', exit: 'vpn-old', mine: true, movable: true }]);
     expect(gone.moves).toEqual([{ uid: 'x', from: 'vpn-old', to: expect.stringMatching(/^vpn-/), why: 'failover', reason: 'not an exit of the group' }]);
+  });
+
+  it('rebalance on request: moves off the fullest exit until within 20 % of even, as rebalancePlan says; only on request', () => {
+    // 30 pods after a failover of vpn-a and its recovery: vpn-a empty, the others full
+    const pods = group();
+    const failed = exitMoves(EXITS, verdicts({ 'vpn-a': 'unhealthy' }), pods);
+    const after = pods.map((p) => ({ ...p, exit: failed.moves.find((m) => m.uid === p.uid)?.to ?? p.exit }));
+    expect(exitMoves(EXITS, verdicts({}), after).moves, 'without a request, a recovered exit takes nobody').toEqual([]);
+    const round = exitMoves(EXITS, verdicts({}), after, 'rebalance');
+    const plan = rebalancePlan(after.map((p) => ({ uid: p.uid, key: p.key, exit: p.exit! })), EXITS.map((name) => ({ name, healthy: true })));
+    expect(round.moves.map(({ uid, from, to }) => ({ uid, from, to }))).toEqual(plan.moves);
+    expect(round.moves.length).toBeGreaterThanOrEqual(8);
+    expect(round.moves.every((m) => m.to === 'vpn-a' && m.why === 'rebalance')).toBe(true);
   });
 });

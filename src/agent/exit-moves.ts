@@ -11,13 +11,17 @@
 // Pods on healthy exits never move (no move back when an exit recovers: that would break live flows).
 // A pinned pod never moves: on a dead or draining exit it stays and fails closed.
 //
+// On request (a new podvpn.io/rebalance value on the group's exit pods, exit-control.ts), the pass is
+// rebalancePlan instead: the same moves first, then pods off the fullest healthy exits until every
+// exit is within 20 % of even, as few as that takes (each breaks the moved pod's flows).
+//
 // Every agent computes the plan over the whole group (each pod with its current exit: the label, or
 // this agent's own move not yet seen in the label), so the agents of all nodes agree on where the
 // pods of a dead exit go (each moves only its own); pods that no agent can move (pod-gateway mode:
 // their client is in the pod) count as load and enter the plan as pinned, so no capacity is kept for
 // them.
 
-import { type ExitHealth, failoverPlan, type PodExit } from '../exits/plan.js';
+import { type ExitHealth, failoverPlan, type PodExit, rebalancePlan } from '../exits/plan.js';
 import type { ExitVerdict } from './exit-health.js';
 
 export interface GroupPod {
@@ -34,7 +38,7 @@ export interface GroupPod {
   movable: boolean;
 }
 
-export type MoveWhy = 'failover' | 'drain' | 'assign';
+export type MoveWhy = 'failover' | 'drain' | 'assign' | 'rebalance';
 
 export interface ExitMove {
   uid: string;
@@ -61,7 +65,7 @@ export interface ExitRound {
 
 const NONE = '';
 
-export function exitMoves(exits: readonly string[], verdicts: ReadonlyMap<string, ExitVerdict>, pods: readonly GroupPod[]): ExitRound {
+export function exitMoves(exits: readonly string[], verdicts: ReadonlyMap<string, ExitVerdict>, pods: readonly GroupPod[], mode: 'failover' | 'rebalance' = 'failover'): ExitRound {
   const health: ExitHealth[] = exits.map((name) => ({ name, healthy: verdicts.get(name)?.state === 'healthy' }));
   const byUid = new Map(pods.map((p) => [p.uid, p]));
   const input: PodExit[] = [];
@@ -74,7 +78,7 @@ export function exitMoves(exits: readonly string[], verdicts: ReadonlyMap<string
     }
     input.push({ uid: p.uid, key: p.key, exit: p.exit ?? NONE, pin });
   }
-  const plan = failoverPlan(input, health);
+  const plan = mode === 'rebalance' ? rebalancePlan(input, health) : failoverPlan(input, health);
   const moves: ExitMove[] = [];
   for (const m of plan.moves) {
     if (byUid.get(m.uid)?.mine !== true) continue;
@@ -83,6 +87,10 @@ export function exitMoves(exits: readonly string[], verdicts: ReadonlyMap<string
       continue;
     }
     const v = verdicts.get(m.from);
+    if (v?.state === 'healthy') {
+      moves.push({ uid: m.uid, from: m.from, to: m.to, why: 'rebalance', reason: 'rebalance requested' });
+      continue;
+    }
     const why: MoveWhy = v?.state === 'draining' ? 'drain' : 'failover';
     const reason = !exits.includes(m.from) ? 'not an exit of the group' : (v?.reason ?? 'unhealthy');
     moves.push({ uid: m.uid, from: m.from, to: m.to, why, reason });

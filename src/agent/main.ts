@@ -16,7 +16,7 @@ import { LABEL_EXIT, LABEL_ROUTED, SYSTEM_NAMESPACE } from '../constants.js';
 import { EXIT_PROBE_PORT } from '../config/schema.js';
 import { readHealthAnswer, unreachable } from '../exits/health.js';
 import { createExitEvent, patchExitLabel } from './exit-api.js';
-import { ExitControl } from './exit-control.js';
+import { ExitControl, rebalanceRequests } from './exit-control.js';
 import { type ExitVerdict, exitVerdict, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, type ProbeMemory, probeURL, recordPoll } from './exit-health.js';
 import { Agent, execRun } from './agent.js';
 import { type ExitPodState, GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
@@ -44,6 +44,7 @@ const gatewayReady = new Gauge({ name: 'podvpn_agent_gateway_ready', help: "1 wh
 const failures = new Counter({ name: 'podvpn_agent_pod_failures_total', help: 'Reconcile failures per pod round', registers: [registry] });
 const exitFailovers = new Counter({ name: 'podvpn_agent_exit_failovers_total', help: "This node's pods moved off an unhealthy exit of their group", labelNames: ['gateway', 'from', 'to'], registers: [registry] });
 const exitDrains = new Counter({ name: 'podvpn_agent_exit_drains_total', help: "This node's pods moved off a stopping (terminating) exit before it stops", labelNames: ['gateway', 'from', 'to'], registers: [registry] });
+const exitRebalances = new Counter({ name: 'podvpn_agent_exit_rebalances_total', help: "This node's pods moved by a requested rebalance (annotation podvpn.io/rebalance on the group's exit pods)", labelNames: ['gateway', 'from', 'to'], registers: [registry] });
 const exitPodsGauge = new Gauge({ name: 'podvpn_agent_exit_pods', help: "This node's agent-mode pods per exit they leave through", labelNames: ['gateway', 'exit'], registers: [registry] });
 const exitHealthy = new Gauge({ name: 'podvpn_agent_exit_healthy', help: '1 when the exit is healthy as the agent judges it (pod Ready, exit probe answering 200); 0 when unhealthy or draining', labelNames: ['gateway', 'exit'], registers: [registry] });
 
@@ -90,6 +91,8 @@ async function watchServiceCIDRs(): Promise<(Informer<V1ServiceCIDR> & ObjectCac
 }
 
 // ---- exit health: each exit's probe, every second ----
+// --exit-probe-port: the exits' probe port (default EXIT_PROBE_PORT; tests run the probe elsewhere).
+const probePort = Number(arg('exit-probe-port') ?? String(EXIT_PROBE_PORT));
 const exitGroupOf = new Map(groups.flatMap((g) => g.exits!.map((e) => [e.name, g.name] as const)));
 const probes = new Map<string, ProbeMemory>();
 const verdicts = new Map<string, ExitVerdict>();
@@ -107,7 +110,7 @@ async function pollExits(): Promise<void> {
         let reading;
         let answered = false;
         try {
-          const res = await fetch(probeURL(ip, EXIT_PROBE_PORT), { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'error' });
+          const res = await fetch(probeURL(ip, probePort), { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS), redirect: 'error' });
           reading = readHealthAnswer(exit, res.status, (await res.text()).slice(0, 1024), Date.now());
           answered = true;
         } catch (err) {
@@ -117,7 +120,7 @@ async function pollExits(): Promise<void> {
         probes.set(exit, mem);
         if (!mem.answered && mem.failures === 3 && !noProbeLogged.has(`${exit}@${ip}`)) {
           noProbeLogged.add(`${exit}@${ip}`);
-          log(`exit ${exit}: its probe at ${probeURL(ip, EXIT_PROBE_PORT)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
+          log(`exit ${exit}: its probe at ${probeURL(ip, probePort)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
         }
       }),
     );
@@ -184,6 +187,7 @@ const exitControl = new ExitControl(
   },
   {
     moved: (gateway, move) => {
+      if (move.why === 'rebalance') exitRebalances.inc({ gateway, from: move.from ?? '', to: move.to });
       if (move.why === 'failover') exitFailovers.inc({ gateway, from: move.from ?? '', to: move.to });
       if (move.why === 'drain') exitDrains.inc({ gateway, from: move.from ?? '', to: move.to });
     },
@@ -221,7 +225,7 @@ async function roundOnce(): Promise<void> {
     if (exitInformer !== undefined) {
       judgeExits(states);
       const labels = new Map(nodePods.map((p) => [p.metadata?.uid ?? '', p.metadata?.labels?.[LABEL_EXIT]]));
-      pods = exitControl.round(pods, labels, exitInformer.list(), verdicts);
+      pods = exitControl.round(pods, labels, exitInformer.list(), verdicts, rebalanceRequests(gatewayInformer.list(), config));
       exitPodsGauge.reset();
       for (const p of pods) if (p.exit !== undefined) exitPodsGauge.inc({ gateway: p.gateway, exit: p.exit });
     }

@@ -1,4 +1,6 @@
-// The agent's exit plans (pure): which pods move to which exit, and which stay put.
+// The agent's exit plans (pure): which pods move to which exit, and which stay put. The agent runs
+// them over each group (src/agent/exit-moves.ts: failoverPlan with draining exits as targets no more,
+// which is drainPlan's rule; rebalancePlan on request) and carries out its own node's moves.
 //
 // Three plans, one rule set:
 //   - failover: only pods whose exit is unhealthy (or gone from the group) move; each to its best

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/schema.js';
 import { agentPods } from '../../src/agent/cluster-view.js';
 import { createExitEvent, patchExitLabel } from '../../src/agent/exit-api.js';
-import { ExitControl } from '../../src/agent/exit-control.js';
+import { ExitControl, rebalanceRequests } from '../../src/agent/exit-control.js';
 import type { ExitVerdict } from '../../src/agent/exit-health.js';
 import { DEFAULT_RESOURCES, KubeApiDouble, type KubeObject, type ResourceType } from '../kube-api-double/index.js';
 
@@ -143,5 +143,46 @@ describe('agent exit control against the API', () => {
     api!.put(pod('web-0', 'vpn-a'));
     await expect(patchExitLabel(core, { namespace: 'downloads', name: 'web-0', uid: String(old.metadata!.uid) }, 'vpn-b')).rejects.toMatchObject({ code: 409 });
     expect(api!.get('v1', 'Pod', 'downloads', 'web-0')!.metadata!.labels!['podvpn.io/exit']).toBe('vpn-a');
+  });
+
+  it('rebalance on request: a new podvpn.io/rebalance value on the exit pods moves pods once (ExitRebalance); a value present at start does nothing', async () => {
+    api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS] });
+    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads' } });
+    // After a failover of vpn-c and its recovery: vpn-c empty
+    for (let i = 0; i < 12; i++) api.put(pod(`web-${i}`, i % 2 === 0 ? 'vpn-a' : 'vpn-b'));
+    const core = api.kubeConfig().makeApiClient(CoreV1Api);
+    const control = new ExitControl(config, 'n1', {
+      patchLabel: (p, exit) => patchExitLabel(core, p, exit),
+      createEvent: (e) => createExitEvent(core, e),
+      now: () => Date.parse('2026-12-01T17:00:00Z'),
+      log: () => undefined,
+    });
+    const exitPod = (exit: string, request?: string) => ({
+      metadata: { name: `podvpn-gateway-${exit}-x`, namespace: 'podvpn-system', labels: { 'app.kubernetes.io/instance': `podvpn-gateway-${exit}` }, annotations: request === undefined ? {} : { 'podvpn.io/rebalance': request } },
+    });
+    const round = (request?: string) => {
+      const pods = api!.list('v1', 'Pod', 'downloads');
+      const labels = new Map<string, string | undefined>(pods.map((p) => [String(p.metadata!.uid), p.metadata!.labels?.['podvpn.io/exit']]));
+      const requests = rebalanceRequests([exitPod('vpn-a', request), exitPod('vpn-b'), exitPod('vpn-c')] as never, config);
+      control.round(agentPods(pods, 'n1', config), labels, pods as never, verdicts(''), requests);
+    };
+    const counts = () => {
+      const out: Record<string, number> = {};
+      for (const p of api!.list('v1', 'Pod', 'downloads')) out[p.metadata!.labels!['podvpn.io/exit']!] = (out[p.metadata!.labels!['podvpn.io/exit']!] ?? 0) + 1;
+      return out;
+    };
+    round('old-request');
+    round('old-request');
+    await control.settled();
+    expect(counts(), 'a value present when the agent started is not acted on').toEqual({ 'vpn-a': 6, 'vpn-b': 6 });
+    round('2026-12-01T17:05:00Z');
+    await control.settled();
+    expect(counts()).toEqual({ 'vpn-a': 4, 'vpn-b': 4, 'vpn-c': 4 });
+    const events = api.list('v1', 'Event', 'downloads') as Array<KubeObject & Record<string, any>>;
+    expect(events.length).toBe(4);
+    expect(events.every((e) => e.reason === 'ExitRebalance' && e.type === 'Normal')).toBe(true);
+    round('2026-12-01T17:05:00Z');
+    await control.settled();
+    expect(api.list('v1', 'Event', 'downloads').length, 'each value once').toBe(4);
   });
 });
