@@ -1,26 +1,29 @@
 // Exit health: does the exit's VPN tunnel carry traffic? (pure reading and verdict; the fetcher and
 // the poller at the bottom are the edge.)
 //
-// The source is gluetun's own health server (v3.41.1 internal/healthcheck), which each exit serves on
-// its pod address, port 9999 (manifests/gateway/exit; reachable only from podvpn's pods by the
-// group's NetworkPolicy). It answers GET with
-//   - 200 and an empty body when its last check passed: after every tunnel-up a TCP+TLS dial through
-//     the tunnel to HEALTH_TARGET_ADDRESSES (cloudflare.com:443, github.com:443) within 6 s, then an
-//     ICMP echo through the tunnel every 60 s (1.1.1.1, 8.8.8.8; retried with growing timeouts, up to
-//     about 2 minutes) and the TCP+TLS dial every 5 minutes;
-//   - 500 and the error text otherwise: "healthcheck did not run yet" until the first tunnel-up, or
-//     the failed check (gluetun then restarts the tunnel, and the answer stays 500 until the next
-//     tunnel-up's check passes);
-//   - 400 to anything but GET.
+// Two sources answer the same way, so this one reader reads either:
+//   - podvpn's exit probe (`podvpn exit-probe`, probe.ts; the default healthURL, port 9998): a
+//     container in each exit's gateway pod, in gluetun's network namespace, that opens a TCP
+//     connection through the tunnel to 1.1.1.1:443 and 9.9.9.9:443 every second (0.8 s timeout) and
+//     closes it. 200 while one connected in its latest round (at most 3 s old); 500 with the reason
+//     otherwise ("no target answered: 1.1.1.1:443 timed out, 9.9.9.9:443 timed out", "probe did not
+//     run yet", "exit is stopping" during the pod's 10 s drain). A dead tunnel reads 500 within
+//     about 1.8 s (bench/exit-probe.mjs: 0.9 to 1.8 s). It does not see a tunnel that passes a TCP
+//     handshake but not full-size packets (an MTU too large).
+//   - gluetun's own health server (v3.41.1 internal/healthcheck, port 9999, still served): 200 when
+//     its last check passed: after every tunnel-up a TCP+TLS dial through the tunnel to
+//     HEALTH_TARGET_ADDRESSES (cloudflare.com:443, github.com:443) within 6 s, then an ICMP echo
+//     every 60 s (1.1.1.1, 8.8.8.8; retried with growing timeouts, up to about 2 minutes) and the
+//     TCP+TLS dial every 5 minutes; 500 and the error text otherwise ("healthcheck did not run yet"
+//     until the first tunnel-up, or the failed check). So it trails a tunnel's death by a minute or
+//     two.
+// Both answer 400 to anything but GET. Both are reachable only from podvpn's pods (the group's
+// NetworkPolicy, manifests/examples/exit-group).
+//
 // So "healthy" here means exactly: a fresh answer (at most MAX_AGE_INTERVALS polls old) of 200 from
 // the exit's health URL. A 500, any other status, a refused or timed-out connection, or a name that
 // does not resolve (the exit's headless Service publishes only a Ready pod: an exit pod that is not
 // Ready or gone has no address) is unhealthy. No fresh answer at all: unknown.
-//
-// What it does not see quickly: gluetun notices a dead tunnel only at its next small check (within
-// 60 s) and after its retries, so the verdict may trail a tunnel's death by a minute or two. For
-// admission (a new pod avoids an exit that is down) that is enough; the agent's failover needs a
-// faster signal of its own (next: the agent's own probe through each exit).
 
 import type { Config } from '../config/schema.js';
 

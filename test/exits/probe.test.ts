@@ -246,6 +246,13 @@ describe('podvpn exit-probe (the built CLI)', () => {
     expect(r.stderr.split('\n')[0]).toBe(line);
   });
 
+  it('exits 1 with the reason when its port is taken', async () => {
+    const taken = await listener();
+    const r = spawnSync(process.execPath, [CLI, 'exit-probe', '--listen', `127.0.0.1:${portOf(taken)}`], { encoding: 'utf8', timeout: 20_000, env: NO_CLUSTER });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('EADDRINUSE');
+  });
+
   it('runs with no cluster, config or root beyond a free port; on SIGTERM it answers "exit is stopping" for --drain, then exits 0', async () => {
     const up = await listener();
     const port = await refusedPort();
