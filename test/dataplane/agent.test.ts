@@ -3,15 +3,13 @@
 // double), the same counters as pod-gateway mode. A lab of its own (prefix + "a"), with the
 // pod-gateway-mode client beside it for the figures. See README.md, "Agent mode".
 
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentLab, type AgentPod } from './lib/agent.js';
 import { q, sleep, tryRun, waitFor } from './lib/exec.js';
 import { CLIENT_NAMESPACE, gatewayInputs, productInputs } from './lib/inputs.js';
 import { ADDR, APP_NAME, INTERNET_NAME, Lab, type Snapshot } from './lib/lab.js';
-import { expectNoLeak, measuredOn } from './lib/measure.js';
+import { emergencyDownOnExit, expectNoLeak, measuredOn } from './lib/measure.js';
 
 const base = process.env.LAB_PREFIX ?? `pv${process.pid % 100000}`;
 const prefix = `${base.slice(0, 9)}a`;
@@ -27,18 +25,7 @@ let al: AgentLab;
 const measured = (name: string, action: () => Promise<void>) => measuredOn(lab, log, name, action);
 const noLeak = expectNoLeak;
 
-const emergencyDown = () => {
-  spawnSync('bash', [join(dirname(fileURLToPath(import.meta.url)), 'down.sh'), prefix], { timeout: 20_000, stdio: 'ignore' });
-};
-if (process.env.LAB_KEEP !== '1') {
-  process.once('exit', emergencyDown);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      emergencyDown();
-      process.exit(130);
-    });
-  }
-}
+emergencyDownOnExit(prefix);
 
 /** The agent-mode pods' addresses (the routed pods' node range 10.244.1.0/24). */
 const IP = { a1: '10.244.1.40', a1v6: 'fd00:10:244::40', a2: '10.244.1.41', a3: '10.244.1.42', a4: '10.244.1.43', a5: '10.244.1.44', pg: '10.244.1.45', far: '10.244.4.7' };

@@ -9,6 +9,8 @@ import {
   parseSettingsScript,
   readGatewayManifest,
 } from './lib/gateway.js';
+import { EXIT_GROUP_DIR, EXIT_GROUP_FIXTURE, exitGroupFixtureFrom, exitGroupInputs, readExitGroup } from './lib/exits.js';
+import { tryRun } from './lib/exec.js';
 import { GATEWAY_FIXTURE, gatewayFixtureFrom, gatewayInputs, productInputs, renderManifests } from './lib/inputs.js';
 import { ADDR, rewriteUpstream } from './lib/lab.js';
 
@@ -48,6 +50,34 @@ describe('the gateway manifest', () => {
     const same = JSON.stringify({ ...a, source: '' }) === JSON.stringify({ ...b, source: '' });
     if (!same) {
       process.stdout.write('[lab] NOTE: fixtures/gateway-manifest.fixture.yaml differs from manifests/; refresh it with REFRESH_GATEWAY_FIXTURE=1\n');
+    }
+  });
+
+  it('the exit group (examples/exit-group): each exit\'s VXLAN_ID (its exit.sh, sourced by settings.sh) is the config\'s, the overlay is shared, each runs the exit probe', async () => {
+    const g = await exitGroupInputs();
+    expect(g.exits.map((e) => e.name)).toEqual(['vpn-a', 'vpn-b', 'vpn-c']);
+    for (const e of g.exits) {
+      expect(e.settings.podGateway.VXLAN_ID, e.name).toBe(String(e.vxlanId));
+      expect(e.settings.podGateway.VXLAN_IP_NETWORK, e.name).toBe('172.16.0');
+      expect(e.podLabels['app.kubernetes.io/instance'], e.name).toBe(`podvpn-gateway-${e.name}`);
+      expect(e.probeArgs?.[0], e.name).toBe('exit-probe');
+    }
+    expect(new Set(g.exits.map((e) => e.vxlanId)).size).toBe(3);
+  });
+
+  it('the exit-group fixture (used only where kubectl is missing) parses and still says what the example says (drift reported, not failed)', async () => {
+    const fixture = readExitGroup(readFileSync(EXIT_GROUP_FIXTURE, 'utf8'), 'fixture');
+    expect(fixture.exits.map((e) => e.settings.podGateway.VXLAN_ID)).toEqual(['101', '102', '103']);
+    if ((await tryRun('command -v kubectl')).code !== 0) return;
+    const r = await tryRun(`kubectl kustomize ${JSON.stringify(EXIT_GROUP_DIR)}`, 60_000);
+    expect(r.code, r.stderr).toBe(0);
+    const fresh = exitGroupFixtureFrom(r.stdout);
+    if (process.env.REFRESH_GATEWAY_FIXTURE === '1') writeFileSync(EXIT_GROUP_FIXTURE, fresh);
+    const a = readExitGroup(fresh, 'render');
+    const b = readExitGroup(readFileSync(EXIT_GROUP_FIXTURE, 'utf8'), 'fixture');
+    const strip = (x: typeof a) => JSON.stringify({ ...x, source: '', exits: x.exits.map((e) => ({ ...e, settings: { ...e.settings, source: '' } })) });
+    if (strip(a) !== strip(b)) {
+      process.stdout.write('[lab] NOTE: fixtures/exit-group-manifest.fixture.yaml differs from manifests/examples/exit-group; refresh it with REFRESH_GATEWAY_FIXTURE=1\n');
     }
   });
 

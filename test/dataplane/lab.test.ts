@@ -1,14 +1,13 @@
 // The data-plane lab: the kill switch proven in a real kernel, scenario by scenario, with packet counts
 // at the internet host and on the node's uplink. Needs root, /dev/net/tun and .ci/dataplane-deps.sh.
 
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type Background, fileHas, q, sleep, startBackground, stopBackground, tryRun, waitFor } from './lib/exec.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { q, sleep, tryRun, waitFor } from './lib/exec.js';
 import { gatewayInputs, productInputs } from './lib/inputs.js';
 import { ADDR, APP_NAME, INTERNET_NAME, Lab, type Snapshot, TLS_BODY_BYTES } from './lib/lab.js';
+import { RootCapture, emergencyDownOnExit, expectNoLeak, measuredOn } from './lib/measure.js';
 
 const prefix = process.env.LAB_PREFIX ?? `pv${process.pid % 100000}`;
 const figures: string[] = [];
@@ -20,74 +19,10 @@ const log = (line: string) => process.stdout.write(`[lab] ${line}\n`);
 
 let lab: Lab;
 const upstreamClient = process.env.LAB_UPSTREAM_CLIENT === '1';
-const deltas = new Map<string, Snapshot>();
-
-/** Runs `action` between two snapshots and records the counter deltas under `name`. */
-async function measured(name: string, action: () => Promise<void>): Promise<Snapshot> {
-  const before = await lab.snapshot();
-  try {
-    await action();
-  } finally {
-    // Late packets of a failed flow still count.
-    await sleep(300);
-  }
-  const d = Lab.delta(before, await lab.snapshot());
-  deltas.set(name, d);
-  log(`${name}: ${JSON.stringify(d)}`);
-  if (d.uplinkClear > 0 || d.gatewayClear > 0) log(`${name}: clear-text flows seen so far: ${await lab.clearSeen()}`);
-  return d;
-}
-
-const noLeak = (d: Snapshot | undefined) => {
-  expect(d, 'scenario did not run').toBeDefined();
-  expect({ inetLeak: d?.inetLeak, inetLeak6: d?.inetLeak6, uplinkClear: d?.uplinkClear, gatewayClear: d?.gatewayClear }).toEqual({
-    inetLeak: 0,
-    inetLeak6: 0,
-    uplinkClear: 0,
-    gatewayClear: 0,
-  });
-};
-
-// If the run is interrupted (CI timeout, Ctrl-C) afterAll never runs: remove this prefix's lab by its
-// recorded PIDs and names on the way out. A no-op after a normal teardown.
-const emergencyDown = () => {
-  spawnSync('bash', [join(dirname(fileURLToPath(import.meta.url)), 'down.sh'), prefix], { timeout: 20_000, stdio: 'ignore' });
-};
-if (process.env.LAB_KEEP !== '1') {
-  process.once('exit', emergencyDown);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      emergencyDown();
-      process.exit(130);
-    });
-  }
-}
-
-/**
- * A capture in the machine's own (root) network namespace for every range and port the lab uses:
- * the lab's packets must never appear there (nothing of the lab is attached to it).
- */
-const ROOT_CAPTURE_FILTER =
-  '(net 10.244.0.0/16 or net 10.96.0.0/12 or net 203.0.113.0/24 or net 198.51.100.0/24 or net 10.64.0.0/24 or net 172.16.0.0/24 or udp port 4789 or udp port 51820 or net 2001:db8::/32 or net fd00:10:244::/48)';
-const rootCaptureLog = `/run/podvpn-lab/${prefix}.rootcap`;
-let rootCapture: Background | undefined;
-async function startRootCapture(): Promise<void> {
-  mkdirSync('/run/podvpn-lab', { recursive: true });
-  writeFileSync(rootCaptureLog, '');
-  // The machine's own traffic (its own addresses at either end) is not the lab's: a lab packet in
-  // this namespace would carry lab addresses. (This machine talks to 203.0.113.80:443 itself.)
-  const own = (await tryRun("ip -o addr show | awk '{print $4}' | cut -d/ -f1")).stdout.split('\n').filter((a) => a !== '');
-  const filter = `${ROOT_CAPTURE_FILTER}${own.map((a) => ` and not host ${a}`).join('')}`;
-  rootCapture = startBackground('root-capture', `tcpdump -Z root -l -nn -q -i any ${q(filter)}`, rootCaptureLog);
-  writeFileSync(`${rootCaptureLog}.pid`, `${rootCapture.pid}\n`);
-  await waitFor('the root-namespace capture', () => fileHas(rootCaptureLog, 'listening on'), 10_000);
-}
-async function stopRootCapture(): Promise<string[]> {
-  if (rootCapture) await stopBackground(rootCapture);
-  rootCapture = undefined;
-  const lines = existsSync(rootCaptureLog) ? readFileSync(rootCaptureLog, 'utf8').split('\n') : [];
-  return lines.filter((l) => / IP6? /.test(l));
-}
+const measured = (name: string, action: () => Promise<void>) => measuredOn(lab, log, name, action);
+const noLeak = expectNoLeak;
+emergencyDownOnExit(prefix);
+const rootCapture = new RootCapture(prefix);
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the data-plane lab needs root: it creates network namespaces');
@@ -100,7 +35,7 @@ beforeAll(async () => {
   // CONNECTION_RETRY_COUNT=1), to measure what podvpn's loop and retry count change.
   if (upstreamClient) log('LAB_UPSTREAM_CLIENT=1: client sidecar command /bin/client_sidecar.sh, CONNECTION_RETRY_COUNT from the image (1)');
   const gateway = await gatewayInputs();
-  await startRootCapture();
+  await rootCapture.start();
   log(`gateway settings from: ${gateway.source}`);
   lab = await Lab.up({
     prefix,
@@ -120,9 +55,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await stopRootCapture();
-  rmSync(rootCaptureLog, { force: true });
-  rmSync(`${rootCaptureLog}.pid`, { force: true });
+  await rootCapture.stop();
+  rmSync(rootCapture.log, { force: true });
+  rmSync(`${rootCapture.log}.pid`, { force: true });
   if (process.env.LAB_KEEP !== '1') await lab?.down();
   if (figures.length > 0) process.stdout.write(`\nFigures (not assertions):\n${figures.map((f) => `  ${f}`).join('\n')}\n`);
 }, 60_000);
@@ -782,7 +717,7 @@ describe.sequential('throughput (figures)', () => {
 describe.sequential('hygiene', () => {
   it("the machine's own network namespace saw none of the lab's packets", async () => {
     await sleep(300);
-    const seen = await stopRootCapture();
+    const seen = await rootCapture.stop();
     if (seen.length > 0) log(`root namespace saw: ${seen.slice(0, 5).join(' | ')}`);
     expect(seen).toEqual([]);
   });

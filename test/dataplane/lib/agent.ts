@@ -16,7 +16,8 @@ import { GATE_INIT_NAME } from '../../../src/constants.js';
 import { injectionPatch } from '../../../src/inject/patch.js';
 import { clientSettings } from '../../../src/inject/settings.js';
 import type { Pod } from '../../../src/inject/types.js';
-import { KubeApiDouble } from '../../kube-api-double/index.js';
+import { Event } from 'kubernetes-models/v1';
+import { DEFAULT_RESOURCES, KubeApiDouble, type ResourceType } from '../../kube-api-double/index.js';
 import { isAlive, q, sleep, stopBackground, tryRun, waitFor } from './exec.js';
 import { CLIENT_NAMESPACE, LAB_RANGES } from './inputs.js';
 import { type ExtraPodName, type Lab, POD_MTU } from './lab.js';
@@ -28,6 +29,21 @@ export const AGENT_MAIN = join(REPO, 'dist', 'agent', 'main.js');
 const GATE_JS = join(REPO, 'dist', 'agent', 'gate.js');
 const UDHCPC_SCRIPT = join(REPO, 'src', 'agent', 'udhcpc-lease.sh');
 export const NODE_NAME = 'lab-node';
+
+/** core/v1 Events, validated as kube-apiserver does for a create (schema; involvedObject.namespace is the Event's). */
+const EVENTS: ResourceType = {
+  group: '',
+  version: 'v1',
+  resource: 'events',
+  kind: 'Event',
+  namespaced: true,
+  validate: (obj) => {
+    new Event(structuredClone(obj) as never).validate();
+    const involved = (obj.involvedObject ?? {}) as { namespace?: string };
+    const ns = (obj.metadata as { namespace?: string }).namespace;
+    if (involved.namespace !== ns) throw new Error(`involvedObject.namespace: Invalid value: "${involved.namespace ?? ''}": does not match event.namespace`);
+  },
+};
 /** The agent's API server address inside the node namespace (a bridge to the double, below). */
 const API_PORT = 6443;
 export const ADMIN_PORT = 9091;
@@ -75,8 +91,17 @@ export interface AgentPod {
   createdAt: number;
 }
 
+/** What the webhook's agent-mode injection put on a pod. */
+export interface AgentInjection {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  gateCommand: string[];
+  resolvConf: string;
+  pod: Pod;
+}
+
 /** The webhook's agent-mode injection on a plain pod: labels, annotations, the gate's command, dnsConfig. */
-export function agentInjection(): { labels: Record<string, string>; annotations: Record<string, string>; gateCommand: string[]; resolvConf: string; pod: Pod } {
+export function agentInjection(): AgentInjection {
   const config = parseConfig({
     dataPlane: 'agent',
     cluster: { podCIDRs: LAB_RANGES.podCIDRs, serviceCIDRs: LAB_RANGES.serviceCIDRs, dnsIPs: LAB_RANGES.dnsIPs },
@@ -85,7 +110,11 @@ export function agentInjection(): { labels: Record<string, string>; annotations:
   const gateway = config.gateways.default!;
   const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: CLIENT_NAMESPACE, labels: { app: 'web' } }, spec: { containers: [{ name: 'app', image: 'web' }] } };
   const { patch } = injectionPatch({ pod, namespace: CLIENT_NAMESPACE, gateway, settings: clientSettings(gateway, LAB_RANGES), config, dataPlane: 'agent' });
-  const mutated = fastJsonPatch.applyPatch(structuredClone(pod), patch as fastJsonPatch.Operation[], true, false).newDocument;
+  return readAgentInjection(fastJsonPatch.applyPatch(structuredClone(pod), patch as fastJsonPatch.Operation[], true, false).newDocument);
+}
+
+/** Reads back an agent-mode injected pod: its labels, annotations, the gate's command, dnsConfig as resolv.conf. */
+export function readAgentInjection(mutated: Pod): AgentInjection {
   const gate = mutated.spec?.initContainers?.[0];
   if (!gate?.command || !gate.name?.includes('gate')) throw new Error('the agent-mode injection has no gate init container first');
   const dns = mutated.spec?.dnsConfig ?? {};
@@ -135,8 +164,13 @@ export class AgentLab {
   }
 
   /** The API double (in this process), reachable from the node namespace at 127.0.0.1:6443. */
-  static async start(lab: Lab): Promise<AgentLab> {
-    const api = await KubeApiDouble.start();
+  /**
+   * `config`: the agent's config (default: agent mode, the lab's default gateway); `defaultGateway`:
+   * publish the lab's own gateway pod `gw` (false for the exits lab, which publishes its exits).
+   */
+  static async start(lab: Lab, opts: { config?: Record<string, unknown>; defaultGateway?: boolean } = {}): Promise<AgentLab> {
+    // core/v1 Events too (the agent reports exit moves with them), validated as kube-apiserver does.
+    const api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS] });
     const a = new AgentLab(lab, api);
     mkdirSync(a.dir, { recursive: true });
     // LAB: the agent runs in the node namespace, the double in this process (the root namespace). A
@@ -169,14 +203,40 @@ export class AgentLab {
     // spec.podCIDRs (one node per /24 the lab's pods use), so a node added later is picked up.
     writeFileSync(
       join(a.dir, 'config.yaml'),
-      stringify({ dataPlane: 'agent', cluster: { serviceCIDRs: LAB_RANGES.serviceCIDRs, dnsIPs: LAB_RANGES.dnsIPs }, gateways: { default: {} } }),
+      stringify(opts.config ?? { dataPlane: 'agent', cluster: { serviceCIDRs: LAB_RANGES.serviceCIDRs, dnsIPs: LAB_RANGES.dnsIPs }, gateways: { default: {} } }),
     );
     for (const name of [CLIENT_NAMESPACE, 'podvpn-system', 'kube-system']) api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
     a.putNode(NODE_NAME, '10.244.1.0/24'); // the routed pods and the gateway
     a.putNode('lab-node-dns', '10.244.2.0/24'); // cluster DNS's pod
     a.putNode('lab-node-app', '10.244.3.0/24'); // the app pod
-    a.publishGateway(lab.gwIP, true);
+    if (opts.defaultGateway !== false) a.publishGateway(lab.gwIP, true);
     return a;
+  }
+
+  /**
+   * A gateway pod object of its own (an exit's): its Deployment's pod labels, its IP, Ready as given,
+   * and a deletionTimestamp when it is being deleted (graceful termination: the pod still runs).
+   */
+  publishGatewayPod(name: string, labels: Record<string, string>, ip: string, ready: boolean, deleting = false): void {
+    const current = this.api.get('v1', 'Pod', 'podvpn-system', name);
+    this.api.put({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        ...(current?.metadata ?? {}),
+        name,
+        namespace: 'podvpn-system',
+        labels,
+        ...(deleting ? { deletionTimestamp: new Date().toISOString(), deletionGracePeriodSeconds: 30 } : {}),
+      },
+      spec: { nodeName: NODE_NAME, containers: [{ name: 'gluetun', image: 'gluetun' }] },
+      status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+    });
+  }
+
+  /** A gateway pod object removed (the pod is gone). */
+  removeGatewayPod(name: string): void {
+    this.api.remove('v1', 'Pod', 'podvpn-system', name);
   }
 
   putNode(name: string, podCIDR: string): void {
@@ -267,10 +327,10 @@ export class AgentLab {
    * node; the CNI's network namespace and veth; then scripts/pod.sh: the sandbox's process, the gate
    * init container with the product's command, and the app only after the gate exited 0.
    */
-  async createPod(name: ExtraPodName, ip: string, opts: { driver?: CgroupDriver; ip6?: string; gateTimeoutS?: number; light?: boolean } = {}): Promise<AgentPod> {
+  async createPod(name: ExtraPodName, ip: string, opts: { driver?: CgroupDriver; ip6?: string; gateTimeoutS?: number; light?: boolean; injection?: AgentInjection; deferPolicy?: boolean } = {}): Promise<AgentPod> {
     const driver = opts.driver ?? 'systemd';
     const createdAt = Date.now();
-    const inj = this.injection;
+    const inj = opts.injection ?? this.injection;
     this.api.put({
       apiVersion: 'v1',
       kind: 'Pod',
@@ -289,7 +349,8 @@ export class AgentLab {
     // traffic of their own, and re-rendering the policy 50 times cost minutes.
     if (opts.light !== true) {
       this.lab.extraPods.push({ name, namespace: CLIENT_NAMESPACE, labels: { ...inj.labels, 'lab-pod': name }, ips: [ip, ...(opts.ip6 ? [opts.ip6] : [])], hostIf: `v-${name}` });
-      if (this.lab.policyApplied) await this.lab.applyPolicy();
+      // deferPolicy: the caller re-renders once for a batch of pods before any of them sends traffic.
+      if (this.lab.policyApplied && opts.deferPolicy !== true) await this.lab.applyPolicy();
     }
     // The pod's cgroup: the systemd driver's in the v2 hierarchy; cgroupfs's in a v1 one when this
     // machine has one (cgroup v1: one line per hierarchy in /proc/<pid>/cgroup), else in v2.
@@ -308,7 +369,7 @@ export class AgentLab {
     const pod: AgentPod = { name, uid, ip, driver, hierarchies: [hierarchy], state, createdAt };
     this.pods.set(name, pod);
     // The kubelet reports the sandbox: the pod's IP (from the CNI) and its init container running.
-    await waitFor(`${name}'s sandbox`, () => existsSync(join(state, 'sandbox.started')), 10_000, 20);
+    await waitFor(`${name}'s sandbox`, () => existsSync(join(state, 'sandbox.started')), 30_000, 20);
     this.setPodStatus(pod, { phase: 'Pending', podIP: ip, podIPs: [{ ip }], initContainerStatuses: [{ name: GATE_INIT_NAME, image: 'podvpn', imageID: '', ready: false, restartCount: 0, state: { running: { startedAt: new Date().toISOString() } } }] });
     return pod;
   }

@@ -84,16 +84,16 @@ export function parseSettingsScript(text: string): Record<string, string> {
 }
 
 /** Finds the gateway Deployment in rendered manifests (kustomize output) and reads its settings. */
-export function readGatewayManifest(yamlText: string, source: string): GatewayManifestSettings {
+export function readGatewayManifest(yamlText: string, source: string, deploymentName: string = GATEWAY_DEPLOYMENT): GatewayManifestSettings {
   const docs = parseAllDocuments(yamlText)
     .map((d) => d.toJS() as unknown)
     .flatMap((d) => (isObj(d) && d.kind === 'List' ? arr(d.items) : [d]))
     .filter(isObj);
   const meta = (d: Obj) => (isObj(d.metadata) ? d.metadata : {});
   const deployment = docs.find(
-    (d) => d.kind === 'Deployment' && meta(d).name === GATEWAY_DEPLOYMENT && (meta(d).namespace ?? GATEWAY_NAMESPACE) === GATEWAY_NAMESPACE,
+    (d) => d.kind === 'Deployment' && meta(d).name === deploymentName && (meta(d).namespace ?? GATEWAY_NAMESPACE) === GATEWAY_NAMESPACE,
   );
-  if (!deployment) throw new Error(`${source}: no Deployment ${GATEWAY_NAMESPACE}/${GATEWAY_DEPLOYMENT}`);
+  if (!deployment) throw new Error(`${source}: no Deployment ${GATEWAY_NAMESPACE}/${deploymentName}`);
   const configMaps = new Map<string, Record<string, string>>();
   for (const d of docs) {
     if (d.kind !== 'ConfigMap') continue;
@@ -186,7 +186,14 @@ export function readGatewayManifest(yamlText: string, source: string): GatewayMa
   for (const c of podGatewayContainers) {
     const files = mountedFiles(c);
     const text = files.get('/config/settings.sh');
-    if (text !== undefined) Object.assign(podGateway, parseSettingsScript(text));
+    if (text !== undefined) {
+      Object.assign(podGateway, parseSettingsScript(text));
+      // An exit's settings.sh sources its own file from the same volume (`. /config/exit.sh`): VXLAN_ID.
+      for (const m of text.matchAll(/^\s*\.\s+(\/config\/[\w.-]+)\s*$/gm)) {
+        const sourced = files.get(m[1] as string);
+        if (sourced !== undefined) Object.assign(podGateway, parseSettingsScript(sourced));
+      }
+    }
     for (const [path, conf] of files) if (path.startsWith('/etc/dnsmasq.d/') && !dnsmasqConf.includes(conf)) dnsmasqConf.push(conf);
   }
   const postRulesText = mountedFiles(gluetun).get('/iptables/post-rules.txt') ?? '';

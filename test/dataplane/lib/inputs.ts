@@ -62,6 +62,28 @@ export function productInputs(): ProductInputs {
   const { patch } = injectionPatch({ pod, namespace: CLIENT_NAMESPACE, gateway, settings, config });
   const mutated = fastJsonPatch.applyPatch(structuredClone(pod), patch as fastJsonPatch.Operation[], true, false)
     .newDocument;
+  const injected = readInjectedPod(mutated, config.images.client);
+  const policy = buildKillSwitchPolicy({ namespace: CLIENT_NAMESPACE, gateway: gateway.name, ranges: LAB_RANGES });
+  return {
+    ...injected,
+    clientSettings: settings,
+    gatewayName: gateway.address,
+    clusterDomain: config.cluster.domain,
+    policies: [policy],
+  };
+}
+
+/** What a pod the webhook injected (pod-gateway mode) carries into the lab: settings, resolv.conf, labels, the client commands. */
+export interface InjectedPod {
+  clientSettingsScript: string;
+  clientResolvConf: string;
+  clientLabels: Record<string, string>;
+  clientInitCommand: string[];
+  clientSidecarCommand: string[];
+}
+
+/** Reads back what the injection put on a pod: the settings annotation, dnsConfig as resolv.conf, labels, the client containers' commands. */
+export function readInjectedPod(mutated: Pod, clientImage: string): InjectedPod {
   const annotations = mutated.metadata?.annotations ?? {};
   const script = annotations[ANNOTATION_CLIENT_SETTINGS];
   if (script === undefined) throw new Error(`the injected pod has no ${ANNOTATION_CLIENT_SETTINGS} annotation`);
@@ -74,18 +96,13 @@ export function productInputs(): ProductInputs {
       ? [`options ${dns.options.map((o) => (o.value !== undefined ? `${o.name}:${o.value}` : o.name)).join(' ')}`]
       : []),
   ].join('\n');
-  const injected = (mutated.spec?.initContainers ?? []).filter((c) => (c.image ?? '') === config.images.client);
-  const [initC, sidecarC] = [injected[0], injected[1] ?? (mutated.spec?.containers ?? []).find((c) => c.image === config.images.client)];
+  const injected = (mutated.spec?.initContainers ?? []).filter((c) => (c.image ?? '') === clientImage);
+  const [initC, sidecarC] = [injected[0], injected[1] ?? (mutated.spec?.containers ?? []).find((c) => c.image === clientImage)];
   if (!initC?.command || !sidecarC?.command) throw new Error('the injected pod has no client init and sidecar containers with commands');
-  const policy = buildKillSwitchPolicy({ namespace: CLIENT_NAMESPACE, gateway: gateway.name, ranges: LAB_RANGES });
   return {
     clientSettingsScript: script,
-    clientSettings: settings,
     clientResolvConf: `${resolv}\n`,
     clientLabels: { ...(mutated.metadata?.labels ?? {}) },
-    gatewayName: gateway.address,
-    clusterDomain: config.cluster.domain,
-    policies: [policy],
     clientInitCommand: [...initC.command],
     clientSidecarCommand: [...sidecarC.command],
   };

@@ -103,6 +103,31 @@ export interface LabInputs {
   clientInitCommand: string[];
   clientSidecarCommand: string[];
   log: (line: string) => void;
+  /**
+   * Build only the shared lab (node, vpn, inet, cluster DNS, the app pod, the VPN server): no gateway
+   * pod `gw` and no client init. The exits lab (lib/exits.ts) boots its own gateway pods.
+   */
+  sharedOnly?: boolean;
+}
+
+/**
+ * One gateway pod as the lab runs it: the lab's own `gw`, or one exit of an exit group (lib/exits.ts).
+ * Each has its own namespace, address, manifest settings, WireGuard process and key, tunnel address.
+ */
+export interface GatewayPodSpec {
+  ns: PodName;
+  ip: string;
+  ip6?: string;
+  /** Appended to the keys of its containers, logs and files ('' for the lab's own gateway). */
+  suffix: string;
+  settings: GatewayManifestSettings;
+  gluetun: GluetunSettings;
+  /** wireguard-go's process name (host-global UAPI socket): carries the lab prefix. */
+  wgProc: string;
+  /** Its WireGuard private key (a file, mode 0600, generated at run time). */
+  keyFile: string;
+  /** Its address inside the tunnel (the provider's allowed-ips for its peer). */
+  tunnelClient: string;
 }
 
 export interface Snapshot {
@@ -155,6 +180,24 @@ export class Lab {
   }
   get vpnIf(): string {
     return this.gluetun.vpnInterface;
+  }
+  /** The lab's own gateway pod `gw` as a GatewayPodSpec (the default of every gateway method). */
+  gwSpec(): GatewayPodSpec {
+    return {
+      ns: 'gw',
+      ip: this.gwIP,
+      ip6: ADDR.gw6,
+      suffix: '',
+      settings: this.inputs.gateway,
+      gluetun: this.gluetun,
+      wgProc: this.wgProcessName('gw'),
+      keyFile: join(this.work, 'gw.key'),
+      tunnelClient: ADDR.tunnelClient,
+    };
+  }
+  /** The VPN server's public key (each gateway pod's peer). */
+  get vpnServerPub(): string {
+    return this.keys.srvPub;
   }
   get pg(): Record<string, string> {
     return this.inputs.gateway.podGateway;
@@ -273,6 +316,11 @@ export class Lab {
 
     await this.genKeys();
     await this.startVpnServer();
+    if (this.inputs.sharedOnly === true) {
+      mark('vpn');
+      log(`lab up (shared part only): prefix ${this.inputs.prefix}, gateway settings from ${this.inputs.gateway.source}; build steps (s): ${steps.join(', ')}`);
+      return;
+    }
     await this.bootGateway(ADDR.gw);
     this.setGatewayReady(true);
     mark('vpn+gateway');
@@ -387,8 +435,18 @@ export class Lab {
   private writeClusterHosts(): void {
     writeFileSync(
       join(this.work, 'cluster-hosts'),
-      `${this.gatewayReady ? `${this.gwIP} ${this.inputs.gatewayName}\n` : ''}${ADDR.appService} ${APP_NAME}\n`,
+      `${this.gatewayReady ? `${this.gwIP} ${this.inputs.gatewayName}\n` : ''}${ADDR.appService} ${APP_NAME}\n${[...this.extraHosts].map(([name, ip]) => `${ip} ${name}\n`).join('')}`,
     );
+  }
+
+  /** More names cluster DNS answers (an exit's headless Service while its pod is Ready): name -> IP. */
+  readonly extraHosts = new Map<string, string>();
+
+  /** Publishes (undefined: withdraws) a name in cluster DNS, as the endpoints controller does for a headless Service. */
+  setHost(name: string, ip: string | undefined): void {
+    if (ip === undefined) this.extraHosts.delete(name);
+    else this.extraHosts.set(name, ip);
+    this.setGatewayReady(this.gatewayReady);
   }
 
   /** Publishes (or withdraws) the gateway's address in cluster DNS, as the endpoints controller does. */
@@ -507,17 +565,16 @@ export class Lab {
   }
 
   /** Starts wireguard-go in a namespace, sizes and renames its link, waits for its UAPI socket. */
-  private async startWireguard(side: 'gw' | 'srv', ns: NsName, linkName: string, mtu: number): Promise<void> {
-    const proc = this.wgProcessName(side);
+  private async startWireguard(key: string, proc: string, ns: NsName, linkName: string, mtu: number): Promise<void> {
     rmSync(`/var/run/wireguard/${proc}.sock`, { force: true });
-    this.bgStart(`wg-${side}`, ns, `env LOG_LEVEL=error wireguard-go -f ${proc}`);
+    this.bgStart(key, ns, `env LOG_LEVEL=error wireguard-go -f ${proc}`);
     await waitFor(`wireguard-go ${proc}`, () => existsSync(`/var/run/wireguard/${proc}.sock`), 15_000);
     await waitFor(`link ${proc}`, async () => (await this.tryIn(ns, `ip link show ${proc}`)).code === 0, 10_000);
     await this.script(ns, [`ip link set ${proc} mtu ${mtu}`, `ip link set ${proc} name ${linkName}`]);
   }
 
   private async startVpnServer(): Promise<void> {
-    await this.startWireguard('srv', 'vpn', 'wgsrv0', 1420);
+    await this.startWireguard('wg-srv', this.wgProcessName('srv'), 'vpn', 'wgsrv0', 1420);
     await this.script('vpn', [
       `wg set ${this.wgProcessName('srv')} private-key ${this.work}/srv.key listen-port ${ADDR.wgPort} peer ${this.keys.gwPub} allowed-ips ${ADDR.tunnelClient}/32`,
       `ip addr add ${ADDR.tunnelServer}/24 dev wgsrv0`,
@@ -525,13 +582,34 @@ export class Lab {
     ]);
   }
 
+  /**
+   * Another peer at the provider (an exit's own WireGuard identity): its key, its tunnel address, and
+   * the public address its traffic leaves from (source NAT at the provider, counted as via_vpn).
+   */
+  async addVpnPeer(pub: string, tunnelClient: string, publicIP: string): Promise<void> {
+    await this.in('vpn', `wg set ${this.wgProcessName('srv')} peer ${pub} allowed-ips ${tunnelClient}/32`);
+    await this.in('vpn', `ip addr add ${publicIP}/24 dev inet0`);
+    await this.nft('vpn', `table ip lab_vpn_${publicIP.replaceAll('.', '_')} {\n  chain post {\n    type nat hook postrouting priority srcnat - 10; policy accept;\n    oifname "inet0" ip saddr ${tunnelClient} snat to ${publicIP}\n  }\n}\n`);
+    await this.in('inet', `nft add element inet lab_inet exits { ${publicIP} }`);
+  }
+
+  /** The provider drops a peer (blocks that account), or takes it back. */
+  async setVpnPeer(pub: string, tunnelClient: string, present: boolean): Promise<void> {
+    await this.in('vpn', present ? `wg set ${this.wgProcessName('srv')} peer ${pub} allowed-ips ${tunnelClient}/32` : `wg set ${this.wgProcessName('srv')} peer ${pub} remove`);
+  }
+
+  /** A gateway pod's veth counts as a gateway's edge (gw_clear) on the node. */
+  async addGatewayEdge(hostIf: string): Promise<void> {
+    await this.in('node', `nft add element inet lab_uplink gw_ifs { ${hostIf} }`);
+  }
+
   /** The gateway pod's resolv.conf (ClusterFirst: the kubelet's clusterDNS; NodeLocal's address on such clusters). */
   gatewayNameserver: string = ADDR.dnsService;
 
   /** The volumes a gateway container mounts, written out for container.sh (ConfigMaps; the pod's resolv.conf). */
-  private gatewayMounts(c: GatewayContainer): [string, string][] {
+  private gatewayMounts(c: GatewayContainer, g: GatewayPodSpec = this.gwSpec()): [string, string][] {
     const mounts: [string, string][] = [];
-    const base = join(this.work, 'vol', c.name);
+    const base = join(this.work, 'vol', `${c.name}${g.suffix}`);
     for (const m of c.mounts) {
       const at = join(base, m.path.replaceAll('/', '_'));
       if (m.dir) {
@@ -552,16 +630,16 @@ export class Lab {
     return mounts;
   }
 
-  private gatewayContainer(name: 'gateway-init' | 'gateway-sidecar'): GatewayContainer {
-    const c = (this.inputs.gateway.podGatewayContainers ?? []).find((x) => x.name === name);
+  private gatewayContainer(name: 'gateway-init' | 'gateway-sidecar', settings: GatewayManifestSettings = this.inputs.gateway): GatewayContainer {
+    const c = (settings.podGatewayContainers ?? []).find((x) => x.name === name);
     if (!c) throw new Error(`the gateway manifest has no container ${name}`);
     return c;
   }
 
   /** Runs the manifest's gateway-init container in a pod's namespace; returns its exit code (log: <key>.log). */
-  async runGatewayInit(ns: NsName, key = 'gateway-init', settingsOverride?: Record<string, string>): Promise<number> {
-    const c = this.gatewayContainer('gateway-init');
-    let mounts = this.gatewayMounts(c);
+  async runGatewayInit(ns: NsName, key = 'gateway-init', settingsOverride?: Record<string, string>, g: GatewayPodSpec = this.gwSpec()): Promise<number> {
+    const c = this.gatewayContainer('gateway-init', g.settings);
+    let mounts = this.gatewayMounts(c, g);
     if (settingsOverride) {
       // A variant of the manifest's settings.sh (negative controls): appended assignments win.
       const dir = join(this.work, 'vol', key);
@@ -578,24 +656,37 @@ export class Lab {
   /** The gateway pod: pod-gateway's gateway_init, gluetun (tunnel, routing, firewall), pod-gateway's sidecar. */
   async bootGateway(ip: string): Promise<void> {
     this.gwIP = ip;
-    await run(`ip netns add ${this.ns('gw')}`);
-    await this.in('gw', 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
-    await run(`ip -n ${this.ns('gw')} link set lo up`);
-    await this.addPod('gw', ip, ADDR.gw6);
+    await this.bootGatewayPod(this.gwSpec());
+  }
+
+  /** A gateway pod (the lab's own or an exit's): its namespace on the pod network, then its containers. */
+  async bootGatewayPod(g: GatewayPodSpec): Promise<void> {
+    await run(`ip netns add ${this.ns(g.ns)}`);
+    await this.in(g.ns, 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
+    await run(`ip -n ${this.ns(g.ns)} link set lo up`);
+    await this.addPod(g.ns, g.ip, g.ip6);
 
     // 1. pod-gateway's gateway_init.sh, as the manifest runs it (its command, its volumes).
-    const rc = await this.runGatewayInit('gw');
+    const rc = await this.runGatewayInit(g.ns, `gateway-init${g.suffix}`, undefined, g);
     if (rc !== 0) {
-      const tail = (await tryRun(`tail -n 8 ${join(this.work, 'gateway-init.log')}`)).stdout;
+      const tail = (await tryRun(`tail -n 8 ${join(this.work, `gateway-init${g.suffix}.log`)}`)).stdout;
       throw new Error(`the gateway's init container exited ${rc} (a real gateway pod would crash-loop here):\n${tail}`);
     }
     // 2. gluetun: its start wrapper (if the manifest has one), the tunnel and its routing, the firewall.
-    await this.startGatewayTunnel(false);
-    await this.applyGatewayFirewall();
-    await this.connectGatewayTunnel();
+    await this.startGatewayTunnel(false, {}, g);
+    await this.applyGatewayFirewall(g);
+    await this.connectGatewayTunnel(g);
     // 3. pod-gateway's gateway_sidecar.sh: dnsmasq for DHCP and DNS on vxlan0.
-    await this.startGatewaySidecar();
+    await this.startGatewaySidecar(g);
     if (this.policyApplied) await this.applyPolicy(); // the CNI learns the new pod's address
+  }
+
+  /** A gateway pod deleted: its containers stopped, its tunnel gone, its namespace and veth removed. */
+  async stopGatewayPod(g: GatewayPodSpec): Promise<void> {
+    await this.bgStop(`gateway-sidecar${g.suffix}`);
+    await this.bgStop(`wg-gw${g.suffix}`);
+    rmSync(`/var/run/wireguard/${g.wgProc}.sock`, { force: true });
+    await this.removePod(g.ns, g.ip);
   }
 
   /** The gateway-sidecar container restarted with the pod's resolv.conf naming `nameserver`. */
@@ -631,11 +722,11 @@ export class Lab {
   }
 
   /** gluetun dies (its process and tunnel gone), as after an OOM kill or a crash. */
-  async killGluetun(): Promise<void> {
-    const wg = this.bg.get('wg-gw');
+  async killGluetun(g: GatewayPodSpec = this.gwSpec()): Promise<void> {
+    const wg = this.bg.get(`wg-gw${g.suffix}`);
     if (wg) process.kill(wg.pid, 'SIGKILL');
-    await waitFor('wg0 to vanish', async () => (await this.tryIn('gw', `ip link show ${this.vpnIf}`)).code !== 0, 5_000);
-    await this.bgStop('wg-gw');
+    await waitFor('wg0 to vanish', async () => (await this.tryIn(g.ns, `ip link show ${g.gluetun.vpnInterface}`)).code !== 0, 5_000);
+    await this.bgStop(`wg-gw${g.suffix}`);
   }
 
   /**
@@ -659,11 +750,12 @@ export class Lab {
     await this.connectGatewayTunnel();
   }
 
-  async startGatewaySidecar(): Promise<void> {
-    const c = this.gatewayContainer('gateway-sidecar');
-    this.startContainer('gateway-sidecar', this.containerCmd('gw', 'gateway-sidecar', GATEWAY_HOSTNAME, this.gatewayMounts(c), c.command));
-    const vx = `${this.pg.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
-    await waitFor('the gateway dnsmasq', async () => (await this.tryIn('gw', 'ss -lunH')).stdout.includes(`${vx}:53`), 15_000);
+  async startGatewaySidecar(g: GatewayPodSpec = this.gwSpec()): Promise<void> {
+    const c = this.gatewayContainer('gateway-sidecar', g.settings);
+    const key = `gateway-sidecar${g.suffix}`;
+    this.startContainer(key, this.containerCmd(g.ns, key, GATEWAY_HOSTNAME, this.gatewayMounts(c, g), c.command));
+    const vx = `${g.settings.podGateway.VXLAN_IP_NETWORK ?? '172.16.0'}.1`;
+    await waitFor('the gateway dnsmasq', async () => (await this.tryIn(g.ns, 'ss -lunH')).stdout.includes(`${vx}:53`), 15_000);
   }
 
   /** dnsmasq's lease file in the gateway-sidecar container. */
@@ -675,12 +767,13 @@ export class Lab {
    * gluetun's start wrapper from the manifest (its `sh -c` script up to `exec /gluetun-entrypoint`),
    * run in the gateway's namespace with the host's tools; undefined when the manifest has none.
    */
-  async runGluetunWrapper(): Promise<boolean> {
-    const cmd = this.inputs.gateway.gluetunCommand;
+  async runGluetunWrapper(g: GatewayPodSpec = this.gwSpec()): Promise<boolean> {
+    const cmd = g.settings.gluetunCommand;
     if (!cmd || cmd.length < 3 || !/sh$/.test(cmd[0] ?? '') || cmd[1] !== '-c') return false;
     const script = (cmd[2] ?? '').replace(/exec \/gluetun-entrypoint.*$/m, 'exit 0');
-    writeFileSync(join(this.work, 'gluetun-wrapper.sh'), script);
-    await this.in('gw', `sh ${join(this.work, 'gluetun-wrapper.sh')}`);
+    const file = join(this.work, `gluetun-wrapper${g.suffix}.sh`);
+    writeFileSync(file, script);
+    await this.in(g.ns, `sh ${file}`);
     return true;
   }
 
@@ -690,36 +783,36 @@ export class Lab {
    * plain add, which fails ("File exists") when a dead gluetun left it: then gluetun's VPN loop
    * fails forever. `clean` is gluetun's own orderly tunnel restart, which removes its rule first.
    */
-  async startGatewayTunnel(connect = true, opts: { clean?: boolean; noWrapper?: boolean } = {}): Promise<void> {
-    const vpnIf = this.vpnIf;
-    if (opts.clean) await this.tryIn('gw', 'ip rule del pref 101');
-    else if (!opts.noWrapper) await this.runGluetunWrapper();
-    await this.startWireguard('gw', 'gw', vpnIf, this.gluetun.wireguardMtu);
-    const lines = [`ip addr add ${ADDR.tunnelClient}/32 dev ${vpnIf}`, `ip link set ${vpnIf} up`, `ip route replace default dev ${vpnIf} table 51820`];
-    await this.script('gw', lines);
-    const added = await this.tryIn('gw', 'ip rule add not fwmark 51820 table 51820 pref 101');
+  async startGatewayTunnel(connect = true, opts: { clean?: boolean; noWrapper?: boolean } = {}, g: GatewayPodSpec = this.gwSpec()): Promise<void> {
+    const vpnIf = g.gluetun.vpnInterface;
+    if (opts.clean) await this.tryIn(g.ns, 'ip rule del pref 101');
+    else if (!opts.noWrapper) await this.runGluetunWrapper(g);
+    await this.startWireguard(`wg-gw${g.suffix}`, g.wgProc, g.ns, vpnIf, g.gluetun.wireguardMtu);
+    const lines = [`ip addr add ${g.tunnelClient}/32 dev ${vpnIf}`, `ip link set ${vpnIf} up`, `ip route replace default dev ${vpnIf} table 51820`];
+    await this.script(g.ns, lines);
+    const added = await this.tryIn(g.ns, 'ip rule add not fwmark 51820 table 51820 pref 101');
     if (added.code !== 0) throw new Error(`gluetun: adding its routing rule failed: ${added.stderr.trim()} (gluetun v3.41.1 retries this forever)`);
-    const rules = (await this.in('gw', 'ip rule show')).toString();
+    const rules = (await this.in(g.ns, 'ip rule show')).toString();
     const add: string[] = [];
     // gluetun routes FIREWALL_OUTBOUND_SUBNETS through the main table (around the tunnel).
-    for (const s of this.gluetun.outboundSubnets) {
+    for (const s of g.gluetun.outboundSubnets) {
       if (!s.includes(':') && !rules.includes(`to ${s} lookup main`)) add.push(`ip rule add to ${s} lookup main pref 99`);
     }
-    if (add.length > 0) await this.script('gw', add);
-    if (connect) await this.connectGatewayTunnel();
+    if (add.length > 0) await this.script(g.ns, add);
+    if (connect) await this.connectGatewayTunnel(g);
   }
 
   /** Gives wireguard-go its key and peer (the handshake starts), waits for the handshake. */
-  async connectGatewayTunnel(): Promise<void> {
-    const proc = this.wgProcessName('gw');
+  async connectGatewayTunnel(g: GatewayPodSpec = this.gwSpec()): Promise<void> {
+    const proc = g.wgProc;
     await this.in(
-      'gw',
-      `wg set ${proc} private-key ${this.work}/gw.key fwmark ${ADDR.wgPort} peer ${this.keys.srvPub} endpoint ${ADDR.vpnWan}:${ADDR.wgPort} allowed-ips 0.0.0.0/0,::/0 persistent-keepalive 5`,
+      g.ns,
+      `wg set ${proc} private-key ${g.keyFile} fwmark ${ADDR.wgPort} peer ${this.keys.srvPub} endpoint ${ADDR.vpnWan}:${ADDR.wgPort} allowed-ips 0.0.0.0/0,::/0 persistent-keepalive 5`,
     );
     await waitFor(
       'the WireGuard handshake',
       async () => {
-        const r = await this.tryIn('gw', `wg show ${proc} latest-handshakes`);
+        const r = await this.tryIn(g.ns, `wg show ${proc} latest-handshakes`);
         return /\s[1-9]\d*\s*$/.test(r.stdout);
       },
       15_000,
@@ -728,10 +821,10 @@ export class Lab {
   }
 
   /** What gluetun finds at start: the default route's interface and address, the local networks. */
-  async gatewayRuntime(): Promise<GatewayRuntime> {
-    const links = JSON.parse(await this.in('gw', 'ip -j link show')) as { ifname: string; link_type: string }[];
+  async gatewayRuntime(g: GatewayPodSpec = this.gwSpec()): Promise<GatewayRuntime> {
+    const links = JSON.parse(await this.in(g.ns, 'ip -j link show')) as { ifname: string; link_type: string }[];
     const ether = new Set(links.filter((l) => l.link_type === 'ether').map((l) => l.ifname));
-    const addrs = JSON.parse(await this.in('gw', 'ip -j addr show')) as {
+    const addrs = JSON.parse(await this.in(g.ns, 'ip -j addr show')) as {
       ifname: string;
       addr_info: { family: string; local: string; scope: string }[];
     }[];
@@ -740,7 +833,7 @@ export class Lab {
       addrs.find((a) => a.ifname === iface)?.addr_info.find((i) => i.family === family)?.local;
     const localNetworks: GatewayRuntime['localNetworks'] = [];
     for (const family of ['inet', 'inet6'] as const) {
-      const routes = JSON.parse(await this.in('gw', `ip -j ${family === 'inet' ? '-4' : '-6'} route show table main`)) as {
+      const routes = JSON.parse(await this.in(g.ns, `ip -j ${family === 'inet' ? '-4' : '-6'} route show table main`)) as {
         dst: string;
         dev: string;
         gateway?: string;
@@ -755,17 +848,18 @@ export class Lab {
     }
     return {
       defaultIf: 'eth0',
-      defaultIP: this.gwIP,
+      defaultIP: g.ip,
       localNetworks,
       endpoint: { ip: ADDR.vpnWan, port: ADDR.wgPort, protocol: 'udp' },
     };
   }
 
   /** gluetun's firewall, from the manifest's settings, applied with iptables (nft backend). */
-  async applyGatewayFirewall(): Promise<string[]> {
-    const cmds = gluetunFirewallCommands(this.gluetun, await this.gatewayRuntime());
-    writeFileSync(join(this.work, 'gluetun-firewall.sh'), `${cmds.join('\n')}\n`);
-    await this.in('gw', `bash -e ${this.work}/gluetun-firewall.sh`, 30_000);
+  async applyGatewayFirewall(g: GatewayPodSpec = this.gwSpec()): Promise<string[]> {
+    const cmds = gluetunFirewallCommands(g.gluetun, await this.gatewayRuntime(g));
+    const file = join(this.work, `gluetun-firewall${g.suffix}.sh`);
+    writeFileSync(file, `${cmds.join('\n')}\n`);
+    await this.in(g.ns, `bash -e ${file}`, 30_000);
     return cmds;
   }
 
@@ -787,10 +881,7 @@ export class Lab {
 
   async stopGateway(): Promise<void> {
     this.setGatewayReady(false);
-    await this.bgStop('gateway-sidecar');
-    await this.bgStop('wg-gw');
-    rmSync(`/var/run/wireguard/${this.wgProcessName('gw')}.sock`, { force: true });
-    await this.removePod('gw', this.gwIP);
+    await this.stopGatewayPod(this.gwSpec());
   }
 
   /**
@@ -858,8 +949,8 @@ export class Lab {
   }
 
   /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
-  async gwNoRoute(): Promise<number> {
-    const r = await this.tryIn('gw', 'cat /proc/net/netstat');
+  async gwNoRoute(ns: NsName = 'gw'): Promise<number> {
+    const r = await this.tryIn(ns, 'cat /proc/net/netstat');
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('IpExt:'));
     const names = (lines[0] ?? '').split(/\s+/);
     const values = (lines[1] ?? '').split(/\s+/);
@@ -880,8 +971,8 @@ export class Lab {
     return back;
   }
 
-  async gwForwardDropped(): Promise<number> {
-    const r = await this.tryIn('gw', 'iptables -L FORWARD -v -x -n');
+  async gwForwardDropped(ns: NsName = 'gw'): Promise<number> {
+    const r = await this.tryIn(ns, 'iptables -L FORWARD -v -x -n');
     const m = /policy DROP (\d+) packets/.exec(r.stdout);
     return m ? Number(m[1]) : 0;
   }
@@ -931,7 +1022,8 @@ export class Lab {
     }
     // The pod cgroups agent mode's pods were placed in (lib/agent.ts), once their processes are gone.
     await tryRun(`bash ${join(SCRIPTS, 'cgroups-down.sh')} ${q(prefix)}`, 15_000);
-    for (const side of ['g', 's']) rmSync(`/var/run/wireguard/${prefix.slice(0, 10)}${side}.sock`, { force: true });
+    // The lab's own gateway and server ('g', 's'), the exits lab's gateways ('e0'...: lib/exits.ts).
+    for (const side of ['g', 's', ...Array.from({ length: 8 }, (_, i) => `e${i}`)]) rmSync(`/var/run/wireguard/${prefix.slice(0, 10)}${side}.sock`, { force: true });
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -1026,9 +1118,14 @@ table inet lab_uplink {
   }
   # What the gateway pod sends towards anything but the cluster and its VPN endpoint (the clear
   # text that layer 2 must stop), counted where it enters the node, before any node policy.
+  # The gateway pods' veths (the lab's gw; the exits lab adds its exits').
+  set gw_ifs {
+    type ifname
+    elements = { "v-gw" }
+  }
   chain count_gateway {
     type filter hook forward priority -10; policy accept;
-    iifname != "v-gw" accept
+    iifname != @gw_ifs accept
     ip daddr { ${ADDR.podCIDR}, ${ADDR.serviceCIDR} } accept
     ip daddr ${ADDR.vpnWan} udp dport ${ADDR.wgPort} accept
     ip daddr ${ADDR.vpnWan} icmp type destination-unreachable @th,224,16 ${ADDR.wgPort} accept
@@ -1056,10 +1153,15 @@ table inet lab_inet {
   }
   counter leak6 {
   }
+  # The provider's exit addresses (the exits lab adds one per exit).
+  set exits {
+    type ipv4_addr
+    elements = { ${ADDR.vpnExit} }
+  }
   chain input {
     type filter hook input priority -150; policy accept;
     iifname "lo" accept
-    ip saddr ${ADDR.vpnExit} counter name via_vpn accept
+    ip saddr @exits counter name via_vpn accept
     meta nfproto ipv4 counter name leak accept
     icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept
     meta nfproto ipv6 counter name leak6 accept

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Long-lived TCP flows for the exits lab (test/dataplane/exits.test.ts), both ends.
+
+server (run in the internet host's namespace): accepts flows on PORT; each flow opens with
+  "H <pod> <flow> <epoch>" and then sends a heartbeat line every 200 ms, which the server echoes.
+  Per connection it records the source address it saw, when it opened, its last heartbeat, every
+  gap between heartbeats longer than GAP_S, and when it closed. It also answers probes on PORT+1:
+  a connection gets the source address it came from, then is closed.
+
+client (run in the lab's node namespace, the test worker's child): holds FLOWS flows from each pod
+  given (every pod's sockets are opened inside the pod's network namespace with setns(2), so the
+  pod's routing carries them; one process for all pods keeps 300 flows cheap). A flow whose echo
+  does not come back within TIMEOUT_S, or that errors, is a break: the client records it and opens
+  the flow again (a new epoch), as an application with a keepalive would. Each pod named in the
+  file <state>.probe (a JSON list) also opens a probe connection every PROBE_S (not waiting for the
+  last one) and records when each succeeded and which source address the server saw: the time
+  egress was restored.
+
+Both write their state as JSON to a file (atomically) every 250 ms. Times are Unix epoch seconds.
+"""
+import asyncio
+import ctypes
+import json
+import os
+import socket
+import sys
+import time
+
+GAP_S = 0.5
+TIMEOUT_S = 1.5
+HEARTBEAT_S = 0.2
+PROBE_S = 0.1
+CLONE_NEWNET = 0x40000000
+
+
+def dump(path, obj):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+async def dumper(path, get):
+    while True:
+        dump(path, get())
+        await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------- server
+
+def server(host, port, state_path):
+    conns = []
+
+    async def flow(reader, writer):
+        peer = writer.get_extra_info('peername')[0]
+        c = {'src': peer, 'opened': time.time(), 'last': None, 'gaps': [], 'closed': None, 'pod': None, 'flow': None, 'epoch': None, 'beats': 0}
+        conns.append(c)
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                now = time.time()
+                parts = line.decode(errors='replace').split()
+                if parts and parts[0] == 'H' and len(parts) >= 4:
+                    c['pod'], c['flow'], c['epoch'] = parts[1], int(parts[2]), int(parts[3])
+                elif c['last'] is not None and now - c['last'] > GAP_S:
+                    c['gaps'].append([c['last'], now])
+                    del c['gaps'][:-20]
+                c['last'] = now
+                c['beats'] += 1
+                writer.write(line)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            c['closed'] = time.time()
+            writer.close()
+
+    async def probe(reader, writer):
+        peer = writer.get_extra_info('peername')[0]
+        try:
+            writer.write((peer + '\n').encode())
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        s1 = await asyncio.start_server(flow, host, port, reuse_address=True, backlog=1024)
+        s2 = await asyncio.start_server(probe, host, port + 1, reuse_address=True, backlog=1024)
+        def state():
+            # Closed connections are kept 2 minutes (the scenarios look back less than that).
+            now = time.time()
+            conns[:] = [c for c in conns if c['closed'] is None or now - c['closed'] < 120]
+            return {'at': now, 'conns': conns}
+        asyncio.get_running_loop().create_task(dumper(state_path, state))
+        async with s1, s2:
+            await asyncio.gather(s1.serve_forever(), s2.serve_forever())
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- client
+
+libc = ctypes.CDLL(None, use_errno=True)
+HOME_NS = None
+
+
+def socket_in(netns):
+    """A TCP socket created inside a named network namespace (/run/netns/NAME)."""
+    fd = os.open('/run/netns/' + netns, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), 'setns ' + netns)
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            if libc.setns(HOME_NS, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), 'setns back')
+    finally:
+        os.close(fd)
+    s.setblocking(False)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def client(config_path, state_path):
+    global HOME_NS
+    HOME_NS = os.open('/proc/self/ns/net', os.O_RDONLY)
+    cfg = json.load(open(config_path))
+    host, port, flows_per_pod = cfg['host'], cfg['port'], cfg['flows']
+    flows = {}
+    probes = {}
+    probing = set()
+    probe_flag = state_path + '.probe'
+
+    async def connect(netns, p, timeout):
+        s = socket_in(netns)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.sock_connect(s, (host, p)), timeout)
+        except BaseException:
+            s.close()
+            raise
+        return await asyncio.open_connection(sock=s)
+
+    async def one_flow(pod, netns, i):
+        key = f'{pod}/{i}'
+        f = flows[key] = {'pod': pod, 'flow': i, 'epoch': 0, 'connects': [], 'breaks': [], 'attempts': 0, 'up': False}
+        while True:
+            f['epoch'] += 1
+            f['attempts'] += 1
+            writer = None
+            try:
+                reader, writer = await connect(netns, port, TIMEOUT_S)
+                writer.write(f'H {pod} {i} {f["epoch"]}\n'.encode())
+                await writer.drain()
+                await asyncio.wait_for(reader.readline(), TIMEOUT_S)
+                f['connects'].append(time.time())
+                f['up'] = True
+                seq = 0
+                while True:
+                    await asyncio.sleep(HEARTBEAT_S)
+                    seq += 1
+                    writer.write(f'B {seq}\n'.encode())
+                    line = await asyncio.wait_for(reader.readline(), TIMEOUT_S)
+                    if not line:
+                        raise ConnectionError('closed by the server')
+            except (asyncio.TimeoutError, ConnectionError, OSError) as e:
+                if f['up']:
+                    f['breaks'].append([time.time(), type(e).__name__])
+                f['up'] = False
+            finally:
+                if writer is not None:
+                    writer.transport.abort()
+            await asyncio.sleep(0.1)
+
+    async def prober(pod, netns):
+        p = probes[pod] = []
+
+        async def once(started):
+            try:
+                reader, writer = await connect(netns, port + 1, 3.0)
+                src = (await asyncio.wait_for(reader.readline(), 3.0)).decode().strip()
+                writer.transport.abort()
+                if src:
+                    p.append([started, time.time(), src])
+                    del p[:-200]
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+
+        while True:
+            if pod in probing:
+                asyncio.get_running_loop().create_task(once(time.time()))
+            await asyncio.sleep(PROBE_S)
+
+    async def probe_watch():
+        while True:
+            try:
+                with open(probe_flag) as f:
+                    names = json.load(f)
+            except (OSError, ValueError):
+                names = []
+            probing.clear()
+            probing.update(names)
+            await asyncio.sleep(PROBE_S)
+
+    async def main():
+        tasks = [asyncio.create_task(probe_watch())]
+        for pod in cfg['pods']:
+            tasks.append(asyncio.create_task(prober(pod['name'], pod['netns'])))
+            for i in range(flows_per_pod):
+                tasks.append(asyncio.create_task(one_flow(pod['name'], pod['netns'], i)))
+                await asyncio.sleep(0.005)
+        tasks.append(asyncio.create_task(dumper(state_path, lambda: {'flows': list(flows.values()), 'probes': probes})))
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'server':
+        server(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == 'client':
+        client(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit('usage: flows.py server HOST PORT STATE | client CONFIG STATE')
