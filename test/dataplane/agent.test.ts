@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentLab, type AgentPod } from './lib/agent.js';
-import { q, sleep, tryRun, waitFor } from './lib/exec.js';
+import { q, run, sleep, tryRun, waitFor } from './lib/exec.js';
 import { CLIENT_NAMESPACE, gatewayInputs, productInputs } from './lib/inputs.js';
 import { ADDR, APP_NAME, INTERNET_NAME, Lab, type Snapshot } from './lib/lab.js';
 import { emergencyDownOnExit, expectNoLeak, measuredOn } from './lib/measure.js';
@@ -297,10 +297,20 @@ describe.sequential('A2 the failure table in agent mode', () => {
 
 describe.sequential('A3 the agent itself', () => {
   it('killed (SIGKILL) while it sets a pod up: the app never starts, nothing leaks; after it comes back the pod gets routed', async () => {
-    const a4 = await al.createPod('xa4', IP.a4);
-    // Caught between the tunnel link and the marker (the DHCP exchange takes seconds).
-    await waitFor('the agent to be setting xa4 up', async () => (await lab.tryIn('xa4', 'ip link show vxlan0')).code === 0, 30_000, 20);
-    await al.killAgent();
+    // Caught between the tunnel link and the marker, every run: the gateway's dnsmasq is held
+    // (SIGSTOP) so the agent's DHCP exchange cannot finish, then the agent is killed. Racing the
+    // exchange (about 3 s of dnsmasq's ping check) lost once the agent got faster.
+    const gatewayDnsmasq = (sig: 'STOP' | 'CONT') =>
+      run(`for p in $(ip netns pids ${lab.ns('gw')}); do [ "$(cat /proc/$p/comm 2>/dev/null)" = dnsmasq ] && kill -${sig} $p; done; true`);
+    await gatewayDnsmasq('STOP');
+    let a4: AgentPod;
+    try {
+      a4 = await al.createPod('xa4', IP.a4);
+      await waitFor('the agent to be setting xa4 up', async () => (await lab.tryIn('xa4', 'ip link show vxlan0')).code === 0, 30_000, 20);
+      await al.killAgent();
+    } finally {
+      await gatewayDnsmasq('CONT');
+    }
     const state = await lab.tryIn('xa4', 'ip link show podvpn-ready');
     expect(state.code, 'the agent finished before it was killed: the scenario did not test a half-built pod').not.toBe(0);
     let reply = { ok: true, body: '' };
