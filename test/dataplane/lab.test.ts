@@ -675,9 +675,13 @@ function gatewayGone(n: number, gapS: number, newIP: string) {
       const seen = new Set((await tryRun(`cat ${flow}`)).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== ''));
       expect([...seen]).toEqual([ADDR.vpnExit]);
       noLeak(d);
-      // Generous: the kubelet's back-off alone would add up to 300 s; the sidecar's loop retries every few seconds.
+      // A bound on upstream's design, not a goal (the figure above is the measurement): the sidecar
+      // only notices at its next 10 s ping round, then re-runs the init (gateway lookup, pings,
+      // udhcpc), so where each loop stands when the new gateway turns Ready decides the time.
+      // Measured in fresh-clone CI: 5.5 to 37.5 s (one run of 37.5 s failed the old 30 s bound);
+      // without the sidecar (or with the kubelet's back-off after it exits) it would be minutes.
       expect(recoveryMs).toBeGreaterThanOrEqual(0);
-      expect(recoveryMs).toBeLessThan(30_000);
+      expect(recoveryMs).toBeLessThan(90_000);
     });
   });
 }
