@@ -4,29 +4,14 @@
 // does: its schema, and involvedObject.namespace = the Event's namespace). The tunnel follows the
 // returned exit (reconcile.ts); here only the API side and the round's decisions.
 import { CoreV1Api } from '@kubernetes/client-node';
-import { Event } from 'kubernetes-models/v1';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/schema.js';
 import { agentPods } from '../../src/agent/cluster-view.js';
 import { createExitEvent, patchExitLabel } from '../../src/agent/exit-api.js';
 import { ExitControl, rebalanceRequests } from '../../src/agent/exit-control.js';
 import type { ExitVerdict } from '../../src/agent/exit-health.js';
-import { DEFAULT_RESOURCES, KubeApiDouble, type KubeObject, type ResourceType } from '../kube-api-double/index.js';
+import { DEFAULT_RESOURCES, EVENTS_RESOURCE, KubeApiDouble, type KubeObject } from '../kube-api-double/index.js';
 
-/** core/v1 events, validated as kube-apiserver does for a create (schema; the namespace rule of ValidateEvent). */
-const EVENTS: ResourceType = {
-  group: '',
-  version: 'v1',
-  resource: 'events',
-  kind: 'Event',
-  namespaced: true,
-  validate: (obj) => {
-    new Event(structuredClone(obj) as never).validate();
-    const involved = (obj.involvedObject ?? {}) as { namespace?: string };
-    const ns = (obj.metadata as { namespace?: string }).namespace;
-    if (involved.namespace !== ns) throw new Error(`involvedObject.namespace: Invalid value: "${involved.namespace ?? ''}": does not match event.namespace`);
-  },
-};
 
 const config = parseConfig({
   gateways: { vpn: { exits: [{ name: 'vpn-a', vxlanId: 101 }, { name: 'vpn-b', vxlanId: 102 }, { name: 'vpn-c', vxlanId: 103 }] } },
@@ -53,7 +38,7 @@ describe('agent exit control against the API', () => {
   afterEach(async () => api?.close());
 
   async function setup() {
-    api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS] });
+    api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS_RESOURCE] });
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads' } });
     for (let i = 0; i < 9; i++) api.put(pod(`web-${i}`, ['vpn-a', 'vpn-b', 'vpn-c'][i % 3]!, i < 6 ? 'n1' : 'n2'));
     api.put(pod('pinned', 'vpn-a', 'n1', 'vpn-a'));
@@ -146,7 +131,7 @@ describe('agent exit control against the API', () => {
   });
 
   it('rebalance on request: a new podvpn.io/rebalance value on the exit pods moves pods once (ExitRebalance); a value present at start does nothing', async () => {
-    api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS] });
+    api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS_RESOURCE] });
     api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'downloads' } });
     // After a failover of vpn-c and its recovery: vpn-c empty
     for (let i = 0; i < 12; i++) api.put(pod(`web-${i}`, i % 2 === 0 ? 'vpn-a' : 'vpn-b'));

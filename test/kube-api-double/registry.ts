@@ -1,7 +1,7 @@
 // The resources the double serves: group/version/resource → kind, namespaced or not, and how an
 // object of that kind is validated (the kubernetes-models JSON schema, like the API server's).
 
-import { Namespace, Node, Pod, Secret, Service, ConfigMap } from 'kubernetes-models/v1';
+import { Namespace, Node, Pod, Secret, Service, ConfigMap, Event } from 'kubernetes-models/v1';
 import { NetworkPolicy, ServiceCIDR } from 'kubernetes-models/networking.k8s.io/v1';
 import { MutatingWebhookConfiguration, ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 
@@ -74,3 +74,22 @@ export const DEFAULT_RESOURCES: ResourceType[] = [
 export function withoutResource(resources: ResourceType[], group: string, version: string, resource: string): ResourceType[] {
   return resources.filter((r) => !(r.group === group && r.version === version && r.resource === resource));
 }
+
+/**
+ * core/v1 Events, validated as kube-apiserver does for a create (the schema, and ValidateEvent's rule
+ * that involvedObject.namespace is the Event's). Not in DEFAULT_RESOURCES: a test that serves Events
+ * adds it, so the agent's "no Events API" path stays the default.
+ */
+export const EVENTS_RESOURCE: ResourceType = {
+  group: '',
+  version: 'v1',
+  resource: 'events',
+  kind: 'Event',
+  namespaced: true,
+  validate: (obj) => {
+    new Event(structuredClone(obj) as never).validate();
+    const involved = (obj.involvedObject ?? {}) as { namespace?: string };
+    const ns = (obj.metadata as { namespace?: string }).namespace;
+    if (involved.namespace !== ns) throw new Error(`involvedObject.namespace: Invalid value: "${involved.namespace ?? ''}": does not match event.namespace`);
+  },
+};

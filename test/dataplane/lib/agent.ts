@@ -16,8 +16,7 @@ import { GATE_INIT_NAME } from '../../../src/constants.js';
 import { injectionPatch } from '../../../src/inject/patch.js';
 import { clientSettings } from '../../../src/inject/settings.js';
 import type { Pod } from '../../../src/inject/types.js';
-import { Event } from 'kubernetes-models/v1';
-import { DEFAULT_RESOURCES, KubeApiDouble, type ResourceType } from '../../kube-api-double/index.js';
+import { DEFAULT_RESOURCES, EVENTS_RESOURCE, KubeApiDouble } from '../../kube-api-double/index.js';
 import { isAlive, q, sleep, stopBackground, tryRun, waitFor } from './exec.js';
 import { CLIENT_NAMESPACE, LAB_RANGES } from './inputs.js';
 import { type ExtraPodName, type Lab, POD_MTU } from './lab.js';
@@ -30,20 +29,6 @@ const GATE_JS = join(REPO, 'dist', 'agent', 'gate.js');
 const UDHCPC_SCRIPT = join(REPO, 'src', 'agent', 'udhcpc-lease.sh');
 export const NODE_NAME = 'lab-node';
 
-/** core/v1 Events, validated as kube-apiserver does for a create (schema; involvedObject.namespace is the Event's). */
-const EVENTS: ResourceType = {
-  group: '',
-  version: 'v1',
-  resource: 'events',
-  kind: 'Event',
-  namespaced: true,
-  validate: (obj) => {
-    new Event(structuredClone(obj) as never).validate();
-    const involved = (obj.involvedObject ?? {}) as { namespace?: string };
-    const ns = (obj.metadata as { namespace?: string }).namespace;
-    if (involved.namespace !== ns) throw new Error(`involvedObject.namespace: Invalid value: "${involved.namespace ?? ''}": does not match event.namespace`);
-  },
-};
 /** The agent's API server address inside the node namespace (a bridge to the double, below). */
 const API_PORT = 6443;
 export const ADMIN_PORT = 9091;
@@ -170,7 +155,7 @@ export class AgentLab {
    */
   static async start(lab: Lab, opts: { config?: Record<string, unknown>; defaultGateway?: boolean } = {}): Promise<AgentLab> {
     // core/v1 Events too (the agent reports exit moves with them), validated as kube-apiserver does.
-    const api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS] });
+    const api = await KubeApiDouble.start({ resources: [...DEFAULT_RESOURCES, EVENTS_RESOURCE] });
     const a = new AgentLab(lab, api);
     mkdirSync(a.dir, { recursive: true });
     // LAB: the agent runs in the node namespace, the double in this process (the root namespace). A
