@@ -51,6 +51,23 @@ describe('Agent.reconcile over many pods', () => {
     expect(ports.maxInFlight).toBe(1);
   });
 
+  it("a namespace whose links cannot be read is left alone this round (reported), not set up again as if it had no tunnel", async () => {
+    const ports = fakePorts();
+    const writes: string[] = [];
+    const read = ports.run.bind(ports);
+    ports.run = async (step: Step) => {
+      const argv = step.argv.slice(3).join(' ');
+      if (argv.startsWith('ip -4 -d -j -force -batch -')) return { code: 1, stdout: '', stderr: 'nsenter: cannot open /proc/1/ns/net: No such process' };
+      if (!argv.startsWith('nft -j list') && !argv.startsWith('bridge -j')) writes.push(argv);
+      return read(step);
+    };
+    const failed: string[] = [];
+    const agent = new Agent(ports, { failed: (p, m) => failed.push(`${p.name}: ${m}`) });
+    await agent.reconcile(pods.slice(0, 1), gateways, RANGES);
+    expect(writes).toEqual([]);
+    expect(failed).toEqual([`web-0: cannot read the pod's links, routes and addresses: nsenter: cannot open /proc/1/ns/net: No such process`]);
+  });
+
   it('concurrency 1 is one pod after another', async () => {
     const ports = fakePorts();
     const agent = new Agent(ports);

@@ -77,17 +77,26 @@ export class Agent {
     // Two reads for every pod every round, three with a tunnel: one `ip` for links, IPv4 routes and
     // IPv4 addresses (a batch: one process, one JSON document per line), one `nft` for the table with
     // both range sets, and the tunnel's FDB. Each read is an nsenter and a process: the agent's cost.
+    //
+    // A read that fails is not an absence: a pod whose `ip` could not be read would look as if it had no
+    // vxlan0, and the plan would set it up again (reloading its firewall, re-leasing its address). Such
+    // a round throws for this pod (reported, tried again next round); only nft's "no such table" means
+    // there is no firewall.
+    const unreadable = (what: string, r: RunResult) => new Error(`cannot read the pod's ${what}: ${(r.stderr.trim() || `exit code ${r.code}`).slice(0, 200)}`);
     const ip = await this.ports.run(inNetns(nsPath, { argv: ['ip', '-4', '-d', '-j', '-force', '-batch', '-'], stdin: 'link show\nroute show\naddr show\n' }));
-    const [linksJson = '', routesJson = '', addrsJson = ''] = ip.code === 0 ? ip.stdout.split('\n') : [];
+    if (ip.code !== 0) throw unreadable('links, routes and addresses', ip);
+    const [linksJson = '', routesJson = '', addrsJson = ''] = ip.stdout.split('\n');
     const links = parseLinks(linksJson);
     const routes = parseRoutes(routesJson);
     const hasTunnel = links.names.includes(TUNNEL);
     const table = await this.ports.run(inNetns(nsPath, { argv: ['nft', '-j', 'list', 'table', 'inet', FIREWALL_TABLE] }));
+    if (table.code !== 0 && !/No such file or directory/i.test(table.stderr)) throw unreadable('firewall', table);
     const fdb = hasTunnel ? await this.ports.run(inNetns(nsPath, { argv: ['bridge', '-j', 'fdb', 'show', 'dev', TUNNEL] })) : undefined;
+    if (fdb !== undefined && fdb.code !== 0) throw unreadable('tunnel destinations', fdb);
     return {
       netns: nsPath,
       firewallCIDRs: table.code === 0 ? [...parseNftSet(table.stdout, 4), ...parseNftSet(table.stdout, 6)] : undefined,
-      tunnelRemote: fdb === undefined ? undefined : parseFdbRemotes(fdb.code === 0 ? fdb.stdout : ''),
+      tunnelRemote: fdb === undefined ? undefined : parseFdbRemotes(fdb.stdout),
       tunnelAddress: hasTunnel ? parseAddress(addrsJson, TUNNEL) : undefined,
       tunnelVxlanId: links.vxlanId.get(TUNNEL),
       defaultViaTunnel: routes.defaultViaTunnel !== undefined,
@@ -289,7 +298,7 @@ export class Agent {
         if (!lease.ok) throw new Error(`DHCP from gateway ${tunnelTarget(pod)}: ${lease.reason}`);
         this.leases.set(pod.uid, { takenAt: this.ports.now(), seconds: lease.lease.seconds });
         // The marker goes in by its own action, after everything else
-        return steps(setupAfterLease(lease.lease).filter((s) => !s.argv.includes(AGENT_READY_LINK)));
+        return steps(setupAfterLease(lease.lease, action.requestIP).filter((s) => !s.argv.includes(AGENT_READY_LINK)));
       }
       case 'mark-ready':
         return steps(readyMarker());

@@ -40,6 +40,18 @@ describe('tunnel plan', () => {
     );
   });
 
+  it('a lease for another address than the pod had: the old address is deleted before the new one goes in (else it stays the source); the same address: nothing deleted', () => {
+    const lease = { ip: '172.16.0.45', prefix: 24, router: '172.16.0.1', seconds: 43200 };
+    const steps = setupAfterLease(lease, '172.16.0.44');
+    const del = steps.findIndex((s) => s.argv.join(' ') === 'ip addr del 172.16.0.44/24 dev vxlan0');
+    const add = steps.findIndex((s) => s.argv.join(' ') === 'ip addr replace 172.16.0.45/24 dev vxlan0');
+    expect(del).toBeGreaterThanOrEqual(0);
+    expect(add).toBeGreaterThan(del);
+    expect(steps.findIndex((s) => s.argv.slice(0, 3).join(' ') === 'ip route replace')).toBeGreaterThan(add);
+    expect(setupAfterLease({ ...lease, ip: '172.16.0.44' }, '172.16.0.44').some((s) => s.argv.slice(0, 3).join(' ') === 'ip addr del')).toBe(false);
+    expect(setupAfterLease(lease).some((s) => s.argv.slice(0, 3).join(' ') === 'ip addr del')).toBe(false);
+  });
+
   it('golden: a move to another exit (VXLAN id 101 -> 102): vxlan0 deleted and made again, a lease asking for the same address, the route back', () => {
     const exitB = { ...GW, podIP: '10.42.3.7', vxlanId: 102 };
     const lease = { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 };

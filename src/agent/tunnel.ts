@@ -137,8 +137,13 @@ function maskToPrefix(mask: string): number {
 }
 
 /** After the lease: the address (permanent), the default route into the tunnel, no IPv6 default, the marker. */
-export function setupAfterLease(lease: Lease): Step[] {
+export function setupAfterLease(lease: Lease, previousIP?: string): Step[] {
   return [
+    // Another address than the pod had (the gateway's dnsmasq gave that one to someone else): the old
+    // one goes first. Left beside the new one it would stay the primary, the source of every packet,
+    // while dnsmasq thinks it free and may lease it to another pod. Deleting it takes the default
+    // route with it for a moment (fail closed); the next steps put both back.
+    ...(previousIP !== undefined && previousIP !== lease.ip ? [{ argv: ['ip', 'addr', 'del', `${previousIP}/${lease.prefix}`, 'dev', TUNNEL], mayFail: true }] : []),
     { argv: ['ip', 'addr', 'replace', `${lease.ip}/${lease.prefix}`, 'dev', TUNNEL] },
     { argv: ['ip', 'route', 'replace', 'default', 'via', lease.router, 'dev', TUNNEL] },
     { argv: ['ip', '-6', 'route', 'del', 'default'], mayFail: true },
