@@ -2,9 +2,6 @@
 
 export declare const canRunNetnsLab: () => boolean;
 
-/** podvpn's own dnsmasq settings on every gateway (manifests/gateway/base/dnsmasq.conf). */
-export declare const GATEWAY_DNSMASQ_CONF: string;
-
 export interface NetnsLab {
   pod: string;
   node: string;
@@ -16,5 +13,5 @@ export interface NetnsLab {
   close(): Promise<void>;
 }
 
-/** extraDnsmasqArgs: for experiments; the default is gateway_sidecar.sh's DHCP settings and podvpn's dnsmasq.conf (no-ping). */
+/** extraDnsmasqArgs: for experiments (e.g. --no-ping); the default is gateway_sidecar.sh's settings. */
 export declare function startNetnsLab(tag: string, extraDnsmasqArgs?: string[]): Promise<NetnsLab>;

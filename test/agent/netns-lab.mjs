@@ -7,11 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** podvpn's own dnsmasq settings on every gateway (manifests/gateway/base/dnsmasq.conf: no-ping among them). */
-export const GATEWAY_DNSMASQ_CONF = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'manifests', 'gateway', 'base', 'dnsmasq.conf');
+import { join } from 'node:path';
 
 /** @returns {boolean} */
 export const canRunNetnsLab = () => {
@@ -22,7 +18,7 @@ export const canRunNetnsLab = () => {
 };
 
 /**
- * extraDnsmasqArgs: for experiments; the default is gateway_sidecar.sh's DHCP settings and podvpn's dnsmasq.conf (no-ping).
+ * extraDnsmasqArgs: for experiments (e.g. --no-ping); the default is gateway_sidecar.sh's settings.
  * @param {string} tag @param {string[]} [extraDnsmasqArgs] @returns {Promise<import('./netns-lab.d.mts').NetnsLab>}
  */
 export async function startNetnsLab(tag, extraDnsmasqArgs = []) {
@@ -88,7 +84,7 @@ export async function startNetnsLab(tag, extraDnsmasqArgs = []) {
       'ip',
       ['netns', 'exec', gw, 'dnsmasq', '--keep-in-foreground', '--port=0', '--interface=vxlan0', '--bind-interfaces',
         '--dhcp-range=172.16.0.20,172.16.0.255,12h', `--dhcp-leasefile=${join(tmp, `leases-${generation}`)}`,
-        `--pid-file=${join(tmp, `pid-${generation}`)}`, '--log-facility=-', `--conf-file=${GATEWAY_DNSMASQ_CONF}`, ...extraDnsmasqArgs],
+        `--pid-file=${join(tmp, `pid-${generation}`)}`, '--log-facility=-', ...extraDnsmasqArgs],
       { stdio: 'ignore' },
     );
   }
