@@ -12,7 +12,15 @@
 //      packets to the gateway's pod IP fall here (a pod range).
 //   4. vxlan0: IPv4 only (the gateway routes no IPv6).
 //   5. everything else, IPv6 internet included: dropped, counted (the lab reads the counters).
-// Ingress is not filtered here (the NetworkPolicy decides who may reach the pod). Forwarding: dropped.
+// Ingress is not filtered here (the NetworkPolicy decides who may reach the pod), with one exception:
+// the gateway's echo requests on vxlan0 are dropped, unanswered. They are dnsmasq's check that an
+// address is unused before it offers it. After a gateway replacement the new dnsmasq knows no lease,
+// and a pod asking to keep its address would answer that check itself and be handed another address
+// (the data-plane lab captured it: the pod's echo reply, then an offer of the next address). Silent,
+// it keeps its address. The check still protects what it is for: the agent keeps every agent-mode
+// pod's lease known to dnsmasq (it renews at half-life and re-registers within a round of a
+// replacement), and pod-gateway-mode pods, whose leases are never renewed, still answer it.
+// Forwarding: dropped.
 //
 // Loaded as one nft transaction ("table; delete table; table {...}"): replacing the ranges is atomic,
 // and re-applying the same ruleset changes nothing observable.
@@ -67,6 +75,10 @@ export function firewallRuleset(input: FirewallInput): string {
     `\t\toifname "${tunnel}" meta nfproto ipv4 accept`,
     '\t\tmeta nfproto ipv6 counter drop comment "ipv6 outside the cluster"',
     '\t\tcounter drop comment "not cluster, not tunnel"',
+    '\t}',
+    '\tchain input {',
+    '\t\ttype filter hook input priority filter; policy accept;',
+    `\t\tiifname "${tunnel}" ip saddr ${input.gatewayOverlayIP} icmp type echo-request counter drop comment "dnsmasq's address check"`,
     '\t}',
     '\tchain forward {',
     '\t\ttype filter hook forward priority filter; policy drop;',
