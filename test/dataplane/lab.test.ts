@@ -52,7 +52,9 @@ beforeAll(async () => {
     log,
   });
   figure(`lab build time: ${(lab.buildMs / 1000).toFixed(2)} s (8 namespaces, WireGuard handshake, client init with DHCP)`);
-}, 120_000);
+  // A bound on the build, not a figure: right after another lab file, the kernel is still tearing
+  // down that lab's namespaces, and every `ip` waits on it (a loaded run: 40 s for the first step).
+}, 300_000);
 
 afterAll(async () => {
   await rootCapture.stop();
