@@ -237,7 +237,9 @@ describe('bodies in flight, many clients', () => {
       s.write(`POST /mutate HTTP/1.1\r\nHost: podvpn\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n${'{"a":"'.padEnd(320 * 1024, 'x')}`);
     }
     // Past the request timeout (1.5 s here): the server closes them while their bodies are counted.
-    await new Promise((r) => setTimeout(r, 3000));
+    // Await each close (was: a fixed 3 s sleep, twice the timeout); the bound is generous.
+    const closed = await Promise.all(sockets.map((s) => closedWithin(s, 15_000)));
+    expect(closed.filter((ms) => ms === Number.POSITIVE_INFINITY)).toHaveLength(0);
     for (const s of sockets) s.destroy();
     await new Promise((r) => setTimeout(r, 200));
     expect((await post(server.webhookPort, ca, JSON.stringify(SAMPLE))).status).toBe(200);
