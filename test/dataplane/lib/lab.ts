@@ -45,6 +45,11 @@ const BUSYBOX_APPLETS = ['ping', 'killall', 'awk', 'grep', 'hostname', 'route', 
 export const POD_GATEWAY_DIR = process.env.LAB_POD_GATEWAY_DIR || undefined;
 const UNSHARE = 'unshare --mount --pid --uts --fork --kill-child --propagation private';
 
+/**
+ * `ip netns add` waits on the kernel's teardown of namespaces deleted just before (another lab file's,
+ * or a scenario's): an exits-lab run right after a full lab run timed out at 10 s creating a pod.
+ */
+const NETNS_ADD_TIMEOUT_MS = 90_000;
 export const POD_MTU = 1450; // a VXLAN pod network (Flannel, Cilium): the harder case for MTU
 export const ADDR = {
   podCIDR: '10.244.0.0/16',
@@ -258,7 +263,7 @@ export class Lab {
     mkdirSync(this.work, { recursive: true });
     this.prepareImage();
     for (const n of ALL_NS.filter((x) => x !== 'gw' && x !== 'c1400' && x !== 'g1400')) {
-      await run(`ip netns add ${this.ns(n)}`);
+      await run(`ip netns add ${this.ns(n)}`, NETNS_ADD_TIMEOUT_MS);
       await this.in(n, 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
       await run(`ip -n ${this.ns(n)} link set lo up`);
     }
@@ -661,7 +666,7 @@ export class Lab {
 
   /** A gateway pod (the lab's own or an exit's): its namespace on the pod network, then its containers. */
   async bootGatewayPod(g: GatewayPodSpec): Promise<void> {
-    await run(`ip netns add ${this.ns(g.ns)}`);
+    await run(`ip netns add ${this.ns(g.ns)}`, NETNS_ADD_TIMEOUT_MS);
     await this.in(g.ns, 'sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
     await run(`ip -n ${this.ns(g.ns)} link set lo up`);
     await this.addPod(g.ns, g.ip, g.ip6);
@@ -715,7 +720,7 @@ export class Lab {
 
   /** A pod of its own (a network namespace on the pod network) with the given eth0 MTU. */
   async addExtraPod(pod: 'c1400' | 'g1400' | ExtraPodName, ip: string, mtu: number, ip6?: string): Promise<void> {
-    await run(`ip netns add ${this.ns(pod)}`);
+    await run(`ip netns add ${this.ns(pod)}`, NETNS_ADD_TIMEOUT_MS);
     await this.in(pod, 'sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0');
     await run(`ip -n ${this.ns(pod)} link set lo up`);
     await this.addPod(pod, ip, ip6, mtu);
