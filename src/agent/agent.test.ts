@@ -38,6 +38,17 @@ function fakePorts(): AgentPorts & { maxInFlight: number } {
   return ports;
 }
 
+/** Records every command the agent runs in a pod (after the nsenter prefix), in order. */
+function recordCommands(ports: AgentPorts): string[] {
+  const seen: string[] = [];
+  const run = ports.run.bind(ports);
+  ports.run = async (step: Step) => {
+    seen.push(step.argv.slice(3).join(' '));
+    return run(step);
+  };
+  return seen;
+}
+
 describe('Agent.reconcile over many pods', () => {
   const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
 
@@ -78,12 +89,7 @@ describe('Agent.reconcile over many pods', () => {
 
   it("exit group: a pod is routed through its exit, with the exit's VXLAN id to the exit's pod; DHCP queued per exit (each is its own dnsmasq)", async () => {
     const ports = fakePorts();
-    const seen: string[] = [];
-    const run = ports.run.bind(ports);
-    ports.run = async (step: Step) => {
-      seen.push(step.argv.slice(3).join(' '));
-      return run(step);
-    };
+    const seen = recordCommands(ports);
     const exitView = (name: string, vxlanId: number) => ({ config: { ...GW_CONFIG, name: 'vpn', vxlanId }, state: { name, podIP: name === 'vpn-a' ? '10.42.5.1' : '10.42.5.2', ready: true, vxlanId } });
     const targets = new Map([['vpn-a', exitView('vpn-a', 101)], ['vpn-b', exitView('vpn-b', 102)]]);
     const agent = new Agent(ports);
@@ -205,12 +211,7 @@ describe('Agent: standby leases on the next exit', () => {
 
   it('none for a pod not yet routed when the round began (its first route is never delayed)', async () => {
     const ports = fakePorts();
-    const seen: string[] = [];
-    const run = ports.run.bind(ports);
-    ports.run = async (step: Step) => {
-      seen.push(step.argv.slice(3).join(' '));
-      return run(step);
-    };
+    const seen = recordCommands(ports);
     const agent = new Agent(ports);
     await agent.reconcile(onA, targets, RANGES);
     await agent.standbyIdle();
