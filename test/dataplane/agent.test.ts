@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentLab, type AgentPod } from './lib/agent.js';
 import { q, run, sleep, tryRun, waitFor } from './lib/exec.js';
 import { CLIENT_NAMESPACE, gatewayInputs, productInputs } from './lib/inputs.js';
-import { ADDR, APP_NAME, INTERNET_NAME, Lab, type Snapshot } from './lib/lab.js';
+import { ADDR, APP_NAME, INTERNET_NAME, Lab, type NsName, type Snapshot } from './lib/lab.js';
 import { emergencyDownOnExit, expectNoLeak, measuredOn } from './lib/measure.js';
 import { tunnelMac } from '../../src/agent/tunnel.js';
 
@@ -65,8 +65,8 @@ let agentLogShown = 0;
 afterEach(async (ctx) => {
   if (ctx.task.result?.state !== 'fail' || lab === undefined) return;
   const sections: string[] = [];
-  const dump = async (where: string, cmd: string) => {
-    const r = await lab.tryIn(where as never, cmd);
+  const dump = async (where: NsName, cmd: string) => {
+    const r = await lab.tryIn(where, cmd);
     sections.push(`--- ${where}: ${cmd} (rc ${r.code})\n${r.stdout.trim()}`);
   };
   for (const pod of [a1, a2].filter((p) => p !== undefined)) {
