@@ -15,7 +15,7 @@ import { type Config, parseConfig } from '../../../src/config/schema.js';
 import { LABEL_EXIT, LABEL_INJECT, NAMESPACE_INJECT_VALUE } from '../../../src/constants.js';
 import type { Pod } from '../../../src/inject/types.js';
 import { buildKillSwitchPolicy } from '../../../src/killswitch/policy.js';
-import { q, run, tryRun, waitFor } from './exec.js';
+import { q, run, sleep, tryRun, waitFor } from './exec.js';
 import { type GatewayManifestSettings, gluetunSettings, readGatewayManifest } from './gateway.js';
 import { CLIENT_NAMESPACE, type InjectedPod, LAB_RANGES, readInjectedPod } from './inputs.js';
 import { ADDR, type ExtraPodName, type GatewayPodSpec, type Lab, POD_MTU } from './lab.js';
@@ -28,6 +28,9 @@ export const EXIT_GROUP_DIR = join(REPO, 'manifests', 'examples', 'exit-group');
 export const EXIT_GROUP_FIXTURE = join(HERE, '..', 'fixtures', 'exit-group-manifest.fixture.yaml');
 
 /** The exits' addresses: gateway pods, tunnel addresses at the provider, public addresses at the internet. */
+/** Runs of one pod's client init container, the kubelet's restarts included (back-off 10, 20 s). */
+const INIT_ATTEMPTS = 3;
+
 export const EXIT_ADDR = {
   gatewayPod: (i: number) => `10.244.1.${51 + i}`,
   tunnel: (i: number) => `10.64.0.${11 + i}`,
@@ -340,6 +343,9 @@ export class ExitsLab {
    * with them), then each pod's injected client init against its exit, `perExit` at a time per exit, and its
    * sidecar under the kubelet stand-in.
    */
+  /** Client init containers that failed and were run again (the kubelet's restart), with why. */
+  readonly initRestarts: string[] = [];
+
   async addPods(admitted: AdmittedPod[], perExit = 2): Promise<number[]> {
     const { lab } = this;
     for (const [k, a] of admitted.entries()) {
@@ -361,10 +367,17 @@ export class ExitsLab {
     const worker = async (queue: RoutedPod[]) => {
       for (let p = queue.shift(); p !== undefined; p = queue.shift()) {
         const t0 = Date.now();
-        const rc = await this.clientInit(p);
-        if (rc !== 0) {
+        // A failed init container is run again by the kubelet after its back-off (10 s, doubling),
+        // and client_init.sh is written for re-entry (it deletes its vxlan0 first). Seen here: the
+        // real udhcpc's three REQUESTs went unanswered ("no lease, failing") while its exit's
+        // dnsmasq was busy with other pods' ping checks.
+        for (let attempt = 1; ; attempt++) {
+          const rc = await this.clientInit(p);
+          if (rc === 0) break;
           const tail = (await tryRun(`tail -n 25 ${join(lab.work, `${p.ns}-init.log`)}`)).stdout;
-          throw new Error(`${p.name}: the client init container exited ${rc}:\n${tail}`);
+          if (attempt >= INIT_ATTEMPTS) throw new Error(`${p.name}: the client init container exited ${rc} ${attempt} times; the last:\n${tail}`);
+          this.initRestarts.push(`${p.name} (${p.exit}): exit ${rc}: ${tail.trim().split('\n').at(-1) ?? ''}`);
+          await sleep(10_000 * 2 ** (attempt - 1));
         }
         times.push(Date.now() - t0);
         lab.startContainer(`${p.ns}-sidecar`, lab.containerCmd(p.ns, `${p.ns}-sidecar`, p.name, this.mounts(p), p.clientSidecarCommand));

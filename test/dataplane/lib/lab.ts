@@ -953,6 +953,13 @@ export class Lab {
     return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
   }
 
+  /** What the internet host counted as a leak (source . destination . protocol . ports), for the report. */
+  async leakSeen(): Promise<string> {
+    const r = await this.tryIn('inet', 'nft list set inet lab_inet leak_seen');
+    const m = /elements = \{([^}]*)\}/s.exec(r.stdout);
+    return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
+  }
+
   /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
   async gwNoRoute(ns: NsName = 'gw'): Promise<number> {
     const r = await this.tryIn(ns, 'cat /proc/net/netstat');
@@ -1158,6 +1165,13 @@ table inet lab_inet {
   }
   counter leak6 {
   }
+  # What was counted as a leak (source, destination, protocol, source and destination port; for
+  # ICMP the "source port" is its type and code), for the report when a check fails.
+  set leak_seen {
+    type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service
+    flags dynamic
+    size 256
+  }
   # The provider's exit addresses (the exits lab adds one per exit).
   set exits {
     type ipv4_addr
@@ -1167,6 +1181,7 @@ table inet lab_inet {
     type filter hook input priority -150; policy accept;
     iifname "lo" accept
     ip saddr @exits counter name via_vpn accept
+    meta nfproto ipv4 add @leak_seen { ip saddr . ip daddr . meta l4proto . th sport . th dport } counter name leak accept
     meta nfproto ipv4 counter name leak accept
     icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept
     meta nfproto ipv6 counter name leak6 accept

@@ -71,6 +71,7 @@ export async function measuredOn(lab: Lab, log: (line: string) => void, name: st
   const d = Lab.delta(before, await lab.snapshot());
   log(`${name}: ${JSON.stringify(d)}`);
   if (d.uplinkClear > 0 || d.gatewayClear > 0) log(`${name}: clear-text flows seen so far: ${await lab.clearSeen()}`);
+  if (d.inetLeak > 0) log(`${name}: leaks seen so far at the internet host (src . dst . proto . sport . dport): ${await lab.leakSeen()}`);
   return d;
 }
 
