@@ -39,8 +39,16 @@ export function tryRun(cmd: string, timeoutMs = 10_000): Promise<RunResult> {
   });
 }
 
+/**
+ * Commands that must succeed wait this long by default (tryRun's checks keep 10 s): right after
+ * another lab file the kernel is still tearing its namespaces down, and every namespace and link
+ * operation waits on it. An exits-lab run 11 minutes after a 30-pod run failed creating one pod
+ * (its namespace, sysctl, link) at 10 s, while the same steps take milliseconds on a quiet kernel.
+ */
+export const MUST_SUCCEED_TIMEOUT_MS = 60_000;
+
 /** Runs `bash -c cmd`; throws CommandError when it exits non-zero or times out. */
-export async function run(cmd: string, timeoutMs = 10_000): Promise<string> {
+export async function run(cmd: string, timeoutMs = MUST_SUCCEED_TIMEOUT_MS): Promise<string> {
   const r = await tryRun(cmd, timeoutMs);
   if (r.code !== 0) throw new CommandError(cmd, r);
   return r.stdout;

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import {
   type Background,
   isAlive,
+  MUST_SUCCEED_TIMEOUT_MS,
   q,
   run,
   startBackground,
@@ -209,7 +210,7 @@ export class Lab {
   }
 
   /** Runs a command inside a lab namespace. */
-  in(ns: NsName, cmd: string, timeoutMs = 10_000): Promise<string> {
+  in(ns: NsName, cmd: string, timeoutMs = MUST_SUCCEED_TIMEOUT_MS): Promise<string> {
     return run(`ip netns exec ${this.ns(ns)} ${cmd}`, timeoutMs);
   }
   tryIn(ns: NsName, cmd: string, timeoutMs = 10_000) {
@@ -344,7 +345,7 @@ export class Lab {
   }
 
   /** Runs lines in one bash inside a namespace, stopping at the first failure. */
-  async script(ns: NsName, lines: string[], timeoutMs = 15_000): Promise<string> {
+  async script(ns: NsName, lines: string[], timeoutMs = MUST_SUCCEED_TIMEOUT_MS): Promise<string> {
     return this.in(ns, `bash -ec ${q(lines.join('\n'))}`, timeoutMs);
   }
 
