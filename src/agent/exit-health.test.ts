@@ -11,7 +11,7 @@ const ok = (at: number) => readHealthAnswer('vpn-a', 200, '', at);
 const down = (at: number) => readHealthAnswer('vpn-a', 500, 'dial tcp 1.1.1.1:443: i/o timeout', at);
 const silent = (at: number) => unreachable('vpn-a', Object.assign(new Error('x'), { cause: { code: 'ECONNREFUSED' } }), at);
 
-/** Polls one second apart from t=0: [reading, answered] each. */
+/** Polls PROBE_INTERVAL_MS apart from t=0: [reading, answered] each. */
 function polls(list: Array<'ok' | 'down' | 'silent'>, podIP = POD.podIP!): { mem: ProbeMemory | undefined; at: number } {
   let mem: ProbeMemory | undefined;
   let at = 0;

@@ -7,11 +7,13 @@
 // A terminating pod (deletionTimestamp) makes the exit *draining*: it still carries its pods, but it
 // is going, so its pods move (exit-moves.ts) and nothing new is sent to it.
 //
-// Why two failed polls, one second apart: a failover is a move nobody undoes (the agent never moves a
-// pod back on its own) and it breaks every flow of the moved pods, so one lost answer (a probe that
-// timed out once, a GC pause in the probe) must not move 1/N of the pods. Two in a row costs one more
-// second: the probe notices the dead tunnel within ~1 s (its connect), the first failed poll follows
-// within 1 s, the second 1 s later, so the verdict comes ~2-3 s after the tunnel dies.
+// Why two failed polls in a row: a failover is a move nobody undoes (the agent never moves a pod back
+// on its own) and it breaks every flow of the moved pods, so one lost answer (a probe that timed out
+// once, a GC pause in the probe) must not move 1/N of the pods. Polled every 500 ms (an HTTP GET to a
+// pod in the cluster answers in milliseconds; 400 ms is the timeout), two in a row cost half a
+// second: the probe notices the dead tunnel within its round (1 s, plus its 0.8 s connect timeout
+// when the tunnel swallows packets), the first failed poll follows within 0.5 s, the second 0.5 s
+// later. Polled every second (before 2026-12-02), the two polls alone took 1 to 2 s.
 //
 // Older manifests without the probe: an exit whose probe has never answered (an HTTP status of any
 // kind) since its pod got its IP is judged by Ready alone (ready-only); the edge logs that once. Once
@@ -21,9 +23,9 @@
 import type { HealthReading } from '../exits/health.js';
 import type { ExitPodState } from './cluster-view.js';
 
-export const PROBE_INTERVAL_MS = 1000;
+export const PROBE_INTERVAL_MS = 500;
 /** Shorter than the interval, so a poll never overlaps the next; a live probe answers in milliseconds. */
-export const PROBE_TIMEOUT_MS = 800;
+export const PROBE_TIMEOUT_MS = 400;
 export const FAILURES_TO_UNHEALTHY = 2;
 export const STALE_POLLS = 5;
 

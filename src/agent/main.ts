@@ -3,7 +3,7 @@
 // pods and the nodes; every reconcile round reads each pod's namespace back and applies the plan with
 // nsenter (agent.ts). Serves /healthz and /metrics on :9091. Tears nothing down on exit.
 // With an exit group in the config, also: every pod labelled podvpn.io/exit in the cluster (the
-// group's loads), each exit's probe polled every second (exit-health.ts), and each round this node's
+// group's loads), each exit's probe polled every 500 ms (exit-health.ts), and each round this node's
 // moves (exit-control.ts: failover, drain, assignment; label patch and Event).
 
 import { createServer } from 'node:http';
@@ -91,7 +91,7 @@ async function watchServiceCIDRs(): Promise<(Informer<V1ServiceCIDR> & ObjectCac
   return makeInformer<V1ServiceCIDR>(kc, '/apis/networking.k8s.io/v1/servicecidrs', () => net.listServiceCIDR());
 }
 
-// ---- exit health: each exit's probe, every second ----
+// ---- exit health: each exit's probe, every PROBE_INTERVAL_MS (500 ms) ----
 // --exit-probe-port: the exits' probe port (default EXIT_PROBE_PORT; tests run the probe elsewhere).
 const probePort = Number(arg('exit-probe-port') ?? String(EXIT_PROBE_PORT));
 const exitGroupOf = new Map(groups.flatMap((g) => g.exits!.map((e) => [e.name, g.name] as const)));

@@ -1,5 +1,5 @@
 // The agent's process with an exit group, against the API double and a stand-in exit probe: the built
-// dist/agent/main.js watches every pod labelled podvpn.io/exit, polls each exit's probe every second,
+// dist/agent/main.js watches every pod labelled podvpn.io/exit, polls each exit's probe every 500 ms,
 // and when exit A's probe answers 500 twice in a row moves its node's pod off A: the label patched to
 // B, an ExitFailover Event, the metrics. Exit B has no probe (nothing listens): judged by Ready alone,
 // logged once. The pods have no process on this machine, so their tunnels wait ("no process in the
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Event } from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_RESOURCES, KubeApiDouble, type ResourceType } from '../kube-api-double/index.js';
+import { FAILURES_TO_UNHEALTHY, PROBE_INTERVAL_MS } from '../../src/agent/exit-health.js';
 
 const MAIN = join(import.meta.dirname, '..', '..', 'dist', 'agent', 'main.js');
 const EVENTS: ResourceType = { group: '', version: 'v1', resource: 'events', kind: 'Event', namespaced: true, validate: (o) => new Event(structuredClone(o) as never).validate() };
@@ -102,7 +103,8 @@ describe('podvpn-agent process with an exit group', () => {
     probeHealthy = false;
     expect(await until(() => api.get('v1', 'Pod', 'apps', 'web-n1')!.metadata!.labels!['podvpn.io/exit'] === 'vpn-b')).toBe(true);
     const ms = Date.now() - t0;
-    expect(ms, 'two failed polls a second apart, not one').toBeGreaterThanOrEqual(900);
+    // Two polls PROBE_INTERVAL_MS apart: the second at least one interval after the first failed one.
+    expect(ms, 'two failed polls, not one').toBeGreaterThanOrEqual((FAILURES_TO_UNHEALTHY - 1) * PROBE_INTERVAL_MS - 100);
     expect(api.get('v1', 'Pod', 'apps', 'web-n2')!.metadata!.labels!['podvpn.io/exit']).toBe('vpn-a');
     expect(await until(() => api.list('v1', 'Event', 'apps').length === 1)).toBe(true);
     expect(api.list('v1', 'Event', 'apps')[0]).toMatchObject({ reason: 'ExitFailover', type: 'Warning', involvedObject: { name: 'web-n1' } });

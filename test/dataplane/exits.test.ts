@@ -54,7 +54,7 @@ const breaksIn = (f: FlowState, from: number, to = Number.POSITIVE_INFINITY) => 
 const epochs = (pods: Named[]) => new Map(flowsOf(pods).map((f) => [`${f.pod}/${f.flow}`, f.epoch]));
 /**
  * A stall at the server that counts as a disruption: the client's own timeout (flows.py TIMEOUT_S).
- * Shorter gaps (0.5 s and up are recorded) happen on this loaded 2-core machine without any fault:
+ * Shorter gaps (1 s and up are recorded) happen on this loaded 2-core machine without any fault:
  * their longest on the untouched flows is printed as a figure.
  */
 const STALL_S = 1.5;
