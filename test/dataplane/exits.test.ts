@@ -390,7 +390,7 @@ async function checkMove(m: Move, dead: LabExit, what: string): Promise<void> {
     `agent mode, ${what}: ${m.movers.length} pods moved; egress back after median ${median(times).toFixed(2)} s, max ${Math.max(...times).toFixed(2)} s (goal: median at most 2 s); ` +
       `flows disrupted ${broken + (m.stay.length * FLOWS_PER_POD - u.ok)} of ${total} = ${(((broken + m.stay.length * FLOWS_PER_POD - u.ok) / total) * 100).toFixed(1)} % ` +
       `(the exit's share: ${((m.movers.length / apods.length) * 100).toFixed(1)} %; ideal 1/N = 33.3 %); untouched on the other exits ${u.ok} of ${m.stay.length * FLOWS_PER_POD} ` +
-      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}`,
+      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}; the provider dropped ${m.d.providerInvalid} conntrack-invalid packets from the tunnel (not NATable)`,
   );
   const wrong: string[] = [];
   const src = sourcesOf(m.movers);
@@ -505,13 +505,11 @@ describe.sequential('X6 agent mode: an exit pod deleted (no grace: gone with its
 });
 
 describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTimestamp and routes 10 s more)', () => {
-  it("its pods are moved before it stops (each pod's vxlan0 points at another exit before then); their egress comes back through the others; flows on the other exits continue; nothing leaks", async () => {
+  it("its pods are moved before it stops (each pod's egress comes back through another exit before then); flows on the other exits continue; nothing leaks", async () => {
     const dead = [...xl.exits].sort((x, y) => onExit(y.name).length - onExit(x.name).length)[0]!;
     const movers = onExit(dead.name);
-    let stoppedAt = 0;
+    let stoppedAbs = 0;
     let stopping: Promise<void> = Promise.resolve();
-    /** Per pod: when (s after the deletionTimestamp) its vxlan0 first pointed at another exit. */
-    const retunneled = new Map<string, number>();
     const m = await moveScenario(`agent-exit-${dead.name}-drained`, dead, async () => {
       // The API marks the pod terminating; the kubelet sends SIGTERM to the exit probe (it answers
       // 500 "exit is stopping" for its --drain window) and runs gateway-sidecar's preStop (10 s);
@@ -521,28 +519,25 @@ describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTime
       const probe = lab.bg.get(`exit-probe-${dead.name}`);
       if (probe) process.kill(probe.pid, 'SIGTERM');
       stopping = (async () => {
-        while (now() - t < 10) {
-          for (const p of movers) {
-            if (retunneled.has(p.name)) continue;
-            const v = await xl.vxlanOf(p);
-            if (v.remote !== undefined && v.remote !== dead.spec.ip) retunneled.set(p.name, now() - t);
-          }
-          await sleep(200);
-        }
-        stoppedAt = now() - t;
+        await sleep(Math.max(0, 10_000 - (now() - t) * 1000));
+        stoppedAbs = now();
         al.removeGatewayPod(dead.podName);
         await xl.deleteExitPod(dead);
       })();
     });
     await stopping;
+    // Seconds from the scenario's start (m.from, taken just before the deletionTimestamp), as m.restored.
+    const stoppedAt = stoppedAbs - m.from;
+    // Moved before the stop, by the traffic: the pod's first connection through another exit (the
+    // probe connections, every 100 ms) came before the exit stopped routing. (Reading each pod's
+    // vxlan0 in a loop instead lagged by seconds on a busy machine: 2 processes per pod per read.)
     const times = [...m.restored.values()];
-    const moved = [...retunneled.values()];
-    const backBeforeStop = times.filter((x) => x < stoppedAt).length;
+    const backBeforeStop = movers.filter((p) => (m.restored.get(p.name) ?? Number.POSITIVE_INFINITY) < stoppedAt);
     figure(
-      `agent mode, drain of ${dead.name}: ${movers.length} pods; every vxlan0 repointed by ${moved.length > 0 ? Math.max(...moved).toFixed(2) : '-'} s after the deletionTimestamp (median ${median(moved).toFixed(2)} s); ` +
-        `egress back through another exit: median ${median(times).toFixed(2)} s, all by ${Math.max(...times).toFixed(2)} s (time to drain; ${backBeforeStop} of ${movers.length} before the exit stopped routing at ${stoppedAt.toFixed(2)} s)`,
+      `agent mode, drain of ${dead.name}: ${movers.length} pods; egress back through another exit: median ${median(times).toFixed(2)} s, all by ${Math.max(...times).toFixed(2)} s after the deletionTimestamp ` +
+        `(time to drain; ${backBeforeStop.length} of ${movers.length} before the exit stopped routing at ${stoppedAt.toFixed(2)} s)`,
     );
-    expect(movers.map((p) => `${p.name}: ${retunneled.has(p.name) ? 'moved' : 'not moved'} before the stop`)).toEqual(movers.map((p) => `${p.name}: moved before the stop`));
+    expect(movers.map((p) => `${p.name}: ${backBeforeStop.includes(p) ? 'moved' : `not moved (back at ${m.restored.get(p.name)?.toFixed(2) ?? '-'} s)`} before the stop`)).toEqual(movers.map((p) => `${p.name}: moved before the stop`));
     await checkMove(m, dead, `drain of ${dead.name}`);
   }, 300_000);
 });

@@ -150,6 +150,8 @@ export interface Snapshot {
   gwForwardDropped: number;
   /** Forwarded packets the gateway found no route for (its routing kill switch: iif vxlan0 unreachable). */
   gwNoRoute: number;
+  /** Packets from the tunnel the provider dropped because conntrack could not place them (not NATable). */
+  providerInvalid: number;
 }
 
 /** Pods added by a scenario (agent mode's pods, lib/agent.ts): `x<name>`. */
@@ -1002,6 +1004,7 @@ export class Lab {
       netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
       gwForwardDropped: await this.gwForwardDropped(),
       gwNoRoute: await this.gwNoRoute(),
+      providerInvalid: await this.counter('vpn', 'lab_vpn', 'provider_invalid', 'ip'),
     };
   }
 
@@ -1149,8 +1152,21 @@ table inet lab_uplink {
 }
 `;
 
+// The provider's exit NAT drops what it cannot translate, as a NAT gateway must (kube-proxy does the
+// same in KUBE-FORWARD): a packet from the tunnel that conntrack cannot place (ct state invalid) is
+// never source-NATed, so forwarding it would send the peer's tunnel address to the internet. Seen in
+// the exits lab (2026-12-02): after an exit pod was deleted, a moved pod's old TCP connection, sent
+// on through its new exit, reached the internet host from 10.64.0.12 (that exit's tunnel address),
+// counted as a leak, while the node's uplink saw nothing in the clear. Counted (provider_invalid) so
+// a run shows how often it happens.
 const VPN_NFT = `
 table ip lab_vpn {
+  counter provider_invalid {
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "wgsrv0" oifname "inet0" ct state invalid counter name provider_invalid drop
+  }
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "inet0" ip saddr 10.64.0.0/24 masquerade
