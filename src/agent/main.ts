@@ -98,16 +98,17 @@ const exitGroupOf = new Map(groups.flatMap((g) => g.exits!.map((e) => [e.name, g
 const probes = new Map<string, ProbeMemory>();
 const verdicts = new Map<string, ExitVerdict>();
 const noProbeLogged = new Set<string>(); // exit@podIP
-let polling = false;
+/** Exits with a poll in flight: each exit is polled on its own, so a slow one holds up no other. */
+const polling = new Set<string>();
 async function pollExits(): Promise<void> {
-  if (polling || !synced) return;
-  polling = true;
-  try {
-    const states = gatewayStates([...gatewayInformer.list()], config);
-    await Promise.all(
-      [...exitGroupOf.keys()].map(async (exit) => {
-        const ip = states.get(exit)?.podIP;
-        if (ip === undefined) return;
+  if (!synced) return;
+  const states = gatewayStates([...gatewayInformer.list()], config);
+  await Promise.all(
+    [...exitGroupOf.keys()].map(async (exit) => {
+      const ip = states.get(exit)?.podIP;
+      if (ip === undefined || polling.has(exit)) return;
+      polling.add(exit);
+      try {
         let reading;
         let answered = false;
         try {
@@ -123,12 +124,13 @@ async function pollExits(): Promise<void> {
           noProbeLogged.add(`${exit}@${ip}`);
           log(`exit ${exit}: its probe at ${probeURL(ip, probePort)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
         }
-      }),
-    );
-    if (judgeExits(states)) void round();
-  } finally {
-    polling = false;
-  }
+        // Judged as each answer comes (the pod states of now: a pod deleted meanwhile counts).
+        if (judgeExits(gatewayStates([...gatewayInformer.list()], config))) void round();
+      } finally {
+        polling.delete(exit);
+      }
+    }),
+  );
 }
 /** The exits' verdicts now; true when one changed (a round then acts on it at once). */
 function judgeExits(states: Map<string, ExitPodState>): boolean {

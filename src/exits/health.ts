@@ -34,13 +34,19 @@ export interface HealthReading {
   reason: string;
   /** When it was read (ms since the epoch). */
   at: number;
+  /**
+   * An unhealthy reading that is the exit's own word: its health server answered 500, or its pod's
+   * address refused the connection or is unreachable. Not definitive: no answer in time, or another
+   * status (an HTTP 408 is the server's own timeout), which a busy reader's node causes as well.
+   */
+  definitive?: boolean;
 }
 
 /** What gluetun's health server answered, as a verdict. */
 export function readHealthAnswer(exit: string, status: number, body: string, at: number): HealthReading {
   if (status === 200) return { exit, healthy: true, reason: 'ok', at };
   const text = body.replace(/\s+/g, ' ').trim().slice(0, 200);
-  if (status === 500) return { exit, healthy: false, reason: text === '' ? 'unhealthy' : text, at };
+  if (status === 500) return { exit, healthy: false, reason: text === '' ? 'unhealthy' : text, at, definitive: true };
   return { exit, healthy: false, reason: `unexpected HTTP ${status}${text === '' ? '' : `: ${text}`}`, at };
 }
 
@@ -49,7 +55,8 @@ export function unreachable(exit: string, err: unknown, at: number): HealthReadi
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
   const name = (err as { name?: unknown } | undefined)?.name;
   const why = typeof cause === 'string' ? cause : name === 'TimeoutError' ? 'timed out' : 'no answer';
-  return { exit, healthy: false, reason: `unreachable (${why})`, at };
+  const definitive = cause === 'ECONNREFUSED' || cause === 'EHOSTUNREACH' || cause === 'ENETUNREACH';
+  return { exit, healthy: false, reason: `unreachable (${why})`, at, ...(definitive ? { definitive } : {}) };
 }
 
 /** Readings older than this many poll intervals are not believed. */

@@ -102,7 +102,7 @@ describe('probeAnswer and the reader in health.ts', () => {
     const ok = probeAnswer('GET', healthy);
     expect(readHealthAnswer('vpn-a', ok.status, ok.body, 5)).toEqual({ exit: 'vpn-a', healthy: true, reason: 'ok', at: 5 });
     const bad = probeAnswer('GET', sick);
-    expect(readHealthAnswer('vpn-a', bad.status, bad.body, 5)).toEqual({ exit: 'vpn-a', healthy: false, reason: sick.reason, at: 5 });
+    expect(readHealthAnswer('vpn-a', bad.status, bad.body, 5)).toEqual({ exit: 'vpn-a', healthy: false, reason: sick.reason, at: 5, definitive: true });
   });
 
   it('words connect errors as a reason says them', () => {
