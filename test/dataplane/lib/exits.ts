@@ -27,10 +27,10 @@ const FLOWS = join(HERE, '..', 'scripts', 'flows.py');
 export const EXIT_GROUP_DIR = join(REPO, 'manifests', 'examples', 'exit-group');
 export const EXIT_GROUP_FIXTURE = join(HERE, '..', 'fixtures', 'exit-group-manifest.fixture.yaml');
 
-/** The exits' addresses: gateway pods, tunnel addresses at the provider, public addresses at the internet. */
 /** Runs of one pod's client init container, the kubelet's restarts included (back-off 10, 20 s). */
 const INIT_ATTEMPTS = 3;
 
+/** The exits' addresses: gateway pods, tunnel addresses at the provider, public addresses at the internet. */
 export const EXIT_ADDR = {
   gatewayPod: (i: number) => `10.244.1.${51 + i}`,
   tunnel: (i: number) => `10.64.0.${11 + i}`,
@@ -338,14 +338,14 @@ export class ExitsLab {
     this.lab.setHost(e.address, ip);
   }
 
+  /** Client init containers that failed and were run again (the kubelet's restart), with why. */
+  readonly initRestarts: string[] = [];
+
   /**
    * The routed pods: the CNI's part for all (namespace, veth, /32 route; the policy re-rendered once
    * with them), then each pod's injected client init against its exit, `perExit` at a time per exit, and its
    * sidecar under the kubelet stand-in.
    */
-  /** Client init containers that failed and were run again (the kubelet's restart), with why. */
-  readonly initRestarts: string[] = [];
-
   async addPods(admitted: AdmittedPod[], perExit = 2): Promise<number[]> {
     const { lab } = this;
     for (const [k, a] of admitted.entries()) {

@@ -951,14 +951,17 @@ export class Lab {
 
   /** The clear-text flows counted on the uplink or at the gateway's edge (source . destination . proto . port). */
   async clearSeen(): Promise<string> {
-    const r = await this.tryIn('node', 'nft list set inet lab_uplink clear_seen');
-    const m = /elements = \{([^}]*)\}/s.exec(r.stdout);
-    return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
+    return this.setElements('node', 'inet lab_uplink clear_seen');
   }
 
   /** What the internet host counted as a leak (source . destination . protocol . ports), for the report. */
   async leakSeen(): Promise<string> {
-    const r = await this.tryIn('inet', 'nft list set inet lab_inet leak_seen');
+    return this.setElements('inet', 'inet lab_inet leak_seen');
+  }
+
+  /** An nft set's elements on one line ('none' when empty or unreadable). */
+  private async setElements(ns: NsName, set: string): Promise<string> {
+    const r = await this.tryIn(ns, `nft list set ${set}`);
     const m = /elements = \{([^}]*)\}/s.exec(r.stdout);
     return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
   }
