@@ -111,6 +111,66 @@ describe('Agent.reconcile over many pods', () => {
   });
 });
 
+describe('Agent.interrupt: a round cut short (an exit\'s verdict changed; its moves come next)', () => {
+  const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
+
+  it('the workers finish the pods they are on and take no more; the next round works on every pod', async () => {
+    const ports = fakePorts();
+    const read: string[] = []; // the namespaces whose links were read
+    const run = ports.run.bind(ports);
+    ports.run = async (step: Step) => {
+      if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) read.push(step.argv[1]!);
+      return run(step);
+    };
+    const routed: string[] = [];
+    const agent = new Agent(ports, { routed: (p) => routed.push(p.name) });
+    agent.concurrency = 2;
+    // Interrupted while the first two pods are being read: their work goes on, the other four wait.
+    const round = agent.reconcile(pods, gateways, RANGES);
+    agent.interrupt();
+    await round;
+    expect(routed.sort()).toEqual(['web-0', 'web-1']);
+    expect(read).toEqual(pods.slice(0, 2).map((p) => `--net=/proc/${p.uid}/ns/net`));
+    await agent.reconcile(pods, gateways, RANGES);
+    expect(routed.sort()).toEqual(pods.map((p) => p.name).sort());
+  });
+
+  it('the round after an interrupted one is not cut (verdicts flipping faster than rounds cannot starve the last pods)', async () => {
+    const ports = fakePorts();
+    const routed: string[] = [];
+    const agent = new Agent(ports, { routed: (p) => routed.push(p.name) });
+    agent.concurrency = 1;
+    const first = agent.reconcile(pods, gateways, RANGES);
+    agent.interrupt();
+    await first;
+    expect(routed).toEqual(['web-0']);
+    const second = agent.reconcile(pods, gateways, RANGES);
+    agent.interrupt();
+    await second;
+    expect(routed.sort()).toEqual(pods.map((p) => p.name).sort());
+    // and the one after that (after an uncut round) can be cut again
+    const reads: string[] = [];
+    const run = ports.run.bind(ports);
+    ports.run = async (step: Step) => {
+      if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) reads.push(step.argv[1]!);
+      return run(step);
+    };
+    const third = agent.reconcile(pods, gateways, RANGES);
+    agent.interrupt();
+    await third;
+    expect(reads, 'the third round is cut after its first pod').toHaveLength(1);
+  });
+
+  it('an interrupt before a round starts does not cut that round (it is the round asked for)', async () => {
+    const ports = fakePorts();
+    const routed: string[] = [];
+    const agent = new Agent(ports, { routed: (p) => routed.push(p.name) });
+    agent.interrupt();
+    await agent.reconcile(pods, gateways, RANGES);
+    expect(routed.sort()).toEqual(pods.map((p) => p.name).sort());
+  });
+});
+
 describe('Agent: standby leases on the next exit', () => {
   const exitView = (name: string, vxlanId: number) => ({ config: { ...GW_CONFIG, name: 'vpn', vxlanId }, state: { name, podIP: name === 'vpn-a' ? '10.42.5.1' : '10.42.5.2', ready: true, vxlanId } });
   const targets = new Map([['vpn-a', exitView('vpn-a', 101)], ['vpn-b', exitView('vpn-b', 102)]]);

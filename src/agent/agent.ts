@@ -125,9 +125,14 @@ export class Agent {
     for (const uid of [...this.standbys.keys()]) if (!live.has(uid)) this.standbys.delete(uid);
     for (const uid of [...this.routedNow.keys()]) if (!live.has(uid)) this.routedNow.delete(uid);
     for (const m of [this.routedAtStart, this.podFacts]) for (const uid of [...m.keys()]) if (!live.has(uid)) m.delete(uid);
+    const interrupts = this.interrupts;
+    // A round after an interrupted one runs to its end, whatever comes: verdicts that flip faster than
+    // a round lasts must not keep the pods late in the list from ever being reached.
+    const interruptible = !this.lastInterrupted;
+    const cut = () => interruptible && this.interrupts !== interrupts;
     let next = 0;
     const worker = async () => {
-      while (next < pods.length) {
+      while (next < pods.length && !cut()) {
         const pod = pods[next]!;
         next += 1;
         try {
@@ -138,10 +143,25 @@ export class Agent {
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
+    this.lastInterrupted = cut();
+    // Interrupted: the round that follows does the moves; no standby exchange to queue in front of them.
+    if (this.lastInterrupted) return;
     // Standby leases only after the round's own work (its moves and first routes took the exits' DHCP
     // queues first), and at most one per exit at a time: a move in a later round waits behind at most
     // one standby exchange (one ping check, ~3 s), never a queue of them.
     for (const pod of pods) this.maybeStandby(pod, gateways);
+  }
+
+  private interrupts = 0;
+  private lastInterrupted = false;
+  /**
+   * Ends the round under way early: its workers finish the pods they are on and take no more (the
+   * rest wait for the next round). main.ts calls it when an exit's verdict changes, just before it asks
+   * for the round that moves that exit's pods: at 30 pods on a busy node a round took 3.2 s, and the
+   * moves waited for all of it.
+   */
+  interrupt(): void {
+    this.interrupts += 1;
   }
 
   /**

@@ -38,8 +38,13 @@ export const PROBE_TIMEOUT_MS = 2000;
 export const FAILURES_TO_UNHEALTHY = 2;
 /** Failed polls in a row of any kind (silence included) that make it unhealthy. */
 export const SILENT_FAILURES_TO_UNHEALTHY = 3;
-/** A reading older than this many intervals is not believed (longer than one poll's timeout). */
-export const STALE_POLLS = 8;
+/**
+ * A reading older than this many intervals (10 s) is not believed. It was 8 (4 s, two timed-out polls):
+ * in the exits lab at 30 pods (a load of 24 on two cores) timed-out polls came back more than 4 s apart,
+ * and a silent exit's verdict went unhealthy, healthy by Ready, unhealthy again every few seconds.
+ * Ten seconds is four timed-out polls: only a poller that really stopped is overruled.
+ */
+export const STALE_POLLS = 20;
 
 /** What the agent remembers of one exit's probe (per gateway pod IP: a new pod starts afresh). */
 export interface ProbeMemory {

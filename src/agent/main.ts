@@ -125,7 +125,11 @@ async function pollExits(): Promise<void> {
           log(`exit ${exit}: its probe at ${probeURL(ip, probePort)} does not answer (${reading.reason}); judging it by its pod's Ready condition only (gluetun's healthcheck: slower to notice a dead tunnel). Exit manifests without podvpn's exit probe do this.`);
         }
         // Judged as each answer comes (the pod states of now: a pod deleted meanwhile counts).
-        if (judgeExits(gatewayStates([...gatewayInformer.list()], config))) void round();
+        // A changed verdict cuts the round under way short: the moves it makes come first.
+        if (judgeExits(gatewayStates([...gatewayInformer.list()], config))) {
+          agent.interrupt();
+          void round();
+        }
       } finally {
         polling.delete(exit);
       }
@@ -272,6 +276,11 @@ function hook<T extends KubernetesObject>(inf: Informer<T>): void {
   inf.on('update', () => void round());
 }
 hook(podInformer);
+// A gateway pod changed (deletionTimestamp, a new IP, Ready) or gone: the round under way is cut short
+// (Agent.interrupt), so the repairs and exit moves this asks for do not wait for all of it. Registered
+// before hook's listener: the interrupt must come before the round it asks for.
+for (const event of ['add', 'update', 'delete'] as const) gatewayInformer.on(event, () => agent.interrupt());
+gatewayInformer.on('delete', () => void round());
 hook(gatewayInformer);
 hook(nodeInformer);
 if (exitInformer !== undefined) {
