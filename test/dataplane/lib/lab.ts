@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type Background,
+  CommandError,
   isAlive,
   MUST_SUCCEED_TIMEOUT_MS,
   q,
@@ -942,11 +943,27 @@ export class Lab {
     return { ok: r.code === 0, body: r.stdout.trim() };
   }
 
+  /**
+   * A reading for the leak report: the command's output, or undefined when what it reads is not there
+   * (`absent`: a table not made yet, a namespace this lab has no use for). Any other failure, a timeout
+   * on a busy machine included, throws: a failed read taken as 0 once made a counter's delta negative
+   * (inetViaVpn −172471 in a 30-pod run), and on a leak counter it would read as "no leak".
+   */
+  private async reading(ns: NsName, cmd: string, absent: RegExp): Promise<string | undefined> {
+    const r = await this.tryIn(ns, cmd, MUST_SUCCEED_TIMEOUT_MS);
+    if (r.code === 0) return r.stdout;
+    if (r.code !== 124 && absent.test(r.stderr)) return undefined;
+    throw new CommandError(`ip netns exec ${this.ns(ns)} ${cmd}`, r);
+  }
+
+  /** An nft counter's packets; 0 when its table (or its namespace) does not exist. */
   async counter(ns: NsName, table: string, name: string, family = 'inet'): Promise<number> {
-    const r = await this.tryIn(ns, `nft -j list counter ${family} ${table} ${name}`);
-    if (r.code !== 0) return 0;
-    const j = JSON.parse(r.stdout) as { nftables: { counter?: { packets: number } }[] };
-    return j.nftables.find((x) => x.counter)?.counter?.packets ?? 0;
+    const out = await this.reading(ns, `nft -j list counter ${family} ${table} ${name}`, /No such file or directory/);
+    if (out === undefined) return 0;
+    const j = JSON.parse(out) as { nftables: { counter?: { packets: number } }[] };
+    const c = j.nftables.find((x) => x.counter)?.counter;
+    if (c === undefined) throw new Error(`nft listed no counter ${family} ${table} ${name} in ${ns}: ${out.slice(0, 200)}`);
+    return c.packets;
   }
 
   /** The clear-text flows counted on the uplink or at the gateway's edge (source . destination . proto . port). */
@@ -961,22 +978,23 @@ export class Lab {
 
   /** An nft set's elements on one line ('none' when empty or unreadable). */
   private async setElements(ns: NsName, set: string): Promise<string> {
-    const r = await this.tryIn(ns, `nft list set ${set}`);
-    const m = /elements = \{([^}]*)\}/s.exec(r.stdout);
+    const out = await this.reading(ns, `nft list set ${set}`, /No such file or directory/);
+    const m = out === undefined ? null : /elements = \{([^}]*)\}/s.exec(out);
     return m ? (m[1] ?? '').replace(/\s+/g, ' ').trim() : 'none';
   }
 
-  /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header). */
+  /** Packets the kernel could not route in a gateway (IpExt InNoRoutes); 0 when this lab has no such namespace. */
   async gwNoRoute(ns: NsName = 'gw'): Promise<number> {
-    const r = await this.tryIn(ns, 'cat /proc/net/netstat');
-    const lines = r.stdout.split('\n').filter((l) => l.startsWith('IpExt:'));
+    const out = await this.reading(ns, 'cat /proc/net/netstat', /Cannot open network namespace/);
+    if (out === undefined) return 0;
+    const lines = out.split('\n').filter((l) => l.startsWith('IpExt:'));
     const names = (lines[0] ?? '').split(/\s+/);
     const values = (lines[1] ?? '').split(/\s+/);
     const i = names.indexOf('InNoRoutes');
-    return i > 0 ? Number(values[i] ?? 0) : 0;
+    if (i <= 0) throw new Error(`no IpExt InNoRoutes in ${ns}'s /proc/net/netstat`);
+    return Number(values[i] ?? 0);
   }
 
-  /** Removes the gateway's routing kill switch (negative controls); returns the rules to put back. */
   async removeGatewayRoutingKillSwitch(): Promise<string[]> {
     const rules = (await this.in('gw', 'ip rule show')).split('\n').filter((l) => /iif vxlan0/.test(l));
     const back: string[] = [];
@@ -989,26 +1007,31 @@ export class Lab {
     return back;
   }
 
+  /** Packets the gateway's FORWARD policy dropped (iptables reports it on the chain header); 0 when this lab has no such namespace. */
   async gwForwardDropped(ns: NsName = 'gw'): Promise<number> {
-    const r = await this.tryIn(ns, 'iptables -L FORWARD -v -x -n');
-    const m = /policy DROP (\d+) packets/.exec(r.stdout);
-    return m ? Number(m[1]) : 0;
+    const out = await this.reading(ns, 'iptables -L FORWARD -v -x -n', /Cannot open network namespace/);
+    if (out === undefined) return 0;
+    const m = /policy (?:DROP|ACCEPT) (\d+) packets/.exec(out);
+    if (!m) throw new Error(`no FORWARD policy line in ${ns}'s iptables listing: ${out.slice(0, 200)}`);
+    return /policy DROP/.test(out) ? Number(m[1]) : 0;
   }
 
+  /** Every counter at once (side by side: on a busy machine each read is a process that takes a while). */
   async snapshot(): Promise<Snapshot> {
-    return {
-      inetViaVpn: await this.counter('inet', 'lab_inet', 'via_vpn'),
-      inetLeak: await this.counter('inet', 'lab_inet', 'leak'),
-      inetLeak6: await this.counter('inet', 'lab_inet', 'leak6'),
-      uplinkTunnel: await this.counter('node', 'lab_uplink', 'tunnel'),
-      uplinkTunnelIcmp: await this.counter('node', 'lab_uplink', 'tunnel_icmp'),
-      uplinkClear: await this.counter('node', 'lab_uplink', 'clear'),
-      gatewayClear: await this.counter('node', 'lab_uplink', 'gw_clear'),
-      netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
-      gwForwardDropped: await this.gwForwardDropped(),
-      gwNoRoute: await this.gwNoRoute(),
-      providerInvalid: await this.counter('vpn', 'lab_vpn', 'provider_invalid', 'ip'),
-    };
+    const [inetViaVpn, inetLeak, inetLeak6, uplinkTunnel, uplinkTunnelIcmp, uplinkClear, gatewayClear, netpol, gwForwardDropped, gwNoRoute, providerInvalid] = await Promise.all([
+      this.counter('inet', 'lab_inet', 'via_vpn'),
+      this.counter('inet', 'lab_inet', 'leak'),
+      this.counter('inet', 'lab_inet', 'leak6'),
+      this.counter('node', 'lab_uplink', 'tunnel'),
+      this.counter('node', 'lab_uplink', 'tunnel_icmp'),
+      this.counter('node', 'lab_uplink', 'clear'),
+      this.counter('node', 'lab_uplink', 'gw_clear'),
+      this.counter('node', 'podvpn_netpol', 'dropped'),
+      this.gwForwardDropped(),
+      this.gwNoRoute(),
+      this.counter('vpn', 'lab_vpn', 'provider_invalid', 'ip'),
+    ]);
+    return { inetViaVpn, inetLeak, inetLeak6, uplinkTunnel, uplinkTunnelIcmp, uplinkClear, gatewayClear, netpolDropped: this.netpolDroppedBefore + netpol, gwForwardDropped, gwNoRoute, providerInvalid };
   }
 
   static delta(a: Snapshot, b: Snapshot): Snapshot {
