@@ -19,6 +19,13 @@ const prefix = `${base.slice(0, 9)}x`;
 /** LAB_EXIT_PODS=N changes the number of routed pods (10 flows each). */
 const PODS = Number(process.env.LAB_EXIT_PODS ?? 30);
 const FLOWS_PER_POD = 10;
+/**
+ * Each check's bound, where the config's 60 s was too tight: at 30 pods per mode a two-core machine
+ * runs at a load of 10 to 24, every namespace read is a process that then takes seconds, and X1's
+ * first check (30 reads) and the snapshots before and after each scenario ran past 60 s (2026-12-02).
+ * Bounds, not figures: the figures print what each took.
+ */
+const SLOW = 300_000;
 const figures: string[] = [];
 const figure = (line: string) => {
   figures.push(line);
@@ -158,19 +165,19 @@ afterAll(async () => {
   if (process.env.LAB_KEEP !== '1') await lab?.down();
   figure(`lab wall time ${secs(Date.now() - t0Lab)} s`);
   if (figures.length > 0) process.stdout.write(`\nFigures, exit group (not assertions):\n${figures.map((f) => `  ${f}`).join('\n')}\n`);
-}, 120_000);
+}, 600_000);
 
 describe.sequential('X1 assignment and balance (pod-gateway mode)', () => {
   it("each pod's exit label is the admission's choice, and its vxlan0 carries that exit's VXLAN id to that exit's gateway pod", async () => {
     const wrong: string[] = [];
-    for (const p of xl.pods) {
+    const seen = await Promise.all(xl.pods.map(async (p) => ({ p, v: await xl.vxlanOf(p) })));
+    for (const { p, v } of seen) {
       const e = xl.exit(p.exit);
-      const v = await xl.vxlanOf(p);
       if (v.id !== e.vxlanId || v.remote !== e.spec.ip) wrong.push(`${p.name} (${p.exit}): vxlan0 id ${v.id} remote ${v.remote}`);
     }
     expect(wrong).toEqual([]);
     expect(xl.pods.length).toBe(PODS);
-  });
+  }, SLOW);
 
   it('balance: pods per exit within 20 % of even', () => {
     const even = PODS / xl.exits.length;
@@ -195,7 +202,7 @@ describe.sequential('X1 assignment and balance (pod-gateway mode)', () => {
     expect([...seen].sort()).toEqual(xl.exits.map((e) => e.publicIP).sort());
     expect(d.inetViaVpn).toBeGreaterThan(0);
     noLeak(d);
-  });
+  }, SLOW);
 });
 
 describe.sequential('X2 the flow-break detector (negative control)', () => {
@@ -218,7 +225,7 @@ describe.sequential('X2 the flow-break detector (negative control)', () => {
     // The "untouched" check used below counts each of them as touched.
     expect(untouched([victim], victimEpochs, from).ok).toBe(0);
     await waitFor('the blocked pod\'s flows back', async () => xl.allFlowsUp(), 30_000, 250);
-  }, 60_000);
+  }, SLOW);
 });
 
 describe.sequential('X3 pod-gateway mode: exit vpn-b\'s tunnel dies (its pod lives)', () => {
@@ -264,7 +271,7 @@ describe.sequential('X3 pod-gateway mode: exit vpn-b\'s tunnel dies (its pod liv
     // Refused at vpn-b's gateway (its routing kill switch or its firewall's FORWARD policy).
     expect(noRoute).toBeGreaterThan(0);
     noLeak(d);
-  }, 60_000);
+  }, SLOW);
 
   it('vpn-b back: its pods reach the internet again through vpn-b (and only through it); vpn-a/vpn-c flows still untouched', async () => {
     const b = xl.exit('vpn-b');
@@ -280,7 +287,7 @@ describe.sequential('X3 pod-gateway mode: exit vpn-b\'s tunnel dies (its pod liv
     const u = untouched(others, before, from);
     expect(u.bad).toEqual([]);
     noLeak(d2);
-  }, 60_000);
+  }, SLOW);
 });
 
 // ---- agent mode: the agent's real process routes, fails over and drains exit-group pods ----
@@ -311,7 +318,7 @@ interface Move {
 
 /**
  * One exit taken away by `act` (at `from`): every agent pod on it must get its egress back through
- * another exit (a probe connection each 100 ms per pod records when, and from which address the
+ * another exit (a probe connection each 250 ms per pod records when, and from which address the
  * internet host saw it); meanwhile the counters run.
  */
 async function moveScenario(name: string, dead: LabExit, act: () => Promise<void>): Promise<Move> {
@@ -390,7 +397,8 @@ async function checkMove(m: Move, dead: LabExit, what: string): Promise<void> {
     `agent mode, ${what}: ${m.movers.length} pods moved; egress back after median ${median(times).toFixed(2)} s, max ${Math.max(...times).toFixed(2)} s (goal: median at most 2 s); ` +
       `flows disrupted ${broken + (m.stay.length * FLOWS_PER_POD - u.ok)} of ${total} = ${(((broken + m.stay.length * FLOWS_PER_POD - u.ok) / total) * 100).toFixed(1)} % ` +
       `(the exit's share: ${((m.movers.length / apods.length) * 100).toFixed(1)} %; ideal 1/N = 33.3 %); untouched on the other exits ${u.ok} of ${m.stay.length * FLOWS_PER_POD} ` +
-      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}; the provider dropped ${m.d.providerInvalid} conntrack-invalid packets from the tunnel (not NATable)`,
+      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}; the provider dropped ${m.d.providerInvalid} conntrack-invalid packets from the tunnel (not NATable); ` +
+      `the flow instruments' own stalls: ${xl.instrumentStalls(m.from)}`,
   );
   const wrong: string[] = [];
   const src = sourcesOf(m.movers);
@@ -411,8 +419,10 @@ async function checkMove(m: Move, dead: LabExit, what: string): Promise<void> {
 
 describe.sequential('X4 agent mode: the agent routes exit-group pods to the exit admission chose', () => {
   it('30 agent-mode pods (the webhook admitted them in agent mode): each routed to its exit (label, vxlan0 id and remote), its flows from its exit\'s address; balance within 20 %; no leak', async () => {
-    // The pod-gateway-mode pods stop their traffic (their pods stay): the agent part has its own 300 flows.
+    // The pod-gateway-mode pods stop their traffic and their sidecars (their namespaces stay): the agent
+    // part has its own 300 flows, and two cores.
     await xl.stopFlowClient('flows-pg');
+    await xl.stopSidecars();
     const configs = agentModeConfigs(group);
     al = await AgentLab.start(lab, { config: configs.agent, defaultGateway: false });
     for (const e of xl.exits) al.publishGatewayPod(e.podName, e.podLabels, e.spec.ip, true);
@@ -459,7 +469,10 @@ describe.sequential('X4 agent mode: the agent routes exit-group pods to the exit
     figure(`agent mode: pods per exit (admission): ${JSON.stringify(counts)}`);
     for (const [n, c] of Object.entries(counts)) expect(Math.abs(c - even) / even, `${n}: ${c} pods`).toBeLessThanOrEqual(0.2);
     noLeak(d);
-  }, 400_000);
+    // 900 s: creating the 30 pods is the lab's own work (a namespace, a veth, a cgroup and pod.sh per
+    // pod, 5 at a time): 429 s on this two-core machine at a load of 9 to 11 with the other mode's 30 pods
+    // still up. What the agent adds is pod start to app start, bounded by waitApp's 120 s above.
+  }, 900_000);
 });
 
 describe.sequential('X5 agent mode: exit vpn-b\'s tunnel dies (its pod lives, Ready)', () => {
@@ -475,7 +488,7 @@ describe.sequential('X5 agent mode: exit vpn-b\'s tunnel dies (its pod lives, Re
     }
     await checkMove(m, b, "vpn-b's tunnel down");
     expect(events('ExitFailover').length).toBeGreaterThanOrEqual(m.movers.length);
-  }, 240_000);
+  }, 600_000);
 
   it("vpn-b healthy again: no pod moves back on its own (that would break its flows)", async () => {
     const b = xl.exit('vpn-b');
@@ -485,7 +498,7 @@ describe.sequential('X5 agent mode: exit vpn-b\'s tunnel dies (its pod lives, Re
     await sleep(5000);
     expect(onExit('vpn-b').map((p) => p.name)).toEqual([]);
     expect(untouched(apods, epochsNow, from).bad).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe.sequential('X6 agent mode: an exit pod deleted (no grace: gone with its namespace)', () => {
@@ -501,7 +514,7 @@ describe.sequential('X6 agent mode: an exit pod deleted (no grace: gone with its
     await xl.recreateExitPod(dead, `10.244.1.${54 + dead.index}`, generation);
     al.publishGatewayPod(dead.podName, dead.podLabels, dead.spec.ip, true);
     await waitFor(`${dead.name}'s new pod answering its probe`, async () => (await xl.probeStatus(dead)) === 200, 30_000, 250);
-  }, 300_000);
+  }, 600_000);
 });
 
 describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTimestamp and routes 10 s more)', () => {
@@ -529,7 +542,7 @@ describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTime
     // Seconds from the scenario's start (m.from, taken just before the deletionTimestamp), as m.restored.
     const stoppedAt = stoppedAbs - m.from;
     // Moved before the stop, by the traffic: the pod's first connection through another exit (the
-    // probe connections, every 100 ms) came before the exit stopped routing. (Reading each pod's
+    // probe connections, every 250 ms) came before the exit stopped routing. (Reading each pod's
     // vxlan0 in a loop instead lagged by seconds on a busy machine: 2 processes per pod per read.)
     const times = [...m.restored.values()];
     const backBeforeStop = movers.filter((p) => (m.restored.get(p.name) ?? Number.POSITIVE_INFINITY) < stoppedAt);
@@ -539,7 +552,7 @@ describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTime
     );
     expect(movers.map((p) => `${p.name}: ${backBeforeStop.includes(p) ? 'moved' : `not moved (back at ${m.restored.get(p.name)?.toFixed(2) ?? '-'} s)`} before the stop`)).toEqual(movers.map((p) => `${p.name}: moved before the stop`));
     await checkMove(m, dead, `drain of ${dead.name}`);
-  }, 300_000);
+  }, 600_000);
 });
 
 describe.sequential('hygiene', () => {

@@ -428,7 +428,8 @@ export class ExitsLab {
   /** The flow server at the internet host. */
   async startFlowServer(host: string): Promise<void> {
     const { lab } = this;
-    lab.bgStart('flows-server', 'inet', `python3 ${FLOWS} server ${host} ${EXIT_ADDR.flowPort} ${this.flowsServerState}`);
+    // nice -15, both ends: the instruments must not be what stalls (flows.py's header, "Stalls").
+    lab.bgStart('flows-server', 'inet', `nice -n -15 python3 ${FLOWS} server ${host} ${EXIT_ADDR.flowPort} ${this.flowsServerState}`);
     await waitFor('the flow server', async () => (await lab.tryIn('inet', 'ss -ltnH')).stdout.includes(`:${EXIT_ADDR.flowPort}`), 15_000);
   }
 
@@ -437,8 +438,18 @@ export class ExitsLab {
     const { lab } = this;
     const cfg = join(lab.work, `${key}.config.json`);
     writeFileSync(cfg, JSON.stringify({ host, port: EXIT_ADDR.flowPort, flows: perPod, pods: pods.map((p) => ({ name: p.name, netns: lab.ns(p.ns) })) }));
-    lab.bgStart(key, 'node', `python3 ${FLOWS} client ${cfg} ${this.clientState(key)}`);
+    lab.bgStart(key, 'node', `nice -n -15 python3 ${FLOWS} client ${cfg} ${this.clientState(key)}`);
     this.clients.push(key);
+  }
+
+  /**
+   * The pod-gateway-mode pods' client sidecars stopped (their namespaces and vxlan0 stay): for the
+   * agent part, where they only cost CPU. Each loops on ping and DNS checks, and when an exit is
+   * deleted (X6) its pods' sidecars re-run the init again and again until it is back: on two cores,
+   * with the agent-mode pods' 300 flows, that load broke heartbeats on exits nothing had touched.
+   */
+  async stopSidecars(): Promise<void> {
+    for (const p of this.pods) await this.lab.bgStop(`${p.ns}-sidecar`);
   }
 
   async stopFlowClient(key: string): Promise<void> {
@@ -446,13 +457,24 @@ export class ExitsLab {
     this.clients.splice(this.clients.indexOf(key), 1);
   }
 
-  /** Which pods the clients probe (a connection each 100 ms, recording when egress works and from where). */
+  /** Which pods the clients probe (a connection each 250 ms, recording when egress works and from where). */
   probe(pods: { name: string }[]): void {
     for (const key of this.clients) writeFileSync(`${this.clientState(key)}.probe`, JSON.stringify(pods.map((p) => p.name)));
   }
 
-  private clientStates(): { flows: FlowState[]; probes: Record<string, [number, number, string][]> }[] {
-    return this.clients.map((k) => this.clientState(k)).filter((f) => existsSync(f)).map((f) => JSON.parse(readFileSync(f, 'utf8')) as { flows: FlowState[]; probes: Record<string, [number, number, string][]> });
+  private clientStates(): { flows: FlowState[]; probes: Record<string, [number, number, string][]>; stalls?: [number, number][] }[] {
+    return this.clients.map((k) => this.clientState(k)).filter((f) => existsSync(f)).map((f) => JSON.parse(readFileSync(f, 'utf8')) as { flows: FlowState[]; probes: Record<string, [number, number, string][]>; stalls?: [number, number][] });
+  }
+  /**
+   * The flow instruments' own stalls since `from` (epoch s): how often and how long the client's and the
+   * server's event loops were not run (flows.py "Stalls"), for the figures: a stall is not the network's.
+   */
+  instrumentStalls(from: number): string {
+    const one = (w: [number, number][]) => {
+      const mine = w.filter(([, to]) => to >= from);
+      return mine.length === 0 ? 'none' : `${mine.length}, longest ${Math.max(...mine.map(([a, b]) => b - a)).toFixed(2)} s`;
+    };
+    return `client ${one(this.clientStates().flatMap((s) => s.stalls ?? []))}; server ${one(this.serverState().stalls ?? [])}`;
   }
   clientFlows(): FlowState[] {
     return this.clientStates().flatMap((s) => s.flows);
@@ -465,8 +487,8 @@ export class ExitsLab {
     return this.serverState().conns;
   }
   /** The server's state and when it wrote it (epoch s). */
-  serverState(): { at: number; conns: ServerConn[] } {
-    return existsSync(this.flowsServerState) ? (JSON.parse(readFileSync(this.flowsServerState, 'utf8')) as { at: number; conns: ServerConn[] }) : { at: 0, conns: [] };
+  serverState(): { at: number; conns: ServerConn[]; stalls?: [number, number][] } {
+    return existsSync(this.flowsServerState) ? (JSON.parse(readFileSync(this.flowsServerState, 'utf8')) as { at: number; conns: ServerConn[]; stalls?: [number, number][] }) : { at: 0, conns: [] };
   }
 
   /** The open server connection of each flow (its newest epoch), by "pod/flow". */
