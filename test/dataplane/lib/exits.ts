@@ -407,11 +407,11 @@ export class ExitsLab {
 
   /** vxlan0 in a pod: its VXLAN id and where it sends (client_init.sh's all-zero fdb entry: the gateway pod). */
   async vxlanOf(p: { ns: ExtraPodName }): Promise<{ id?: number; remote?: string }> {
-    const r = await this.lab.tryIn(p.ns, 'ip -d -j link show dev vxlan0');
+    const r = await this.lab.tryNet(p.ns, 'ip -d -j link show dev vxlan0');
     const j = JSON.parse(r.stdout || '[]') as { linkinfo?: { info_data?: { id?: number; remote?: string } } }[];
     const id = j[0]?.linkinfo?.info_data?.id;
     // The agent sets vxlan0's remote; pod-gateway's client_init.sh adds an all-zero fdb entry.
-    const fdb = (await this.lab.tryIn(p.ns, 'bridge fdb show dev vxlan0')).stdout;
+    const fdb = (await this.lab.tryNet(p.ns, 'bridge fdb show dev vxlan0')).stdout;
     const remote = j[0]?.linkinfo?.info_data?.remote ?? /^00:00:00:00:00:00 dst (\S+)/m.exec(fdb)?.[1];
     return { ...(id === undefined ? {} : { id }), ...(remote === undefined ? {} : { remote }) };
   }
