@@ -111,17 +111,23 @@ describe('Agent.reconcile over many pods', () => {
   });
 });
 
+/** The namespaces whose links the agent read (observe's `ip -batch`), in order: the pods a round reached. */
+function recordLinkReads(ports: AgentPorts): string[] {
+  const read: string[] = [];
+  const run = ports.run.bind(ports);
+  ports.run = async (step: Step) => {
+    if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) read.push(step.argv[1]!);
+    return run(step);
+  };
+  return read;
+}
+
 describe('Agent.interrupt: a round cut short (an exit\'s verdict changed; its moves come next)', () => {
   const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
 
   it('the workers finish the pods they are on and take no more; the next round works on every pod', async () => {
     const ports = fakePorts();
-    const read: string[] = []; // the namespaces whose links were read
-    const run = ports.run.bind(ports);
-    ports.run = async (step: Step) => {
-      if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) read.push(step.argv[1]!);
-      return run(step);
-    };
+    const read = recordLinkReads(ports);
     const routed: string[] = [];
     const agent = new Agent(ports, { routed: (p) => routed.push(p.name) });
     agent.concurrency = 2;
@@ -149,12 +155,7 @@ describe('Agent.interrupt: a round cut short (an exit\'s verdict changed; its mo
     await second;
     expect(routed.sort()).toEqual(pods.map((p) => p.name).sort());
     // and the one after that (after an uncut round) can be cut again
-    const reads: string[] = [];
-    const run = ports.run.bind(ports);
-    ports.run = async (step: Step) => {
-      if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) reads.push(step.argv[1]!);
-      return run(step);
-    };
+    const reads = recordLinkReads(ports);
     const third = agent.reconcile(pods, gateways, RANGES);
     agent.interrupt();
     await third;
