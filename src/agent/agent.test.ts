@@ -38,16 +38,21 @@ function fakePorts(): AgentPorts & { maxInFlight: number } {
   return ports;
 }
 
-/** Records every command the agent runs in a pod (after the nsenter prefix), in order. */
-function recordCommands(ports: AgentPorts): string[] {
+/** Records, in order, what `pick` takes from each step the agent runs (undefined: nothing). */
+function recordSteps(ports: AgentPorts, pick: (step: Step) => string | undefined): string[] {
   const seen: string[] = [];
   const run = ports.run.bind(ports);
   ports.run = async (step: Step) => {
-    seen.push(step.argv.slice(3).join(' '));
+    const v = pick(step);
+    if (v !== undefined) seen.push(v);
     return run(step);
   };
   return seen;
 }
+/** Every command the agent runs in a pod (after the nsenter prefix), in order. */
+const recordCommands = (ports: AgentPorts) => recordSteps(ports, (step) => step.argv.slice(3).join(' '));
+/** The namespaces whose links the agent read (observe's `ip -batch`), in order: the pods a round reached. */
+const recordLinkReads = (ports: AgentPorts) => recordSteps(ports, (step) => (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j') ? step.argv[1] : undefined));
 
 describe('Agent.reconcile over many pods', () => {
   const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
@@ -110,17 +115,6 @@ describe('Agent.reconcile over many pods', () => {
     expect([...agent.routedNow.values()]).toEqual(Array(4).fill('vpn'));
   });
 });
-
-/** The namespaces whose links the agent read (observe's `ip -batch`), in order: the pods a round reached. */
-function recordLinkReads(ports: AgentPorts): string[] {
-  const read: string[] = [];
-  const run = ports.run.bind(ports);
-  ports.run = async (step: Step) => {
-    if (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j')) read.push(step.argv[1]!);
-    return run(step);
-  };
-  return read;
-}
 
 describe('Agent.interrupt: a round cut short (an exit\'s verdict changed; its moves come next)', () => {
   const gateways = new Map([['default', { config: GW_CONFIG, state: { name: 'default', podIP: GW.podIP, ready: true } }]]);
