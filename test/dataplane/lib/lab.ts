@@ -228,8 +228,8 @@ export class Lab {
   tryNet(ns: NsName, cmd: string, timeoutMs = 10_000) {
     return tryRun(`nsenter --net=/run/netns/${this.ns(ns)} ${cmd}`, timeoutMs);
   }
-  bgStart(key: string, ns: NsName, cmd: string): Background {
-    const b = startBackground(key, `ip netns exec ${this.ns(ns)} ${cmd}`, join(this.work, `${key}.log`));
+  bgStart(key: string, ns: NsName, cmd: string, opts: { groupNice?: number } = {}): Background {
+    const b = startBackground(key, `ip netns exec ${this.ns(ns)} ${cmd}`, join(this.work, `${key}.log`), opts);
     this.bg.set(key, b);
     appendFileSync(join(this.work, 'pids'), `${b.pid}\n`);
     return b;
@@ -958,7 +958,7 @@ export class Lab {
    * on a busy machine included, throws: a failed read taken as 0 once made a counter's delta negative
    * (inetViaVpn −172471 in a 30-pod run), and on a leak counter it would read as "no leak".
    */
-  private async reading(ns: NsName, cmd: string, absent: RegExp): Promise<string | undefined> {
+  async reading(ns: NsName, cmd: string, absent: RegExp): Promise<string | undefined> {
     // tryNet, not `ip netns exec`: in one 30-pod run the same nft read through ip netns exec ran past
     // 60 s, four times, in the internet host's namespace.
     const r = await this.tryNet(ns, cmd, MUST_SUCCEED_TIMEOUT_MS);
