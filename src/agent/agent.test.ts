@@ -171,12 +171,14 @@ describe('Agent: standby leases on the next exit', () => {
   const targets = new Map([['vpn-a', exitView('vpn-a', 101)], ['vpn-b', exitView('vpn-b', 102)]]);
 
   /** Namespaces routed through exit A (vxlan0 id 101, route, marker); the standby DHCP answers after `standbyMs`, or fails. */
-  function routedPorts(standbyMs: number, standbyAnswers = true) {
+  function routedPorts(standbyMs: number, standbyAnswers = true, leaseMs = 0) {
     const log: string[] = [];
     let inFlight = 0;
+    let leasesInFlight = 0;
     const ports = {
       log,
       maxStandbyInFlight: 0,
+      maxLeasesInFlight: 0,
       standbyDone: 0,
       netnsOf: (uid: string) => ({ ok: true as const, nsPath: `/proc/${uid}/ns/net` }),
       now: () => Date.now(),
@@ -205,7 +207,13 @@ describe('Agent: standby leases on the next exit', () => {
           ports.standbyDone += 1;
           return standbyAnswers ? { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' } : { code: 1, stdout: '', stderr: 'no lease, failing' };
         }
-        if (argv.startsWith('busybox udhcpc')) return { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' };
+        if (argv.startsWith('busybox udhcpc')) {
+          leasesInFlight += 1;
+          ports.maxLeasesInFlight = Math.max(ports.maxLeasesInFlight, leasesInFlight);
+          await new Promise((r) => setTimeout(r, leaseMs));
+          leasesInFlight -= 1;
+          return { code: 0, stdout: 'ip=172.16.0.20\nsubnet=255.255.255.0\nrouter=172.16.0.1\nlease=43200\n', stderr: '' };
+        }
         return { code: 0, stdout: '', stderr: '' };
       },
     };
@@ -236,6 +244,61 @@ describe('Agent: standby leases on the next exit', () => {
     await agent.reconcile(onA, targets, RANGES);
     await agent.standbyIdle();
     expect(ports.standbyDone, 'known this agent lifetime: not taken again').toBe(before);
+  });
+
+  it("the next exit's gateway pod replaced (its dnsmasq knows no leases): every standby on it is taken again, from the new pod", async () => {
+    const ports = routedPorts(1);
+    const results: string[] = [];
+    const agent = new Agent(ports, { standby: (p, exit, r) => results.push(`${p.name} ${exit} ${r.ok ? 'ok' : r.message}`) });
+    for (let i = 0; i < 3; i += 1) {
+      await agent.reconcile(onA, targets, RANGES);
+      await agent.standbyIdle();
+    }
+    expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    const b = targets.get('vpn-b')!;
+    const replaced = new Map([...targets, ['vpn-b', { ...b, state: { ...b.state, podIP: '10.42.5.9' } }]]);
+    results.length = 0;
+    for (let i = 0; i < 3; i += 1) {
+      await agent.reconcile(onA, replaced, RANGES);
+      await agent.standbyIdle();
+    }
+    expect(results.sort(), 'taken again, one per exit per round').toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    const fdbs = ports.log.filter((l) => l.includes('bridge fdb') && l.includes('podvpn-standby')).map((l) => /dst (\S+)/.exec(l)?.[1]);
+    expect(fdbs.slice(-3), 'the new exchanges go to the new pod').toEqual(['10.42.5.9', '10.42.5.9', '10.42.5.9']);
+    await agent.reconcile(onA, replaced, RANGES);
+    await agent.standbyIdle();
+    expect(results.length, 'then known again: not taken a fourth time').toBe(3);
+  });
+
+  it("moves onto an exit where the pods hold standby leases (from its current pod) run their DHCP side by side; without them, one at a time", async () => {
+    const movedToB = onA.map((p) => ({ ...p, exit: 'vpn-b', standby: 'vpn-a' }));
+    // Control: a fresh agent knows no standby lease, so the three moves queue on vpn-b's dnsmasq.
+    const cold = routedPorts(1, true, 40);
+    await new Agent(cold).reconcile(movedToB, targets, RANGES);
+    expect(cold.maxLeasesInFlight, 'no standby lease: one exchange at a time').toBe(1);
+    // The same moves by an agent that took the three standby leases on vpn-b first.
+    const warm = routedPorts(1, true, 40);
+    const agent = new Agent(warm);
+    for (let i = 0; i < 3; i += 1) {
+      await agent.reconcile(onA, targets, RANGES);
+      await agent.standbyIdle();
+    }
+    expect(warm.standbyDone).toBe(3);
+    warm.maxLeasesInFlight = 0;
+    await agent.reconcile(movedToB, targets, RANGES);
+    expect(warm.maxLeasesInFlight, 'standby leases held: the three exchanges at once').toBe(3);
+    // vpn-b's pod replaced since: those leases are gone with the old pod's dnsmasq, so the queue again.
+    const b = targets.get('vpn-b')!;
+    const replaced = new Map([...targets, ['vpn-b', { ...b, state: { ...b.state, podIP: '10.42.5.9' } }]]);
+    const again = routedPorts(1, true, 40);
+    const agent2 = new Agent(again);
+    for (let i = 0; i < 3; i += 1) {
+      await agent2.reconcile(onA, targets, RANGES);
+      await agent2.standbyIdle();
+    }
+    again.maxLeasesInFlight = 0;
+    await agent2.reconcile(movedToB, replaced, RANGES);
+    expect(again.maxLeasesInFlight, "standby leases from vpn-b's previous pod: one at a time").toBe(1);
   });
 
   it("a move in the same round takes the exit's DHCP first; the standby lease waits for the round's end", async () => {

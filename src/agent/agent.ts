@@ -181,6 +181,12 @@ export class Agent {
     return next;
   }
 
+  /** Whether the pod holds a standby lease, still in its time, from `exitPodIP`, its exit's current gateway pod. */
+  private holdsStandby(pod: PodDesired, exitPodIP: string | undefined): boolean {
+    const s = this.standbys.get(pod.uid);
+    return s !== undefined && pod.exit !== undefined && s.exit === pod.exit && s.exitPodIP === exitPodIP && this.ports.now() < s.takenAt + s.seconds * 1000;
+  }
+
   /** The standby leases under way (tests wait for them; a round never does). */
   async standbyIdle(): Promise<void> {
     while (this.standbyRunning.size > 0) await Promise.all([...this.standbyRunning.values()]);
@@ -197,7 +203,8 @@ export class Agent {
    */
   private maybeStandby(pod: PodDesired, gateways: Map<string, { config: Gateway; state: GatewayState }>): void {
     if (this.standbyRunning.has(pod.uid)) return;
-    const want = planStandby(pod, this.routedAtStart.get(pod.uid) === true, this.standbys.get(pod.uid), this.ports.now());
+    const next = pod.standby === undefined ? undefined : gateways.get(pod.standby);
+    const want = planStandby(pod, this.routedAtStart.get(pod.uid) === true, this.standbys.get(pod.uid), next?.state.podIP, this.ports.now());
     if (want === undefined || this.standbyBusy.has(want.exit)) return;
     const target = gateways.get(want.exit);
     const ns = this.ports.netnsOf(pod.uid);
@@ -218,7 +225,7 @@ export class Agent {
         const dhcp = await this.oneAtATime(want.exit, () => run(plan.dhcp));
         const lease = parseLease(dhcp.stdout, gw);
         if (!lease.ok) throw new Error(`standby DHCP from exit ${want.exit}: ${lease.reason}`);
-        this.standbys.set(pod.uid, { exit: want.exit, takenAt: this.ports.now(), seconds: lease.lease.seconds });
+        this.standbys.set(pod.uid, { exit: want.exit, exitPodIP: gw.podIP, takenAt: this.ports.now(), seconds: lease.lease.seconds });
         this.events.standby?.(pod, want.exit, { ok: true, ms: this.ports.now() - started });
       } catch (err) {
         this.events.standby?.(pod, want.exit, { ok: false, message: (err as Error).message });
@@ -312,8 +319,12 @@ export class Agent {
         if (action.kind === 'lease' && action.requestIP !== undefined) this.events.rebuilt?.(pod, pod.gateway, 'lease');
         // An agent stopped between creating vxlan0 and raising it leaves it down: DHCP would never work
         await steps([{ argv: ['ip', 'link', 'set', TUNNEL, 'up'] }]);
-        // One queue per dnsmasq: each exit of a group is its own gateway pod
-        const dhcp = await this.oneAtATime(tunnelTarget(pod), () => this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript))));
+        // One queue per dnsmasq (each exit of a group is its own gateway pod): dnsmasq pings an address
+        // for ~3 s before it offers it to a client without a lease, and answers no one else meanwhile.
+        // A pod holding a standby lease there from that very gateway pod is answered at once, without
+        // a ping, so it does not queue: a drain's or failover's moves onto an exit run side by side.
+        const exchange = () => this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript)));
+        const dhcp = this.holdsStandby(pod, gw?.podIP) ? await exchange() : await this.oneAtATime(tunnelTarget(pod), exchange);
         const lease = parseLease(dhcp.stdout, need(gw, 'gateway'));
         if (!lease.ok) throw new Error(`DHCP from gateway ${tunnelTarget(pod)}: ${lease.reason}`);
         this.leases.set(pod.uid, { takenAt: this.ports.now(), seconds: lease.lease.seconds });

@@ -107,22 +107,29 @@ describe('reconcile plan', () => {
 
 describe('standby lease plan', () => {
   const pod = { ...POD, gateway: 'vpn', exit: 'vpn-a', standby: 'vpn-b' };
+  const B = '10.42.3.7';
   it('a routed exit-group pod with a next exit and nothing known: take one there', () => {
-    expect(planStandby(pod, true, undefined, 0)).toEqual({ exit: 'vpn-b' });
+    expect(planStandby(pod, true, undefined, B, 0)).toEqual({ exit: 'vpn-b' });
   });
   it('never before the pod is routed (a first route is never delayed)', () => {
-    expect(planStandby(pod, false, undefined, 0)).toBeUndefined();
+    expect(planStandby(pod, false, undefined, B, 0)).toBeUndefined();
   });
   it('not for a pod outside exit groups, without a next exit, or whose next exit is its own', () => {
-    expect(planStandby(POD, true, undefined, 0)).toBeUndefined();
-    expect(planStandby({ ...pod, standby: undefined }, true, undefined, 0)).toBeUndefined();
-    expect(planStandby({ ...pod, standby: 'vpn-a' }, true, undefined, 0)).toBeUndefined();
+    expect(planStandby(POD, true, undefined, B, 0)).toBeUndefined();
+    expect(planStandby({ ...pod, standby: undefined }, true, undefined, B, 0)).toBeUndefined();
+    expect(planStandby({ ...pod, standby: 'vpn-a' }, true, undefined, B, 0)).toBeUndefined();
   });
   it('taken this agent lifetime: not again until half its time, then renewed; a new next exit: taken there', () => {
-    const memory = { exit: 'vpn-b', takenAt: 0, seconds: 43_200 };
-    expect(planStandby(pod, true, memory, 6 * HOUR - 1)).toBeUndefined();
-    expect(planStandby(pod, true, memory, 6 * HOUR)).toEqual({ exit: 'vpn-b' });
-    expect(planStandby({ ...pod, standby: 'vpn-c' }, true, memory, 1)).toEqual({ exit: 'vpn-c' });
+    const memory = { exit: 'vpn-b', exitPodIP: B, takenAt: 0, seconds: 43_200 };
+    expect(planStandby(pod, true, memory, B, 6 * HOUR - 1)).toBeUndefined();
+    expect(planStandby(pod, true, memory, B, 6 * HOUR)).toEqual({ exit: 'vpn-b' });
+    expect(planStandby({ ...pod, standby: 'vpn-c' }, true, memory, '10.42.3.8', 1)).toEqual({ exit: 'vpn-c' });
+  });
+  it("the next exit's gateway pod replaced (a rollout, a crash: its dnsmasq has no leases): taken again at once", () => {
+    const memory = { exit: 'vpn-b', exitPodIP: B, takenAt: 0, seconds: 43_200 };
+    expect(planStandby(pod, true, memory, '10.42.3.99', 1)).toEqual({ exit: 'vpn-b' });
+    // No gateway pod for it right now: what was known is not known to hold; the agent has nowhere to
+    // send the exchange yet (maybeStandby waits for a pod IP).
+    expect(planStandby(pod, true, memory, undefined, 1)).toEqual({ exit: 'vpn-b' });
   });
 });
-

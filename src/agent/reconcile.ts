@@ -148,6 +148,8 @@ function sameSet(a: string[], b: string[]): boolean {
 /** The standby lease this agent took for a pod (lost on restart: then taken again, see planStandby). */
 export interface StandbyMemory {
   exit: string;
+  /** The exit's gateway pod that granted it (its IP): a new pod's dnsmasq starts with no leases. */
+  exitPodIP: string;
   takenAt: number;
   seconds: number;
 }
@@ -155,12 +157,14 @@ export interface StandbyMemory {
 /**
  * Whether to take (or renew) a pod's standby lease on its next exit now (tunnel.ts standbyLease): an
  * exit group's pod with a next exit other than its own, already routed when the round began (so it
- * never delays a pod's first route), and no standby lease on that exit known to this agent, or one
- * past half its time. After an agent restart nothing is known: the lease is taken again, which costs
- * nothing when the exit still holds it (dnsmasq answers a client's own lease at once).
+ * never delays a pod's first route), and no standby lease known to this agent from that exit's
+ * current gateway pod (`exitPodIP`), or one past half its time. A replaced gateway pod (a rollout, a
+ * crash) holds none of the old one's leases, so a lease from it counts for nothing. After an agent
+ * restart nothing is known: the lease is taken again, which costs nothing when the exit still holds
+ * it (dnsmasq answers a client's own lease at once).
  */
-export function planStandby(pod: PodDesired, routed: boolean, memory: StandbyMemory | undefined, now: number): { exit: string } | undefined {
+export function planStandby(pod: PodDesired, routed: boolean, memory: StandbyMemory | undefined, exitPodIP: string | undefined, now: number): { exit: string } | undefined {
   if (pod.exit === undefined || pod.standby === undefined || pod.standby === pod.exit || !routed) return undefined;
-  if (memory !== undefined && memory.exit === pod.standby && now < memory.takenAt + (memory.seconds * 1000) / 2) return undefined;
+  if (memory !== undefined && memory.exit === pod.standby && memory.exitPodIP === exitPodIP && now < memory.takenAt + (memory.seconds * 1000) / 2) return undefined;
   return { exit: pod.standby };
 }
