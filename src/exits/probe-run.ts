@@ -29,6 +29,9 @@ export function connectOnce(target: ProbeTarget, timeoutMs: number): Promise<Tar
   });
 }
 
+/** How long a request to the probe's HTTP server may take to arrive, headers and all. */
+export const PROBE_REQUEST_TIMEOUT_MS = 5000;
+
 export interface RunningExitProbe {
   /** The port it listens on (the asked one, or the one the system chose for port 0). */
   port: number;
@@ -68,8 +71,11 @@ export async function startExitProbe(options: ProbeOptions, deps: { log?: ProbeL
 
   const server = createServer(
     // The timeouts are checked every connectionsCheckingInterval: keep it short, or a slow client
-    // holds a connection for the default 30 s.
-    { requestTimeout: 2000, headersTimeout: 1000, connectionsCheckingInterval: 500, maxHeaderSize: 8192 },
+    // holds a connection for the default 30 s. 5 s, longer than the agent's poll (2 s): at 1 s, a
+    // probe process held off the CPU for a second on a busy node answered live polls with 408, and
+    // three of those made the agent judge a working exit unhealthy and move its pods (the exits lab,
+    // 30 pods: 7 pods moved off vpn-a for a 2.3 s blip). A poll the agent gave up on costs nothing.
+    { requestTimeout: PROBE_REQUEST_TIMEOUT_MS, headersTimeout: PROBE_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 500, maxHeaderSize: 8192 },
     (req: IncomingMessage, res: ServerResponse) => {
       // The body is never read: a request that has one gets its answer and the connection closes.
       const a = probeAnswer(req.method, verdict());

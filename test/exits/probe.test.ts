@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchExitHealth } from '../../src/exits/health.js';
 import { type ProbeOptions, resolveProbeOptions } from '../../src/exits/probe.js';
-import { connectOnce, type ProbeLog, type RunningExitProbe, startExitProbe } from '../../src/exits/probe-run.js';
+import { connectOnce, PROBE_REQUEST_TIMEOUT_MS, type ProbeLog, type RunningExitProbe, startExitProbe } from '../../src/exits/probe-run.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 const INTERVAL = 400;
@@ -217,6 +217,33 @@ describe('the exit probe over HTTP', () => {
     expect(answer).toEqual({ status: 400, connection: 'close' });
     expect(performance.now() - t0).toBeLessThan(1000);
   });
+
+  it(`answers a poll whose headers take 1.5 s to come (a busy node) with 200, not 408; one that never finishes gets 408 after ${PROBE_REQUEST_TIMEOUT_MS / 1000} s`, async () => {
+    const up = await listener();
+    const { p, url } = await probe([`127.0.0.1:${portOf(up)}`]);
+    await until(url, (r) => r.healthy, 2000);
+    const slow = async (finishAfterMs: number | undefined) => {
+      const s = connect(p.port, '127.0.0.1');
+      cleanups.push(() => s.destroy());
+      await once(s, 'connect');
+      let got = '';
+      s.on('data', (b: Buffer) => (got += b.toString('latin1')));
+      const closed = once(s, 'close');
+      const t0 = performance.now();
+      s.write('GET / HTTP/1.1\r\nHost: probe\r\n');
+      if (finishAfterMs !== undefined) {
+        await new Promise((ok) => setTimeout(ok, finishAfterMs));
+        s.end('\r\n');
+      }
+      await Promise.race([closed, new Promise((ok) => setTimeout(ok, PROBE_REQUEST_TIMEOUT_MS + 3000))]);
+      return { status: got.split('\r\n')[0], ms: performance.now() - t0 };
+    };
+    const [late, never] = await Promise.all([slow(1500), slow(undefined)]);
+    expect(late.status).toBe('HTTP/1.1 200 OK');
+    expect(never.status).toBe('HTTP/1.1 408 Request Timeout');
+    expect(never.ms).toBeGreaterThanOrEqual(PROBE_REQUEST_TIMEOUT_MS - 100);
+    expect(never.ms, 'bounded: closed within a checking interval or so').toBeLessThan(PROBE_REQUEST_TIMEOUT_MS + 2500);
+  }, 15_000);
 
   it('answers 500 "exit is stopping" during the drain after stop(), then closes', async () => {
     const up = await listener();
