@@ -81,6 +81,9 @@ function checkAgreesWithConfig(gw: Gateway, v: GatewayView, config: Config): voi
   expect(v.settings.VXLAN_IP_NETWORK).toBe(gw.overlayNetwork.replace(/\.0\/24$/, ''));
   expect(`${v.settings.VXLAN_IP_NETWORK}.1`).toBe(gw.overlayGatewayIP);
   expect(gw.dns).toBe(gw.overlayGatewayIP);
+  // The overlay's broadcast address is reserved (dnsmasq.conf's header): gateway_sidecar.sh's range
+  // ends at .255, which dnsmasq would lease in the class B 172.16/12.
+  expect(v.dnsmasq.filter((l) => l.startsWith('dhcp-host='))).toEqual([`dhcp-host=id:podvpn-broadcast,${v.settings.VXLAN_IP_NETWORK}.255`]);
   // MTU: the routed pods' vxlan0 and the gateway's vxlan0 equal the tunnel's MTU, which fits inside
   // the smallest pod network with WireGuard's overhead.
   // pod-gateway sets vxlan0 to VPN_INTERFACE_MTU as it is (its min() test never works), so it
