@@ -354,7 +354,8 @@ export class AgentLab {
     const pod: AgentPod = { name, uid, ip, driver, hierarchies: [hierarchy], state, createdAt };
     this.pods.set(name, pod);
     // The kubelet reports the sandbox: the pod's IP (from the CNI) and its init container running.
-    await waitFor(`${name}'s sandbox`, () => existsSync(join(state, 'sandbox.started')), 30_000, 20);
+    // 120 s: at 30 pods (5 made at a time, a load of 15 on two cores) one pod.sh took over 30 s to get here.
+    await waitFor(`${name}'s sandbox`, () => existsSync(join(state, 'sandbox.started')), 120_000, 20);
     this.setPodStatus(pod, { phase: 'Pending', podIP: ip, podIPs: [{ ip }], initContainerStatuses: [{ name: GATE_INIT_NAME, image: 'podvpn', imageID: '', ready: false, restartCount: 0, state: { running: { startedAt: new Date().toISOString() } } }] });
     return pod;
   }

@@ -18,7 +18,7 @@ import { buildKillSwitchPolicy } from '../../../src/killswitch/policy.js';
 import { q, run, sleep, tryRun, waitFor } from './exec.js';
 import { type GatewayManifestSettings, gluetunSettings, readGatewayManifest } from './gateway.js';
 import { CLIENT_NAMESPACE, type InjectedPod, LAB_RANGES, readInjectedPod } from './inputs.js';
-import { ADDR, type ExtraPodName, type GatewayPodSpec, type Lab, POD_MTU } from './lab.js';
+import { ADDR, type ExtraPodName, type GatewayPodSpec, type Lab, type NsName, POD_MTU } from './lab.js';
 import type { NetworkPolicy } from './netpol.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -29,6 +29,13 @@ export const EXIT_GROUP_FIXTURE = join(HERE, '..', 'fixtures', 'exit-group-manif
 
 /** Runs of one pod's client init container, the kubelet's restarts included (back-off 10, 20 s). */
 const INIT_ATTEMPTS = 3;
+/**
+ * The scheduling-group nice of the lab's observers: the flow instruments (flows.py) and the test
+ * worker with the reads it starts (exits.test.ts). nice(1) would not do: every detached lab program
+ * and pod is a session of its own, and sessions share the CPU first (lib/exec.ts setGroupNice).
+ */
+export const INSTRUMENT_NICE = -15;
+export const OBSERVER_NICE = -10;
 
 /** The exits' addresses: gateway pods, tunnel addresses at the provider, public addresses at the internet. */
 export const EXIT_ADDR = {
@@ -407,11 +414,13 @@ export class ExitsLab {
 
   /** vxlan0 in a pod: its VXLAN id and where it sends (client_init.sh's all-zero fdb entry: the gateway pod). */
   async vxlanOf(p: { ns: ExtraPodName }): Promise<{ id?: number; remote?: string }> {
-    const r = await this.lab.tryNet(p.ns, 'ip -d -j link show dev vxlan0');
-    const j = JSON.parse(r.stdout || '[]') as { linkinfo?: { info_data?: { id?: number; remote?: string } } }[];
+    // A read that fails (a timeout on a busy machine) throws; only an absent vxlan0 reads as none.
+    const absent = /Device "vxlan0" does not exist|Cannot find device "vxlan0"/;
+    const link = await this.lab.reading(p.ns, 'ip -d -j link show dev vxlan0', absent);
+    const j = JSON.parse(link ?? '[]') as { linkinfo?: { info_data?: { id?: number; remote?: string } } }[];
     const id = j[0]?.linkinfo?.info_data?.id;
     // The agent sets vxlan0's remote; pod-gateway's client_init.sh adds an all-zero fdb entry.
-    const fdb = (await this.lab.tryNet(p.ns, 'bridge fdb show dev vxlan0')).stdout;
+    const fdb = link === undefined ? '' : (await this.lab.reading(p.ns, 'bridge fdb show dev vxlan0', absent)) ?? '';
     const remote = j[0]?.linkinfo?.info_data?.remote ?? /^00:00:00:00:00:00 dst (\S+)/m.exec(fdb)?.[1];
     return { ...(id === undefined ? {} : { id }), ...(remote === undefined ? {} : { remote }) };
   }
@@ -428,8 +437,8 @@ export class ExitsLab {
   /** The flow server at the internet host. */
   async startFlowServer(host: string): Promise<void> {
     const { lab } = this;
-    // nice -15, both ends: the instruments must not be what stalls (flows.py's header, "Stalls").
-    lab.bgStart('flows-server', 'inet', `nice -n -15 python3 ${FLOWS} server ${host} ${EXIT_ADDR.flowPort} ${this.flowsServerState}`);
+    // Group nice -15, both ends: the instruments must not be what stalls (flows.py's header, "Stalls").
+    lab.bgStart('flows-server', 'inet', `python3 ${FLOWS} server ${host} ${EXIT_ADDR.flowPort} ${this.flowsServerState}`, { groupNice: INSTRUMENT_NICE });
     await waitFor('the flow server', async () => (await lab.tryIn('inet', 'ss -ltnH')).stdout.includes(`:${EXIT_ADDR.flowPort}`), 15_000);
   }
 
@@ -438,7 +447,7 @@ export class ExitsLab {
     const { lab } = this;
     const cfg = join(lab.work, `${key}.config.json`);
     writeFileSync(cfg, JSON.stringify({ host, port: EXIT_ADDR.flowPort, flows: perPod, pods: pods.map((p) => ({ name: p.name, netns: lab.ns(p.ns) })) }));
-    lab.bgStart(key, 'node', `nice -n -15 python3 ${FLOWS} client ${cfg} ${this.clientState(key)}`);
+    lab.bgStart(key, 'node', `python3 ${FLOWS} client ${cfg} ${this.clientState(key)}`, { groupNice: INSTRUMENT_NICE });
     this.clients.push(key);
   }
 
@@ -504,6 +513,29 @@ export class ExitsLab {
   }
 
   /** Every flow up at the client, and heard at the server within the last second. */
+  /** The pods whose flows are not all up (by name), for a failure's report. */
+  podsNotUp(pods: { name: string }[]): string[] {
+    const down = new Set(this.clientFlows().filter((f) => !f.up).map((f) => f.pod));
+    return pods.map((p) => p.name).filter((n) => down.has(n));
+  }
+
+  /**
+   * What a pod's network namespace and its exit hold, for a failure's report: links, addresses,
+   * routes, neighbours, vxlan0's FDB, pings to the overlay's .1 and the internet host, and the
+   * exit gateway's neighbours and FDB on its vxlan0. Each read shows its exit code.
+   */
+  async diagnose(p: { name: string; ns: ExtraPodName }, exitName: string | undefined): Promise<string> {
+    const one = async (ns: NsName, cmd: string) => {
+      const r = await this.lab.tryNet(ns, cmd, 20_000);
+      return `$ ${cmd}  (rc ${r.code})\n${(r.stdout + r.stderr).trim()}`;
+    };
+    const parts = [];
+    for (const cmd of ['ip -br link', 'ip -br addr', 'ip route', 'ip neigh', 'bridge fdb show dev vxlan0', 'ip -s link show dev vxlan0', 'ping -c1 -W1 172.16.0.1', `ping -c1 -W1 ${ADDR.inet}`]) parts.push(await one(p.ns, cmd));
+    const e = exitName === undefined ? undefined : this.exits.find((x) => x.name === exitName);
+    if (e !== undefined) for (const cmd of ['ip neigh show dev vxlan0', 'bridge fdb show dev vxlan0']) parts.push(await one(e.spec.ns, cmd));
+    return `pod ${p.name} (exit ${exitName ?? '?'}):\n${parts.join('\n')}`;
+  }
+
   allFlowsUp(pods: { name: string }[] = this.pods, perPod = 10): boolean {
     const names = new Set(pods.map((p) => p.name));
     const flows = this.clientFlows().filter((f) => names.has(f.pod));
