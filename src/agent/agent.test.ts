@@ -220,6 +220,15 @@ describe('Agent: standby leases on the next exit', () => {
     return ports;
   }
   const onA = pods.slice(0, 3).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a', standby: 'vpn-b' }));
+  /** The targets with vpn-b's gateway pod replaced (a new pod IP: its dnsmasq knows no leases). */
+  const bReplaced = new Map([...targets, ['vpn-b', { ...targets.get('vpn-b')!, state: { ...targets.get('vpn-b')!.state, podIP: '10.42.5.9' } }]]);
+  /** Three rounds over onA, each waiting for its standby exchange: one per exit per round, so all three taken. */
+  async function takeStandbys(agent: Agent, view = targets): Promise<void> {
+    for (let i = 0; i < 3; i += 1) {
+      await agent.reconcile(onA, view, RANGES);
+      await agent.standbyIdle();
+    }
+  }
 
   it("taken in the background after the round (the round does not wait), one per exit at a time, as the pod's MAC, the device removed after; not again this lifetime", async () => {
     const ports = routedPorts(100);
@@ -250,22 +259,14 @@ describe('Agent: standby leases on the next exit', () => {
     const ports = routedPorts(1);
     const results: string[] = [];
     const agent = new Agent(ports, { standby: (p, exit, r) => results.push(`${p.name} ${exit} ${r.ok ? 'ok' : r.message}`) });
-    for (let i = 0; i < 3; i += 1) {
-      await agent.reconcile(onA, targets, RANGES);
-      await agent.standbyIdle();
-    }
+    await takeStandbys(agent);
     expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
-    const b = targets.get('vpn-b')!;
-    const replaced = new Map([...targets, ['vpn-b', { ...b, state: { ...b.state, podIP: '10.42.5.9' } }]]);
     results.length = 0;
-    for (let i = 0; i < 3; i += 1) {
-      await agent.reconcile(onA, replaced, RANGES);
-      await agent.standbyIdle();
-    }
+    await takeStandbys(agent, bReplaced);
     expect(results.sort(), 'taken again, one per exit per round').toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
     const fdbs = ports.log.filter((l) => l.includes('bridge fdb') && l.includes('podvpn-standby')).map((l) => /dst (\S+)/.exec(l)?.[1]);
     expect(fdbs.slice(-3), 'the new exchanges go to the new pod').toEqual(['10.42.5.9', '10.42.5.9', '10.42.5.9']);
-    await agent.reconcile(onA, replaced, RANGES);
+    await agent.reconcile(onA, bReplaced, RANGES);
     await agent.standbyIdle();
     expect(results.length, 'then known again: not taken a fourth time').toBe(3);
   });
@@ -279,25 +280,17 @@ describe('Agent: standby leases on the next exit', () => {
     // The same moves by an agent that took the three standby leases on vpn-b first.
     const warm = routedPorts(1, true, 40);
     const agent = new Agent(warm);
-    for (let i = 0; i < 3; i += 1) {
-      await agent.reconcile(onA, targets, RANGES);
-      await agent.standbyIdle();
-    }
+    await takeStandbys(agent);
     expect(warm.standbyDone).toBe(3);
     warm.maxLeasesInFlight = 0;
     await agent.reconcile(movedToB, targets, RANGES);
     expect(warm.maxLeasesInFlight, 'standby leases held: the three exchanges at once').toBe(3);
     // vpn-b's pod replaced since: those leases are gone with the old pod's dnsmasq, so the queue again.
-    const b = targets.get('vpn-b')!;
-    const replaced = new Map([...targets, ['vpn-b', { ...b, state: { ...b.state, podIP: '10.42.5.9' } }]]);
     const again = routedPorts(1, true, 40);
     const agent2 = new Agent(again);
-    for (let i = 0; i < 3; i += 1) {
-      await agent2.reconcile(onA, targets, RANGES);
-      await agent2.standbyIdle();
-    }
+    await takeStandbys(agent2);
     again.maxLeasesInFlight = 0;
-    await agent2.reconcile(movedToB, replaced, RANGES);
+    await agent2.reconcile(movedToB, bReplaced, RANGES);
     expect(again.maxLeasesInFlight, "standby leases from vpn-b's previous pod: one at a time").toBe(1);
   });
 

@@ -7,7 +7,7 @@ import type { ClusterRanges } from '../cluster/ranges.js';
 import type { Gateway } from '../config/schema.js';
 import { AGENT_READY_LINK } from '../constants.js';
 import { parseAddress, parseFdbRemotes, parseLinks, parseNftSet, parseRoutes } from './observe.js';
-import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod, planStandby, type StandbyMemory, tunnelTarget } from './reconcile.js';
+import { type Action, type GatewayState, type LeaseMemory, type PodDesired, type PodObserved, planPod, planStandby, standbyHeld, type StandbyMemory, tunnelTarget } from './reconcile.js';
 import {
   dhcpStep,
   type GatewayFacts,
@@ -181,12 +181,6 @@ export class Agent {
     return next;
   }
 
-  /** Whether the pod holds a standby lease, still in its time, from `exitPodIP`, its exit's current gateway pod. */
-  private holdsStandby(pod: PodDesired, exitPodIP: string | undefined): boolean {
-    const s = this.standbys.get(pod.uid);
-    return s !== undefined && pod.exit !== undefined && s.exit === pod.exit && s.exitPodIP === exitPodIP && this.ports.now() < s.takenAt + s.seconds * 1000;
-  }
-
   /** The standby leases under way (tests wait for them; a round never does). */
   async standbyIdle(): Promise<void> {
     while (this.standbyRunning.size > 0) await Promise.all([...this.standbyRunning.values()]);
@@ -324,7 +318,8 @@ export class Agent {
         // A pod holding a standby lease there from that very gateway pod is answered at once, without
         // a ping, so it does not queue: a drain's or failover's moves onto an exit run side by side.
         const exchange = () => this.ports.run(inNetns(nsPath, dhcpStep(action.requestIP, this.udhcpcScript)));
-        const dhcp = this.holdsStandby(pod, gw?.podIP) ? await exchange() : await this.oneAtATime(tunnelTarget(pod), exchange);
+        const held = pod.exit !== undefined && standbyHeld(this.standbys.get(pod.uid), pod.exit, gw?.podIP, this.ports.now());
+        const dhcp = held ? await exchange() : await this.oneAtATime(tunnelTarget(pod), exchange);
         const lease = parseLease(dhcp.stdout, need(gw, 'gateway'));
         if (!lease.ok) throw new Error(`DHCP from gateway ${tunnelTarget(pod)}: ${lease.reason}`);
         this.leases.set(pod.uid, { takenAt: this.ports.now(), seconds: lease.lease.seconds });

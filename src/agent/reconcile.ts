@@ -165,6 +165,15 @@ export interface StandbyMemory {
  */
 export function planStandby(pod: PodDesired, routed: boolean, memory: StandbyMemory | undefined, exitPodIP: string | undefined, now: number): { exit: string } | undefined {
   if (pod.exit === undefined || pod.standby === undefined || pod.standby === pod.exit || !routed) return undefined;
-  if (memory !== undefined && memory.exit === pod.standby && memory.exitPodIP === exitPodIP && now < memory.takenAt + (memory.seconds * 1000) / 2) return undefined;
+  if (standbyHeld(memory, pod.standby, exitPodIP, now, 0.5)) return undefined;
   return { exit: pod.standby };
+}
+
+/**
+ * Whether a remembered standby lease counts: on `exit`, granted by its current gateway pod
+ * (`exitPodIP`), and within `share` of its time (planStandby renews at half; a move may use it to the
+ * end, Agent's DHCP queue).
+ */
+export function standbyHeld(memory: StandbyMemory | undefined, exit: string, exitPodIP: string | undefined, now: number, share = 1): boolean {
+  return memory !== undefined && memory.exit === exit && memory.exitPodIP === exitPodIP && now < memory.takenAt + memory.seconds * 1000 * share;
 }
