@@ -21,9 +21,9 @@ const PODS = Number(process.env.LAB_EXIT_PODS ?? 30);
 const FLOWS_PER_POD = 10;
 /**
  * Each check's bound, where the config's 60 s was too tight: at 30 pods per mode a two-core machine
- * runs at a load of 10 to 24, every namespace read is a process that then takes seconds, and X1's
- * first check (30 reads) and the snapshots before and after each scenario ran past 60 s (2026-12-02).
- * Bounds, not figures: the figures print what each took.
+ * runs at a load of about 10. Set while every lab command still ran ~/.bashrc (lib/exec.ts tryRun),
+ * when X1's first check and the snapshots ran past 60 s; kept, as bounds are not figures: the
+ * figures print what each took.
  */
 const SLOW = 300_000;
 const figures: string[] = [];

@@ -221,9 +221,9 @@ export class Lab {
   }
   /**
    * A command in a namespace's network only (`nsenter --net`): no mount namespace, no /sys remount, no
-   * /etc/netns files; for reads that need none of them (links, fdb, nft, /proc/net). At 30 pods per
-   * mode `ip netns exec` was the exits lab's bottleneck: about 2 s each one after another at a load of
-   * 10, and 30 side by side all ran past 10 s; an nft read through it once ran past 60 s.
+   * /etc/netns files; for reads that need none of them (links, fdb, nft, /proc/net). Cheaper than
+   * `ip netns exec`, but not what made the 30-pod reads slow (2 s each, 60 s for one nft read): that
+   * was tryRun's bash running ~/.bashrc (lib/exec.ts), fixed with --norc.
    */
   tryNet(ns: NsName, cmd: string, timeoutMs = 10_000) {
     return tryRun(`nsenter --net=/run/netns/${this.ns(ns)} ${cmd}`, timeoutMs);
@@ -959,8 +959,7 @@ export class Lab {
    * (inetViaVpn −172471 in a 30-pod run), and on a leak counter it would read as "no leak".
    */
   async reading(ns: NsName, cmd: string, absent: RegExp): Promise<string | undefined> {
-    // tryNet, not `ip netns exec`: in one 30-pod run the same nft read through ip netns exec ran past
-    // 60 s, four times, in the internet host's namespace.
+    // tryNet: the network namespace is all a reading needs.
     const r = await this.tryNet(ns, cmd, MUST_SUCCEED_TIMEOUT_MS);
     if (r.code === 0) return r.stdout;
     if (r.code !== 124 && absent.test(r.stderr)) return undefined;
@@ -1028,8 +1027,8 @@ export class Lab {
   }
 
   /**
-   * The counters, one read after another. (Side by side, tried on 2026-12-02, did not help where reads
-   * were slow: at 30 pods per mode the eleven reads each ran past 60 s as often as one at a time.)
+   * The counters, one read after another. (Side by side, tried on 2026-12-02 while every lab command
+   * still ran ~/.bashrc, did not help: at 30 pods the eleven reads each ran past 60 s as often.)
    */
   async snapshot(): Promise<Snapshot> {
     return {
