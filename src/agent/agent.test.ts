@@ -39,18 +39,20 @@ function fakePorts(): AgentPorts & { maxInFlight: number } {
 }
 
 /** Records, in order, what `pick` takes from each step the agent runs (undefined: nothing). */
-function recordSteps(ports: AgentPorts, pick: (step: Step) => string | undefined): string[] {
+function recordSteps(ports: AgentPorts, pick: (step: Step) => string | string[] | undefined): string[] {
   const seen: string[] = [];
   const run = ports.run.bind(ports);
   ports.run = async (step: Step) => {
     const v = pick(step);
-    if (v !== undefined) seen.push(v);
+    if (v !== undefined) seen.push(...(Array.isArray(v) ? v : [v]));
     return run(step);
   };
   return seen;
 }
+/** The commands a step runs in the pod (after the nsenter prefix): an ip batch's lines, each as `ip <line>`. */
+const commandsOf = (step: Step): string[] => (step.batch !== undefined ? step.batch.map((s) => s.argv.join(' ')) : [step.argv.slice(3).join(' ')]);
 /** Every command the agent runs in a pod (after the nsenter prefix), in order. */
-const recordCommands = (ports: AgentPorts) => recordSteps(ports, (step) => step.argv.slice(3).join(' '));
+const recordCommands = (ports: AgentPorts) => recordSteps(ports, commandsOf);
 /** The namespaces whose links the agent read (observe's `ip -batch`), in order: the pods a round reached. */
 const recordLinkReads = (ports: AgentPorts) => recordSteps(ports, (step) => (step.argv.slice(3).join(' ').startsWith('ip -4 -d -j') ? step.argv[1] : undefined));
 
@@ -103,8 +105,8 @@ describe('Agent.reconcile over many pods', () => {
     const onA = pods.slice(2, 4).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a' }));
     await agent.reconcile([...onB, ...onA], targets, RANGES);
     expect(seen.filter((a) => a.startsWith('ip link add vxlan0')).sort()).toEqual(
-      [...onA.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} type vxlan id 101 dev eth0 dstport 4789`),
-        ...onB.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} type vxlan id 102 dev eth0 dstport 4789`)].sort(),
+      [...onA.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} mtu 1370 up type vxlan id 101 dev eth0 dstport 4789`),
+        ...onB.map((p) => `ip link add vxlan0 address ${tunnelMac(p.uid)} mtu 1370 up type vxlan id 102 dev eth0 dstport 4789`)].sort(),
     );
     expect(seen.filter((a) => a.startsWith('bridge fdb append')).sort()).toEqual([
       ...Array(2).fill('bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst 10.42.5.1'),
@@ -185,7 +187,7 @@ describe('Agent: standby leases on the next exit', () => {
       async run(step: Step): Promise<RunResult> {
         const argv = step.argv.slice(3).join(' ');
         const ns = step.argv[1]!;
-        log.push(`${ns} ${argv}`);
+        for (const c of commandsOf(step)) log.push(`${ns} ${c}`);
         if (argv.startsWith('ip -4 -d -j -force -batch -')) {
           return {
             code: 0,
@@ -222,7 +224,7 @@ describe('Agent: standby leases on the next exit', () => {
   const onA = pods.slice(0, 3).map((p) => ({ ...p, gateway: 'vpn', exit: 'vpn-a', standby: 'vpn-b' }));
   /** The targets with vpn-b's gateway pod replaced (a new pod IP: its dnsmasq knows no leases). */
   const bReplaced = new Map([...targets, ['vpn-b', { ...targets.get('vpn-b')!, state: { ...targets.get('vpn-b')!.state, podIP: '10.42.5.9' } }]]);
-  /** Three rounds over onA, each waiting for its standby exchange: one per exit per round, so all three taken. */
+  /** Rounds over onA, each waiting for its standby exchanges: all three taken (one round does it; three to be sure). */
   async function takeStandbys(agent: Agent, view = targets): Promise<void> {
     for (let i = 0; i < 3; i += 1) {
       await agent.reconcile(onA, view, RANGES);
@@ -237,16 +239,12 @@ describe('Agent: standby leases on the next exit', () => {
     await agent.reconcile(onA, targets, RANGES);
     expect(ports.standbyDone, 'the round returned before the standby leases').toBe(0);
     await agent.standbyIdle();
-    expect(results, 'one standby per exit at a time: one this round').toEqual(['web-0 vpn-b ok']);
-    for (let i = 0; i < 2; i += 1) {
-      await agent.reconcile(onA, targets, RANGES);
-      await agent.standbyIdle();
-    }
-    expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    // one per exit at a time, each one done starting the next: all three after one round
+    expect(results).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
     expect(ports.maxStandbyInFlight).toBe(1);
     for (const p of onA) {
       const mine = ports.log.filter((l) => l.startsWith(`--net=/proc/${p.uid}/ns/net`) && l.includes('podvpn-standby')).map((l) => l.split(' ').slice(1).join(' '));
-      expect(mine[1]).toBe(`ip link add podvpn-standby address ${tunnelMac(p.uid)} type vxlan id 102 dev eth0 dstport 4789`);
+      expect(mine[1]).toBe(`ip link add podvpn-standby address ${tunnelMac(p.uid)} mtu 1370 up type vxlan id 102 dev eth0 dstport 4789`);
       expect(mine.at(-1), 'the standby device is removed last').toBe('ip link del podvpn-standby');
     }
     const before = ports.standbyDone;
@@ -263,7 +261,7 @@ describe('Agent: standby leases on the next exit', () => {
     expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
     results.length = 0;
     await takeStandbys(agent, bReplaced);
-    expect(results.sort(), 'taken again, one per exit per round').toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    expect(results.sort(), 'taken again, one per exit at a time').toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
     const fdbs = ports.log.filter((l) => l.includes('bridge fdb') && l.includes('podvpn-standby')).map((l) => /dst (\S+)/.exec(l)?.[1]);
     expect(fdbs.slice(-3), 'the new exchanges go to the new pod').toEqual(['10.42.5.9', '10.42.5.9', '10.42.5.9']);
     await agent.reconcile(onA, bReplaced, RANGES);
@@ -305,6 +303,19 @@ describe('Agent: standby leases on the next exit', () => {
     // (the standing pod also renews on A: after a start the lease time is unknown; not B's queue)
     const dhcp = ports.log.filter((l) => l.includes('busybox udhcpc') && (l.startsWith(`--net=/proc/${moving.uid}/`) || l.includes('podvpn-standby'))).map((l) => `${l.startsWith(`--net=/proc/${moving.uid}/`) ? 'move' : 'standby'} ${/-i (\S+)/.exec(l)![1]}`);
     expect(dhcp).toEqual(['move vxlan0', 'standby podvpn-standby']);
+  });
+
+  it("a move to another exit skips what it does not need: vxlan0's FDB read (it is rebuilt whatever it points at) and a separate `ip link set up`", async () => {
+    const ports = routedPorts(1);
+    const procs = recordSteps(ports, (step) => `${step.argv[1]!.slice(6)} ${step.argv.slice(3).join(' ')}`);
+    const staying = onA[1]!; // control: on A, its vxlan0 on A
+    const moving = { ...onA[0]!, exit: 'vpn-b', standby: 'vpn-a' };
+    await new Agent(ports).reconcile([moving, staying], targets, RANGES);
+    const of = (p: PodDesired) => procs.filter((l) => l.startsWith(`/proc/${p.uid}/`)).map((l) => l.split(' ').slice(1, 3).join(' '));
+    expect(of(staying), 'a pod that stays: its FDB read').toContain('bridge -j');
+    expect(of(moving)).not.toContain('bridge -j');
+    expect(ports.log.filter((l) => l.startsWith(`--net=/proc/${moving.uid}/`) && l.endsWith('ip link set vxlan0 up'))).toEqual([]);
+    expect(ports.log.filter((l) => l.startsWith(`--net=/proc/${moving.uid}/`) && l.includes('ip link add vxlan0'))).toHaveLength(1);
   });
 
   it('a failed standby lease is reported, its device still removed, and tried again next round', async () => {

@@ -30,7 +30,10 @@ export interface PodObserved {
   netnsProblem?: string;
   /** The cluster ranges in the firewall's sets; undefined: no podvpn table. */
   firewallCIDRs: string[] | undefined;
-  /** The VXLAN default destinations (all-zeros FDB entries; one when healthy); undefined: no vxlan0. */
+  /**
+   * The VXLAN default destinations (all-zeros FDB entries; one when healthy); undefined: no vxlan0;
+   * []: none, or not read (a vxlan0 with another exit's VXLAN id is rebuilt whatever it points at).
+   */
   tunnelRemote: string[] | undefined;
   /** vxlan0's IPv4 address, if any. */
   tunnelAddress: string | undefined;
@@ -49,7 +52,7 @@ export interface PodDesired {
   /** An exit group's pod: the exit it should leave through (label podvpn.io/exit, or the agent's move). */
   exit?: string | undefined;
   /**
-   * An exit group's pod: the exit a move would most likely take it to (exit-moves.ts standbyExit), where
+   * An exit group's pod: the exit a move would most likely take it to (exit-moves.ts standbyExits), where
    * the agent keeps a standby lease (planStandby).
    */
   standby?: string | undefined;

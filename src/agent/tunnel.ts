@@ -49,6 +49,8 @@ export interface Step {
   stdin?: string;
   /** The step may fail harmlessly (removing what is already absent). */
   mayFail?: boolean;
+  /** A batch (batchIp): the `ip` steps it runs, one per line of stdin, in order. */
+  batch?: Step[];
 }
 
 export const TUNNEL = 'vxlan0';
@@ -146,7 +148,8 @@ export function setupAfterLease(lease: Lease, previousIP?: string): Step[] {
     ...(previousIP !== undefined && previousIP !== lease.ip ? [{ argv: ['ip', 'addr', 'del', `${previousIP}/${lease.prefix}`, 'dev', TUNNEL], mayFail: true }] : []),
     { argv: ['ip', 'addr', 'replace', `${lease.ip}/${lease.prefix}`, 'dev', TUNNEL] },
     { argv: ['ip', 'route', 'replace', 'default', 'via', lease.router, 'dev', TUNNEL] },
-    { argv: ['ip', '-6', 'route', 'del', 'default'], mayFail: true },
+    // `::/0`, not `-6 ... default`: the same route, and a form that fits in an ip batch (batchIp)
+    { argv: ['ip', 'route', 'del', '::/0'], mayFail: true },
     ...readyMarker(),
   ];
 }
@@ -191,10 +194,11 @@ export function retunnel(pod: PodNetFacts, gw: GatewayFacts): Step[] {
 
 function tunnelLink(pod: PodNetFacts, gw: GatewayFacts, link = TUNNEL): Step[] {
   const mac = pod.tunnelMac === undefined ? [] : ['address', pod.tunnelMac];
+  // Made with its MTU and up, in one command: until the FDB entry below it has no destination, so
+  // nothing is sent (and it carries no address or route yet; the firewall allows only IPv4 on it).
   return [
-    { argv: ['ip', 'link', 'add', link, ...mac, 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
+    { argv: ['ip', 'link', 'add', link, ...mac, 'mtu', String(tunnelMtu(pod, gw)), 'up', 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
     { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', link, 'dst', gw.podIP] },
-    { argv: ['ip', 'link', 'set', link, 'mtu', String(tunnelMtu(pod, gw)), 'up'] },
   ];
 }
 
@@ -226,6 +230,70 @@ export function updateRanges(pod: PodNetFacts, gw: GatewayFacts, ranges: Cluster
     ...clusterRoutes(pod, ranges),
     ...staleRoutes.map((cidr) => ({ argv: ['ip', 'route', 'del', cidr, 'via', pod.eth0Gateway, 'dev', POD_LINK], mayFail: true })),
   ];
+}
+
+/**
+ * The steps as the agent runs them: each run of two or more consecutive `ip` steps becomes one
+ * `ip -force -batch -` process, one command per line. Every step is a process (and an nsenter) in the
+ * pod's namespace; on a busy node each costs a share of a second, and a move to another exit is a
+ * dozen of them. `-force` runs every line whatever fails before it, prints "Command failed -:<line>"
+ * for each that failed, and exits non-zero; `ip` also stops at once on some errors (a `dev` naming
+ * no link, in `link add`) without such a line. So the batch ends with BATCH_END, whose output shows
+ * the batch ran to its end (stepFailure). Unlike one step after another, the lines after a failed
+ * one still run: every plan here is safe that way (the firewall, loaded first by nft, holds the pod
+ * closed whatever the routes and links are). Steps with stdin, or an argument a batch line would
+ * split or quote (whitespace, quotes, `#`, `\`), run on their own.
+ */
+export function batchIp(steps: Step[]): Step[] {
+  const out: Step[] = [];
+  let run: Step[] = [];
+  const flush = () => {
+    if (run.length === 1) out.push(run[0]!);
+    if (run.length > 1) out.push({ argv: ['ip', '-force', '-batch', '-'], stdin: `${[...run.map((s) => s.argv.slice(1).join(' ')), BATCH_END].join('\n')}\n`, batch: run });
+    run = [];
+  };
+  for (const s of steps) {
+    if (batchable(s)) run.push(s);
+    else {
+      flush();
+      out.push(s);
+    }
+  }
+  flush();
+  return out;
+}
+
+/** The last line of every batch: prints lo's link ("1: lo: <LOOPBACK..."), present in every namespace. */
+export const BATCH_END = 'link show dev lo';
+
+function batchable(s: Step): boolean {
+  return s.argv[0] === 'ip' && s.stdin === undefined && s.batch === undefined && s.argv.length > 1 && !s.argv[1]!.startsWith('-') && s.argv.slice(1).every((a) => /^[^\s"'#\\]+$/.test(a));
+}
+
+/** Why a step failed (undefined: it did not, or only where it may fail). For a batch: its first failed line that may not fail. */
+export function stepFailure(step: Step, r: { code: number; stdout: string; stderr: string }): string | undefined {
+  if (r.code === 0) return undefined;
+  if (step.batch === undefined) return step.mayFail === true ? undefined : `${step.argv.join(' ')}: ${r.stderr.trim().slice(0, 300)}`;
+  // "<error>\nCommand failed -:<line>" for each failed line; the error lines come just before
+  const failed = new Map<number, string>();
+  let message: string[] = [];
+  for (const line of r.stderr.split('\n')) {
+    const m = /^Command failed -:(\d+)$/.exec(line.trim());
+    if (m === null) {
+      if (line.trim() !== '') message.push(line.trim());
+      continue;
+    }
+    failed.set(Number(m[1]), message.join('; '));
+    message = [];
+  }
+  for (const [i, s] of step.batch.entries()) {
+    if (failed.has(i + 1) && s.mayFail !== true) return `${s.argv.join(' ')}: ${(failed.get(i + 1) ?? '').slice(0, 300)}`;
+  }
+  if (!/^\d+: lo[:@]/m.test(r.stdout)) {
+    // ip stopped before its end (an error that exits at once, or killed): its last words say why
+    return `ip batch (${step.batch.map((s) => s.argv.slice(1, 3).join(' ')).join(', ')}) stopped before its end: ${[...message, `exit code ${r.code}`].join('; ').slice(0, 300)}`;
+  }
+  return undefined;
 }
 
 /** The prefix every step gets at the edge. */

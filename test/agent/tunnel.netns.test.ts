@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunNetnsLab, type NetnsLab, startNetnsLab } from './netns-lab.mjs';
 import { GW, RANGES } from './fixtures.js';
-import { dhcpStep, parseLease, setupAfterLease, setupBeforeLease, type Step } from '../../src/agent/tunnel.js';
+import { batchIp, dhcpStep, parseLease, setupAfterLease, setupBeforeLease, type Step, stepFailure } from '../../src/agent/tunnel.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SCRIPT = join(import.meta.dirname, '..', '..', 'src', 'agent', 'udhcpc-lease.sh');
@@ -22,10 +22,15 @@ describe.skipIf(!canRunNetnsLab())('tunnel plan against pod-gateway-shaped gatew
     lab = await startNetnsLab(`t${process.pid}`);
   });
   afterAll(async () => lab?.close());
+  // As the agent runs them: consecutive ip steps in one `ip -force -batch -` (tunnel.ts batchIp)
+  const runOne = (s: Step) => {
+    const r = lab.exec(lab.pod, s.argv, s.stdin);
+    return stepFailure(s, { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr });
+  };
   const runSteps = (steps: Step[]) => {
-    for (const s of steps) {
-      const r = lab.exec(lab.pod, s.argv, s.stdin);
-      if (r.status !== 0 && s.mayFail !== true) throw new Error(`${s.argv.join(' ')}: ${r.stderr}`);
+    for (const s of batchIp(steps)) {
+      const failure = runOne(s);
+      if (failure !== undefined) throw new Error(failure);
     }
   };
 
@@ -57,5 +62,24 @@ describe.skipIf(!canRunNetnsLab())('tunnel plan against pod-gateway-shaped gatew
       process.execPath, GATE, '--gateway=172.16.0.1', '--timeout=5']);
     expect(gate.stderr).toBe('');
     expect(gate.status).toBe(0);
+  });
+  it("an ip batch run by the real ip: lines that may fail do not fail it; one that may not is named; ip stopping early is caught by the end marker", () => {
+    const ip = (...argv: string[]): Step => ({ argv: ['ip', ...argv] });
+    const mayFail = (...argv: string[]): Step => ({ argv: ['ip', ...argv], mayFail: true });
+    // absent links deleted (may fail), a dummy link made and removed: the batch succeeds
+    const [ok] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'add', 'podvpn-bt', 'type', 'bridge'), ip('link', 'del', 'podvpn-bt'), mayFail('route', 'del', '::/0')]);
+    expect(ok!.batch).toHaveLength(4);
+    expect(runOne(ok!)).toBeUndefined();
+    // a line that may not fail, after one that may: named with ip's own words
+    const [bad] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'del', 'podvpn-nope2'), ip('link', 'add', 'podvpn-bt2', 'type', 'bridge')]);
+    expect(runOne(bad!)).toBe('ip link del podvpn-nope2: Cannot find device "podvpn-nope2"');
+    // and the lines after it still ran (-force): the plans are written for that
+    expect(lab.exec(lab.pod, ['ip', 'link', 'show', 'podvpn-bt2']).status).toBe(0);
+    lab.exec(lab.pod, ['ip', 'link', 'del', 'podvpn-bt2']);
+    // ip exits at once on a `dev` that names no link in `link add`, without a "Command failed" line:
+    // without the end marker this batch would look like a success after a harmless failure
+    const [early] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'add', 'podvpn-vx', 'type', 'vxlan', 'id', '7', 'dev', 'podvpn-nodev', 'dstport', '4789'), ip('link', 'add', 'podvpn-bt3', 'type', 'bridge')]);
+    expect(runOne(early!)).toMatch(/^ip batch \(link del, link add, link add\) stopped before its end: Cannot find device "podvpn-nodev"; exit code 255$/);
+    expect(lab.exec(lab.pod, ['ip', 'link', 'show', 'podvpn-bt3']).status, 'the batch stopped: its last line never ran').not.toBe(0);
   });
 });
