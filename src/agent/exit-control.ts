@@ -18,7 +18,7 @@ import { gatewayServiceName } from '../config/schema.js';
 import { GATEWAY_INSTANCE_LABEL } from './cluster-view.js';
 import { exitEvent, type PodRef } from './exit-api.js';
 import type { ExitVerdict } from './exit-health.js';
-import { type ExitMove, exitMoves, type GroupPod } from './exit-moves.js';
+import { type ExitMove, exitMoves, type GroupPod, standbyExits } from './exit-moves.js';
 import type { PodDesired } from './reconcile.js';
 
 export interface ExitControlPorts {
@@ -91,7 +91,8 @@ export class ExitControl {
 
   /**
    * One round: this node's pods (agentPods) with their exit as it should be now, this round's moves
-   * applied and the moved pods first (their tunnels are rebuilt before the rest are looked at).
+   * applied and the moved pods first (their tunnels are rebuilt before the rest are looked at), and
+   * each with its standby exit (exit-moves.ts standbyExits).
    * `clusterPods`: every pod with the exit label (any node); `labels`: this node's pods' current
    * exit labels by uid.
    */
@@ -109,6 +110,7 @@ export class ExitControl {
     const cluster = [...clusterPods];
     let pods = nodePods.map((p) => this.withOverride(p, labels.get(p.uid)));
     const movedNow = new Set<string>();
+    const standby = new Map<string, string>();
     for (const [group, gw] of Object.entries(this.config.gateways)) {
       if (gw.exits === undefined) continue;
       const exits = gw.exits.map((e) => e.name);
@@ -143,8 +145,16 @@ export class ExitControl {
         this.ports.log('pod stays on its exit and has no internet until it is back', { pod: `${pod.namespace}/${pod.name}`, gateway: group, exit: s.exit, why: s.why });
       }
       for (const p of mine) if (!plan.stuck.some((s) => s.uid === p.uid)) this.lastStuck.delete(p.uid);
+      // Each pod's standby exit: where its exit's failure or drain would send it, from where the
+      // group stands after this round's moves
+      const after = [...byUid.values()].map((g) => {
+        const m = plan.moves.find((x) => x.uid === g.uid);
+        return m === undefined ? g : { ...g, exit: m.to };
+      });
+      for (const [uid, exit] of standbyExits(exits, verdicts, after)) standby.set(uid, exit);
     }
     pods = pods.map((p) => this.withOverride(p, labels.get(p.uid)));
+    pods = pods.map((p) => (p.exit === undefined ? p : { ...p, standby: standby.get(p.uid) }));
     this.syncLabels(pods, labels);
     return [...pods.filter((p) => movedNow.has(p.uid)), ...pods.filter((p) => !movedNow.has(p.uid))];
   }

@@ -6,7 +6,7 @@ import { deploymentPodKeys } from '../exits/fixtures.js';
 import { drainPlan, type ExitHealth, failoverPlan, rebalancePlan } from '../exits/plan.js';
 import { chooseExit } from '../exits/assign.js';
 import type { ExitVerdict } from './exit-health.js';
-import { exitMoves, type GroupPod, standbyExit } from './exit-moves.js';
+import { exitMoves, type GroupPod, standbyExits } from './exit-moves.js';
 import { rankExits } from '../exits/assign.js';
 
 const EXITS = ['vpn-a', 'vpn-b', 'vpn-c'];
@@ -113,23 +113,44 @@ describe('exit moves (agent)', () => {
   });
 });
 
-describe('standbyExit: where a pod keeps its standby lease', () => {
-  const key = 'apps/web-0';
-  it("its best ranked healthy exit other than its own: where a failover of its exit sends it when loads allow", () => {
-    const [first, second] = rankExits(key, EXITS);
-    expect(standbyExit(key, EXITS, verdicts({}), first)).toBe(second);
-    // and that is where failoverPlan moves it when its exit dies (one pod, no load to balance)
-    const plan = exitMoves(EXITS, verdicts({ [first!]: 'unhealthy' }), [{ uid: 'u', key, exit: first, mine: true, movable: true }]);
-    expect(plan.moves.map((m) => m.to)).toEqual([second]);
+describe('standbyExits: where a pod keeps its standby lease', () => {
+  /** Where the pods of `exit` go when it is judged `state` now, by this node's agent. */
+  const movesOff = (pods: GroupPod[], exit: string, state: ExitVerdict['state']) =>
+    new Map(exitMoves(EXITS, verdicts({ [exit]: state }), pods).moves.filter((m) => m.from === exit).map((m) => [m.uid, m.to]));
+
+  it('exactly where a failover or a drain of its exit sends it now, for every pod of a 30-pod group', () => {
+    const pods = group();
+    const standby = standbyExits(EXITS, verdicts({}), pods);
+    expect(standby.size).toBe(30);
+    for (const exit of EXITS) {
+      const mine = new Map([...standby].filter(([uid]) => pods.find((p) => p.uid === uid)!.exit === exit));
+      expect(mine, `${exit} fails`).toEqual(movesOff(pods, exit, 'unhealthy'));
+      expect(mine, `${exit} drains`).toEqual(movesOff(pods, exit, 'draining'));
+    }
   });
-  it('skips unhealthy and draining exits; none when no other exit is healthy', () => {
-    const [first, second, third] = rankExits(key, EXITS);
-    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'unhealthy' }), first)).toBe(third);
-    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'draining' }), first)).toBe(third);
-    expect(standbyExit(key, EXITS, verdicts({ [second!]: 'unhealthy', [third!]: 'unhealthy' }), first)).toBeUndefined();
+
+  it("with uneven loads (after a failover and the exit's return) it follows the loads, not the ranking alone", () => {
+    const pods = group();
+    const failed = exitMoves(EXITS, verdicts({ 'vpn-a': 'unhealthy' }), pods);
+    const after = pods.map((p) => ({ ...p, exit: failed.moves.find((m) => m.uid === p.uid)?.to ?? p.exit }));
+    const standby = standbyExits(EXITS, verdicts({}), after);
+    // the best ranked other exit alone would send some of vpn-c's pods to the full vpn-b
+    const onC = after.filter((p) => p.exit === 'vpn-c');
+    const byRank = onC.filter((p) => rankExits(p.key, EXITS.filter((e) => e !== 'vpn-c'))[0] !== standby.get(p.uid));
+    expect(byRank.length, 'pods whose standby is not their best ranked other exit').toBeGreaterThan(0);
+    expect(new Map(onC.map((p) => [p.uid, standby.get(p.uid)]))).toEqual(movesOff(after, 'vpn-c', 'draining'));
   });
-  it('none for a pinned pod (it never moves) or a pod without an exit', () => {
-    expect(standbyExit(key, EXITS, verdicts({}), 'vpn-a', 'vpn-a')).toBeUndefined();
-    expect(standbyExit(key, EXITS, verdicts({}), undefined)).toBeUndefined();
+
+  it("none for a pinned pod, a pod on an exit that is not healthy (it is moving), another node's pod, or when no other exit is healthy", () => {
+    const pods = group(20);
+    const pinned = pods.find((p) => p.exit === 'vpn-a' && p.mine)!;
+    pinned.pin = 'vpn-a';
+    const standby = standbyExits(EXITS, verdicts({ 'vpn-b': 'unhealthy' }), pods);
+    expect(standby.has(pinned.uid)).toBe(false);
+    expect(pods.filter((p) => p.exit === 'vpn-b').some((p) => standby.has(p.uid))).toBe(false);
+    expect(pods.filter((p) => !p.mine).some((p) => standby.has(p.uid))).toBe(false);
+    // vpn-b unhealthy: vpn-a's pods stand by on vpn-c only, and vpn-c's on vpn-a
+    for (const p of pods.filter((x) => x.mine && x !== pinned && x.exit !== 'vpn-b')) expect(standby.get(p.uid)).toBe(p.exit === 'vpn-a' ? 'vpn-c' : 'vpn-a');
+    expect(standbyExits(EXITS, verdicts({ 'vpn-b': 'unhealthy', 'vpn-c': 'draining' }), pods).size).toBe(0);
   });
 });

@@ -19,7 +19,6 @@ import { createExitEvent, patchExitLabel } from './exit-api.js';
 import { ExitControl, rebalanceRequests } from './exit-control.js';
 import { type ExitVerdict, exitVerdict, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, type ProbeMemory, probeURL, recordPoll } from './exit-health.js';
 import { Agent, execRun } from './agent.js';
-import { standbyExit } from './exit-moves.js';
 import { type ExitPodState, GATEWAY_POD_SELECTOR, agentPods, agentRanges, gatewayStates } from './cluster-view.js';
 import { coalesced } from './coalesce.js';
 import { findPodsNetns, type NetnsResult } from './discover.js';
@@ -236,13 +235,8 @@ async function roundOnce(): Promise<void> {
     if (exitInformer !== undefined) {
       judgeExits(states);
       const labels = new Map(nodePods.map((p) => [p.metadata?.uid ?? '', p.metadata?.labels?.[LABEL_EXIT]]));
+      // The moves, and where each pod keeps a standby lease (so a move there skips dnsmasq's ping wait)
       pods = exitControl.round(pods, labels, exitInformer.list(), verdicts, rebalanceRequests(gatewayInformer.list(), config));
-      // Where each pod keeps a standby lease (its next exit), so a move there skips dnsmasq's ping wait
-      pods = pods.map((p) => {
-        const exits = config.gateways[p.gateway]?.exits;
-        if (exits === undefined || p.exit === undefined) return p;
-        return { ...p, standby: standbyExit(`${p.namespace}/${p.name}`, exits.map((e) => e.name), verdicts, p.exit, p.pin) };
-      });
       exitPodsGauge.reset();
       for (const p of pods) if (p.exit !== undefined) exitPodsGauge.inc({ gateway: p.gateway, exit: p.exit });
     }

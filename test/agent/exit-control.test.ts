@@ -74,6 +74,9 @@ describe('agent exit control against the API', () => {
     expect(after.get('web-6')).toBe('vpn-a');
     // the moved pods come first in the round, with their new exit (the tunnel is rebuilt to it)
     expect(out.slice(0, 2).map((p) => [p.name, p.exit])).toEqual(moved.map((n) => [n, after.get(n)]));
+    // each with its standby exit (where its exit's failure would send it: vpn-a is dead, so the other
+    // healthy one), the moved ones from their new exit; none for the pinned pod (it never moves)
+    expect(out.map((p) => [p.name, p.standby])).toEqual(out.map((p) => [p.name, p.name === 'pinned' ? undefined : p.exit === 'vpn-b' ? 'vpn-c' : 'vpn-b']));
 
     const events = api!.list('v1', 'Event', 'downloads') as Array<KubeObject & Record<string, any>>;
     expect(events.map((e) => e.involvedObject.name).sort()).toEqual(moved);
