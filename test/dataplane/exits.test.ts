@@ -7,6 +7,8 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL_EXIT } from '../../src/constants.js';
+import { groupPodsOf } from '../../src/agent/exit-control.js';
+import { standbyExits } from '../../src/agent/exit-moves.js';
 import { type AgentPod, AgentLab } from './lib/agent.js';
 import { groupNice, mapLimit, setGroupNice, sleep, tryRun, waitFor } from './lib/exec.js';
 import { type ExitGroupInputs, ExitsLab, type FlowState, INSTRUMENT_NICE, type LabExit, OBSERVER_NICE, admitAgentPods, admitPods, agentModeConfigs, exitGroupInputs } from './lib/exits.js';
@@ -360,6 +362,23 @@ async function moveScenario(name: string, dead: LabExit, act: () => Promise<void
   return { movers, stay, before, from, restored, d };
 }
 
+/**
+ * How many moved pods went to the exit where they held a standby lease (the agent's log: the last
+ * "standby lease taken" before the scenario, the move after it); those that did not waited for the
+ * new exit's ping check, one at a time.
+ */
+function standbyHits(m: Move): string {
+  const lines = agentLines(0) as { t: number; msg: string; exit?: string; pod?: string; to?: string }[];
+  const missed: string[] = [];
+  for (const p of m.movers) {
+    const key = `${CLIENT_NAMESPACE}/${p.name}`;
+    const held = lines.filter((l) => l.t < m.from && l.pod === key && l.msg === 'standby lease taken').at(-1)?.exit;
+    const to = lines.find((l) => l.t >= m.from && l.pod === key && / to another exit$/.test(l.msg))?.to;
+    if (held === undefined || held !== to) missed.push(`${p.name} (standby ${held ?? 'none'}, moved to ${to ?? '?'})`);
+  }
+  return `moved onto their standby lease's exit: ${m.movers.length - missed.length} of ${m.movers.length}${missed.length > 0 ? ` (not: ${missed.join(', ')})` : ''}`;
+}
+
 /** The agent's log lines (JSON) since `from` (epoch s). */
 function agentLines(from: number): { t: number; msg: string; exit?: string; state?: string; pod?: string }[] {
   const f = join(lab.work, 'agent.log');
@@ -406,7 +425,7 @@ async function checkMove(m: Move, dead: LabExit, what: string): Promise<void> {
     `agent mode, ${what}: ${m.movers.length} pods moved; egress back after median ${median(times).toFixed(2)} s, max ${Math.max(...times).toFixed(2)} s (goal: median at most 2 s); ` +
       `flows disrupted ${broken + (m.stay.length * FLOWS_PER_POD - u.ok)} of ${total} = ${(((broken + m.stay.length * FLOWS_PER_POD - u.ok) / total) * 100).toFixed(1)} % ` +
       `(the exit's share: ${((m.movers.length / apods.length) * 100).toFixed(1)} %; ideal 1/N = 33.3 %); untouched on the other exits ${u.ok} of ${m.stay.length * FLOWS_PER_POD} ` +
-      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}; the provider dropped ${m.d.providerInvalid} conntrack-invalid packets from the tunnel (not NATable); ` +
+      `(longest heartbeat gap ${longestGap(m.stay, m.from).toFixed(2)} s); ${agentTimeline(m, dead)}; ${standbyHits(m)}; the provider dropped ${m.d.providerInvalid} conntrack-invalid packets from the tunnel (not NATable); ` +
       `the flow instruments' own stalls: ${xl.instrumentStalls(m.from)}`,
   );
   const wrong: string[] = [];
@@ -542,10 +561,16 @@ const exitPodSince = new Map<string, number>();
 function standbysMissing(pods: APod[], dead: LabExit): string[] {
   const last = new Map<string, { t: number; exit?: string }>();
   for (const l of agentLines(0)) if (l.msg === 'standby lease taken' && l.pod !== undefined) last.set(l.pod, l);
+  // Where the agent keeps each pod's standby now: the product's own rule over the group as the API
+  // holds it (every exit healthy; one node, so every agent-mode pod is this agent's)
+  const members = groupPodsOf(al.api.list('v1', 'Pod', CLIENT_NAMESPACE) as never, group.group).map((g) => ({ ...g, mine: g.movable }));
+  const want = new Map([...standbyExits(xl.exits.map((e) => e.name), new Map(xl.exits.map((e) => [e.name, { name: e.name, state: 'healthy' as const, reason: 'ok', by: 'probe' as const }])), members)].map(([uid, exit]) => [members.find((g) => g.uid === uid)!.key, exit]));
   return pods.flatMap((p) => {
-    const l = last.get(`${CLIENT_NAMESPACE}/${p.name}`);
+    const key = `${CLIENT_NAMESPACE}/${p.name}`;
+    const l = last.get(key);
     if (l === undefined) return [`${p.name}: none`];
     if (l.exit === dead.name) return [`${p.name}: on ${dead.name} itself`];
+    if (l.exit !== want.get(key)) return [`${p.name}: on ${l.exit ?? '?'}, wanted on ${want.get(key) ?? 'none'}`];
     if (l.t < (exitPodSince.get(l.exit ?? '') ?? 0)) return [`${p.name}: from ${l.exit ?? '?'}'s previous pod`];
     return [];
   });
@@ -590,7 +615,7 @@ describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTime
     const backBeforeStop = movers.filter((p) => (m.restored.get(p.name) ?? Number.POSITIVE_INFINITY) < stoppedAt);
     figure(
       `agent mode, drain of ${dead.name}: ${movers.length} pods; egress back through another exit: median ${median(times).toFixed(2)} s, all by ${Math.max(...times).toFixed(2)} s after the deletionTimestamp ` +
-        `(time to drain; ${backBeforeStop.length} of ${movers.length} before the exit stopped routing at ${stoppedAt.toFixed(2)} s)`,
+        `(time to drain; ${backBeforeStop.length} of ${movers.length} before the exit stopped routing at ${stoppedAt.toFixed(2)} s); ${standbyHits(m)}`,
     );
     expect(movers.map((p) => `${p.name}: ${backBeforeStop.includes(p) ? 'moved' : `not moved (back at ${m.restored.get(p.name)?.toFixed(2) ?? '-'} s)`} before the stop`)).toEqual(movers.map((p) => `${p.name}: moved before the stop`));
     await checkMove(m, dead, `drain of ${dead.name}`);
