@@ -899,8 +899,13 @@ export class Lab {
 
   async stopGateway(): Promise<void> {
     this.setGatewayReady(false);
+    // Its namespace goes, and its counters with it: kept, so a snapshot across a replacement counts
+    // the old namespace's and the new one's (a plain difference once read gwNoRoute: -26)
+    this.gwCountsBefore.noRoute += await this.gwNoRoute();
+    this.gwCountsBefore.forwardDropped += await this.gwForwardDropped();
     await this.stopGatewayPod(this.gwSpec());
   }
+  private readonly gwCountsBefore = { noRoute: 0, forwardDropped: 0 };
 
   /**
    * The gateway pod replaced: the old one deleted (its address withdrawn from cluster DNS), `gapMs`
@@ -1040,8 +1045,8 @@ export class Lab {
       uplinkClear: await this.counter('node', 'lab_uplink', 'clear'),
       gatewayClear: await this.counter('node', 'lab_uplink', 'gw_clear'),
       netpolDropped: this.netpolDroppedBefore + (await this.counter('node', 'podvpn_netpol', 'dropped')),
-      gwForwardDropped: await this.gwForwardDropped(),
-      gwNoRoute: await this.gwNoRoute(),
+      gwForwardDropped: this.gwCountsBefore.forwardDropped + (await this.gwForwardDropped()),
+      gwNoRoute: this.gwCountsBefore.noRoute + (await this.gwNoRoute()),
       providerInvalid: await this.counter('vpn', 'lab_vpn', 'provider_invalid', 'ip'),
     };
   }
