@@ -240,11 +240,12 @@ describe('Agent: standby leases on the next exit', () => {
     expect(ports.standbyDone, 'the round returned before the standby leases').toBe(0);
     await agent.standbyIdle();
     // one per exit at a time, each one done starting the next: all three after one round
-    expect(results).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
+    expect(results.sort()).toEqual(['web-0 vpn-b ok', 'web-1 vpn-b ok', 'web-2 vpn-b ok']);
     expect(ports.maxStandbyInFlight).toBe(1);
     for (const p of onA) {
       const mine = ports.log.filter((l) => l.startsWith(`--net=/proc/${p.uid}/ns/net`) && l.includes('podvpn-standby')).map((l) => l.split(' ').slice(1).join(' '));
-      expect(mine[1]).toBe(`ip link add podvpn-standby address ${tunnelMac(p.uid)} mtu 1370 up type vxlan id 102 dev eth0 dstport 4789`);
+      // (no standby device in the namespace, so none removed first)
+      expect(mine[0]).toBe(`ip link add podvpn-standby address ${tunnelMac(p.uid)} mtu 1370 up type vxlan id 102 dev eth0 dstport 4789`);
       expect(mine.at(-1), 'the standby device is removed last').toBe('ip link del podvpn-standby');
     }
     const before = ports.standbyDone;
@@ -316,6 +317,32 @@ describe('Agent: standby leases on the next exit', () => {
     expect(of(moving)).not.toContain('bridge -j');
     expect(ports.log.filter((l) => l.startsWith(`--net=/proc/${moving.uid}/`) && l.endsWith('ip link set vxlan0 up'))).toEqual([]);
     expect(ports.log.filter((l) => l.startsWith(`--net=/proc/${moving.uid}/`) && l.includes('ip link add vxlan0'))).toHaveLength(1);
+  });
+
+  it('once a verdict changed (interrupt), no further standby exchange starts until the next full round', async () => {
+    const ports = routedPorts(30);
+    const results: string[] = [];
+    const agent = new Agent(ports, { standby: (p) => results.push(p.name) });
+    await agent.reconcile(onA, targets, RANGES); // the chain starts: one exchange on vpn-b at a time
+    agent.interrupt();
+    await agent.standbyIdle();
+    expect(results, 'the exchange under way ends; no next one').toHaveLength(1);
+    await agent.reconcile(onA, targets, RANGES);
+    await agent.standbyIdle();
+    expect(results.sort()).toEqual(['web-0', 'web-1', 'web-2']);
+  });
+
+  it("a pod's rebuild waits for its own standby exchange to end (both would use the standby device and the new exit's VXLAN id)", async () => {
+    const ports = routedPorts(100);
+    const agent = new Agent(ports);
+    await agent.reconcile(onA.slice(0, 1), targets, RANGES); // web-0's standby exchange on vpn-b: 100 ms
+    const moving = { ...onA[0]!, exit: 'vpn-b', standby: 'vpn-a' };
+    await agent.reconcile([moving], targets, RANGES);
+    const mine = ports.log.filter((l) => l.startsWith(`--net=/proc/${moving.uid}/`)).map((l) => l.split(' ').slice(1).join(' '));
+    const cleanup = mine.lastIndexOf('ip link del podvpn-standby');
+    const rebuild = mine.findIndex((l) => l.startsWith('ip link add vxlan0'));
+    expect(cleanup).toBeGreaterThan(-1);
+    expect(rebuild, 'vxlan0 made again only after the standby device is gone').toBeGreaterThan(cleanup);
   });
 
   it('a failed standby lease is reported, its device still removed, and tried again next round', async () => {

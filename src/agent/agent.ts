@@ -18,7 +18,8 @@ import {
   repointTunnel,
   retunnel,
   batchIp,
-  stepFailure,
+  stepOutcome,
+  STANDBY_LINK,
   setupAfterLease,
   setupBeforeLease,
   standbyLease,
@@ -75,7 +76,7 @@ export class Agent {
     private readonly events: AgentEvents = {},
   ) {}
 
-  async observe(nsPath: string, targetVxlanId?: number): Promise<PodObserved & { eth0Gateway?: string; eth0Mtu?: number }> {
+  async observe(nsPath: string, targetVxlanId?: number): Promise<PodObserved & { eth0Gateway?: string; eth0Mtu?: number; standbyLink?: boolean }> {
     // Two reads for every pod every round, three with a tunnel: one `ip` for links, IPv4 routes and
     // IPv4 addresses (a batch: one process, one JSON document per line), one `nft` for the table with
     // both range sets, and the tunnel's FDB. Each read is an nsenter and a process: the agent's cost.
@@ -109,6 +110,7 @@ export class Agent {
       readyMarker: links.names.includes(AGENT_READY_LINK),
       eth0Gateway: routes.eth0Gateway,
       eth0Mtu: links.mtu.get('eth0'),
+      standbyLink: links.names.includes(STANDBY_LINK),
     };
   }
 
@@ -137,6 +139,7 @@ export class Agent {
     const interruptible = !this.lastInterrupted;
     const cut = () => interruptible && this.interrupts !== interrupts;
     let next = 0;
+    this.roundRunning = true;
     const worker = async () => {
       while (next < pods.length && !cut()) {
         const pod = pods[next]!;
@@ -148,7 +151,11 @@ export class Agent {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, pods.length)) }, worker));
+    } finally {
+      this.roundRunning = false;
+    }
     this.lastInterrupted = cut();
     // Interrupted: the round that follows does the moves; no standby exchange to queue in front of them.
     if (this.lastInterrupted) return;
@@ -157,17 +164,27 @@ export class Agent {
     // exchange (one ping check, ~3 s), never a queue of them. Each one done starts that exit's next
     // (nextStandbys), without waiting for a round: after an exit's pod is replaced, its dnsmasq knows
     // none of the standby leases, and one per exit per round took 18 pods 83 to 117 s (the lab, X7).
-    this.standbyRound = { pods, gateways, tried: new Set() };
+    // The scan starts one pod further each round, so a pod whose exchange keeps failing (5 s of
+    // udhcpc tries) does not take its exit's turn first every round.
+    this.standbyRounds += 1;
+    this.standbyRound = { pods, gateways, tried: new Set(), interrupts: this.interrupts, start: this.standbyRounds % Math.max(1, pods.length) };
     this.nextStandbys();
   }
 
   /** The last full round's pods and exits, for the standby leases it leaves to take; each pod once. */
-  private standbyRound: { pods: PodDesired[]; gateways: Map<string, { config: Gateway; state: GatewayState }>; tried: Set<string> } | undefined;
+  private standbyRound: { pods: PodDesired[]; gateways: Map<string, { config: Gateway; state: GatewayState }>; tried: Set<string>; interrupts: number; start: number } | undefined;
+  private standbyRounds = 0;
+  private roundRunning = false;
   private nextStandbys(): void {
     const r = this.standbyRound;
-    // An interrupted round's moves come first: no standby exchange queues in front of them
-    if (r === undefined || this.lastInterrupted) return;
-    for (const pod of r.pods) if (!r.tried.has(pod.uid)) this.maybeStandby(pod, r.gateways, r.tried);
+    // None while a round runs (its moves and first routes take the exits' DHCP first, and a pod's
+    // rebuild must not meet a standby exchange starting in its namespace), and none once a verdict
+    // changed (interrupt) until the next full round: that round's pods, exits and moves are the truth.
+    if (r === undefined || this.lastInterrupted || this.roundRunning || this.interrupts !== r.interrupts) return;
+    for (let i = 0; i < r.pods.length; i += 1) {
+      const pod = r.pods[(r.start + i) % r.pods.length]!;
+      if (!r.tried.has(pod.uid)) this.maybeStandby(pod, r.gateways, r.tried);
+    }
   }
 
   private interrupts = 0;
@@ -228,16 +245,10 @@ export class Agent {
     const started = this.ports.now();
     tried.add(pod.uid);
     const work = (async () => {
-      const run = async (s: Step) => {
-        const r = await this.ports.run(inNetns(ns.nsPath, s));
-        const failure = stepFailure(s, r);
-        if (failure !== undefined) throw new Error(failure);
-        return r;
-      };
-      const plan = standbyLease(facts.pod, gw, facts.address, this.udhcpcScript);
+      const plan = standbyLease(facts.pod, gw, facts.address, this.udhcpcScript, facts.standbyLink);
       try {
-        for (const s of batchIp(plan.link)) await run(s);
-        const dhcp = await this.oneAtATime(want.exit, () => run(plan.dhcp));
+        await this.runSteps(ns.nsPath, plan.link);
+        const dhcp = await this.oneAtATime(want.exit, () => this.runSteps(ns.nsPath, [plan.dhcp]));
         const lease = parseLease(dhcp.stdout, gw);
         if (!lease.ok) throw new Error(`standby DHCP from exit ${want.exit}: ${lease.reason}`);
         this.standbys.set(pod.uid, { exit: want.exit, exitPodIP: gw.podIP, takenAt: this.ports.now(), seconds: lease.lease.seconds });
@@ -257,7 +268,7 @@ export class Agent {
   }
 
   /** Per pod, from this round's observation: its net facts and vxlan0's address, for a standby lease. */
-  private readonly podFacts = new Map<string, { pod: PodNetFacts; address: string | undefined }>();
+  private readonly podFacts = new Map<string, { pod: PodNetFacts; address: string | undefined; standbyLink: boolean }>();
 
   private async reconcilePod(pod: PodDesired, gw: { config: Gateway; state: GatewayState } | undefined, ranges: ClusterRanges): Promise<void> {
     if (!this.firstSeen.has(pod.uid)) this.firstSeen.set(pod.uid, this.ports.now());
@@ -276,15 +287,19 @@ export class Agent {
         : undefined;
     this.routedAtStart.set(pod.uid, plan.routed);
     if (podFacts === undefined) this.podFacts.delete(pod.uid);
-    else this.podFacts.set(pod.uid, { pod: podFacts, address: observed.tunnelAddress });
+    else this.podFacts.set(pod.uid, { pod: podFacts, address: observed.tunnelAddress, standbyLink: 'standbyLink' in observed && observed.standbyLink === true });
     const facts: GatewayFacts | undefined =
       gw?.state.podIP === undefined
         ? undefined
         : { ...gw.config, podIP: gw.state.podIP };
     // vxlan0 made in this pass (up from the start): its lease needs no `ip link set up` first
     let linkMade = false;
+    const standbyLink = 'standbyLink' in observed && observed.standbyLink === true;
     for (const action of plan.actions) {
-      await this.apply(ns.nsPath, pod, action, podFacts, facts, gw?.config, ranges, observed.firewallCIDRs, linkMade);
+      // A standby exchange of this pod's still running (started before this round) would race the
+      // rebuild for the standby device and the VXLAN id: it ends first (it removes its device)
+      if (action.kind === 'setup' || action.kind === 'retunnel') await this.standbyRunning.get(pod.uid);
+      await this.apply(ns.nsPath, pod, action, podFacts, facts, gw?.config, ranges, observed.firewallCIDRs, linkMade, standbyLink);
       if (action.kind === 'setup' || action.kind === 'retunnel') linkMade = true;
     }
     if (plan.actions.some((a) => a.kind === 'mark-ready') || plan.routed) {
@@ -305,14 +320,10 @@ export class Agent {
     ranges: ClusterRanges,
     previousCIDRs: string[] | undefined,
     linkMade: boolean,
+    standbyLink: boolean,
   ): Promise<void> {
-    // Consecutive `ip` steps in one process (tunnel.ts batchIp): a move to another exit, its reads included,
-    // is 6 processes in the pod, not 13
-    const steps = async (list: Step[]) => {
-      for (const s of batchIp(list)) {
-        const failure = stepFailure(s, await this.ports.run(inNetns(nsPath, s)));
-        if (failure !== undefined) throw new Error(failure);
-      }
+    const steps = async (list: Step[]): Promise<void> => {
+      await this.runSteps(nsPath, list);
     };
     const need = <T>(v: T | undefined, what: string): T => {
       if (v === undefined) throw new Error(`cannot ${action.kind}: ${what} unknown`);
@@ -324,13 +335,13 @@ export class Agent {
       case 'firewall':
         return steps([{ argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: need(gwConfig, 'gateway').overlayGatewayIP }) }]);
       case 'setup':
-        return steps(setupBeforeLease(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway'), ranges));
+        return steps(setupBeforeLease(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway'), ranges, standbyLink));
       case 'repoint':
         this.events.rebuilt?.(pod, pod.gateway, 'repoint');
         return steps(repointTunnel(need(gw, 'gateway'), action.from));
       case 'retunnel':
         this.events.rebuilt?.(pod, pod.gateway, 'retunnel');
-        return steps(retunnel(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway')));
+        return steps(retunnel(need(podFacts, "the pod's eth0 next hop"), need(gw, 'gateway'), standbyLink));
       case 'update-ranges': {
         const previous = { ...ranges, podCIDRs: previousCIDRs ?? [], serviceCIDRs: [], extraCIDRs: [] };
         this.events.rebuilt?.(pod, pod.gateway, 'update-ranges');
@@ -358,6 +369,25 @@ export class Agent {
       case 'mark-ready':
         return steps(readyMarker());
     }
+  }
+
+  /**
+   * Runs steps in the pod's namespace, consecutive `ip` steps as one batch (tunnel.ts batchIp): a
+   * move to another exit, its reads included, is 6 processes in the pod, where one per command
+   * was 13. A batch stopped by a line that may fail goes on with the lines after it; the first
+   * failure throws. Returns the last step's result (a DHCP exchange's lease).
+   */
+  private async runSteps(nsPath: string, list: Step[]): Promise<RunResult> {
+    const queue = batchIp(list);
+    let last: RunResult = { code: 0, stdout: '', stderr: '' };
+    while (queue.length > 0) {
+      const s = queue.shift()!;
+      last = await this.ports.run(inNetns(nsPath, s));
+      const outcome = stepOutcome(s, last);
+      if (!outcome.ok) throw new Error(outcome.failure);
+      queue.unshift(...batchIp(outcome.rest));
+    }
+    return last;
   }
 
   /** Overridable for tests (the image installs it at UDHCPC_SCRIPT). */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GW, RANGES } from '../../test/agent/fixtures.js';
-import { BATCH_END, batchIp, dhcpStep, inNetns, parseLease, repointTunnel, retunnel, setupAfterLease, setupBeforeLease, standbyLease, type Step, stepFailure, tunnelMac, updateRanges } from './tunnel.js';
+import { BATCH_END, batchIp, dhcpStep, inNetns, parseLease, repointTunnel, retunnel, setupAfterLease, setupBeforeLease, standbyLease, type Step, stepOutcome, tunnelMac, updateRanges } from './tunnel.js';
 import { expectGoldenFile } from '../../test/golden.js';
 
 const DIR = join(import.meta.dirname, 'testdata');
@@ -104,18 +104,22 @@ describe('tunnel plan', () => {
   it('runs every step inside the pod namespace, as an argv', () => {
     expect(inNetns('/proc/42/ns/net', { argv: ['ip', 'link'] }).argv).toEqual(['nsenter', '--net=/proc/42/ns/net', '--', 'ip', 'link']);
   });
-  it('golden: a move to another exit as the agent runs it: its 9 steps in 4 processes (ip batches)', () => {
+  it('golden: a move to another exit as the agent runs it: its 7 steps in 4 processes (ip batches)', () => {
     const pod = { ...POD, tunnelMac: tunnelMac('7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b') };
     const exitB = { ...GW, podIP: '10.42.3.7', vxlanId: 102 };
     const lease = { ip: '172.16.0.23', prefix: 24, router: '172.16.0.1', seconds: 43200 };
-    const plan = [...retunnel(pod, exitB), dhcpStep('172.16.0.23'), ...setupAfterLease(lease)];
-    const run = [...batchIp(retunnel(pod, exitB)), dhcpStep('172.16.0.23'), ...batchIp(setupAfterLease(lease))];
+    // as the agent: no standby device in the namespace, the marker already there (a routed pod)
+    const after = setupAfterLease(lease).filter((s) => !s.argv.includes('podvpn-ready'));
+    const plan = [...retunnel(pod, exitB, false), dhcpStep('172.16.0.23'), ...after];
+    const run = [...batchIp(retunnel(pod, exitB, false)), dhcpStep('172.16.0.23'), ...batchIp(after)];
     const text = run.map((s) => (s.batch ? `${s.argv.join(' ')} <<\n${s.stdin!.replace(/^/gm, '  ').trimEnd()}` : s.argv.join(' '))).join('\n');
     golden('move-exit-batched', `${text}\n`);
-    expect(plan).toHaveLength(9);
+    expect(plan).toHaveLength(7);
     expect(run).toHaveLength(4);
     // the same commands, in the same order
     expect(run.flatMap((s) => s.batch ?? [s])).toEqual(plan);
+    // with a standby device left in the namespace, it is removed first
+    expect(retunnel(pod, exitB, true)[0]).toEqual({ argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true });
   });
 
   it('batchIp: runs of two or more ip steps become one batch ending with the marker; anything else runs alone and breaks the run', () => {
@@ -126,28 +130,32 @@ describe('tunnel plan', () => {
     const spaced = ip('link', 'set', 'a b', 'up');
     const out = batchIp([ip('link', 'del', 'a'), ip('link', 'del', 'b'), other, ip('link', 'del', 'c'), withStdin, opt, spaced, ip('route', 'del', '::/0'), ip('addr', 'flush', 'dev', 'x')]);
     expect(out.map((s) => s.batch?.length ?? s.argv.join(' '))).toEqual([2, other.argv.join(' '), 'ip link del c', 'ip link show', 'ip -6 route del default', 'ip link set a b up', 2]);
-    expect(out[0]).toEqual({ argv: ['ip', '-force', '-batch', '-'], stdin: `link del a\nlink del b\n${BATCH_END}\n`, batch: [ip('link', 'del', 'a'), ip('link', 'del', 'b')] });
+    expect(out[0]).toEqual({ argv: ['ip', '-batch', '-'], stdin: `link del a\nlink del b\n${BATCH_END}\n`, batch: [ip('link', 'del', 'a'), ip('link', 'del', 'b')] });
     expect(batchIp([])).toEqual([]);
   });
 
-  it("stepFailure: a batch fails only by a line that may not fail, or by stopping before its end (ip's real output)", () => {
-    const batch = batchIp([{ argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true }, { argv: ['ip', 'link', 'add', 'vxlan0', 'type', 'vxlan', 'id', '7', 'dev', 'eth0'] }, { argv: ['ip', 'route', 'del', '::/0'], mayFail: true }])[0]!;
+  it("stepOutcome: a batch stopped by a line that may fail goes on after it; by one that may not, fails with ip's words; stopped any other way, fails (ip's real output)", () => {
+    const standby = { argv: ['ip', 'link', 'del', 'podvpn-standby'], mayFail: true };
+    const add = { argv: ['ip', 'link', 'add', 'vxlan0', 'type', 'vxlan', 'id', '7', 'dev', 'eth0'] };
+    const v6 = { argv: ['ip', 'route', 'del', '::/0'], mayFail: true };
+    const batch = batchIp([standby, add, v6])[0]!;
+    expect(batch.argv).toEqual(['ip', '-batch', '-']);
     const lo = '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n';
-    expect(stepFailure(batch, { code: 0, stdout: lo, stderr: '' })).toBeUndefined();
-    // lines 1 and 3 failed, both may: fine
-    expect(stepFailure(batch, { code: 1, stdout: lo, stderr: 'Cannot find device "podvpn-standby"\nCommand failed -:1\nRTNETLINK answers: No such file or directory\nCommand failed -:3\n' })).toBeUndefined();
+    expect(stepOutcome(batch, { code: 0, stdout: lo, stderr: '' })).toEqual({ ok: true, rest: [] });
+    // line 1 may fail: the rest still to run
+    expect(stepOutcome(batch, { code: 1, stdout: '', stderr: 'Cannot find device "podvpn-standby"\nCommand failed -:1\n' })).toEqual({ ok: true, rest: [add, v6] });
+    // the last line may fail: done
+    expect(stepOutcome(batch, { code: 1, stdout: '', stderr: 'RTNETLINK answers: No such file or directory\nCommand failed -:3\n' })).toEqual({ ok: true, rest: [] });
     // line 2 may not
-    expect(stepFailure(batch, { code: 1, stdout: lo, stderr: 'Cannot find device "podvpn-standby"\nCommand failed -:1\nRTNETLINK answers: File exists\nCommand failed -:2\n' })).toBe(
-      'ip link add vxlan0 type vxlan id 7 dev eth0: RTNETLINK answers: File exists',
-    );
-    // ip exited at line 2 (no "Command failed" for it, no marker): a failure, though only line 1 is reported
-    expect(stepFailure(batch, { code: 255, stdout: '', stderr: 'Cannot find device "podvpn-standby"\nCommand failed -:1\nCannot find device "eth0"\n' })).toBe(
-      'ip batch (link del, link add, route del) stopped before its end: Cannot find device "eth0"; exit code 255',
-    );
+    expect(stepOutcome(batch, { code: 1, stdout: '', stderr: 'RTNETLINK answers: File exists\nCommand failed -:2\n' })).toEqual({ ok: false, failure: 'ip link add vxlan0 type vxlan id 7 dev eth0: RTNETLINK answers: File exists' });
+    // ip exited at once (no "Command failed", no marker)
+    expect(stepOutcome(batch, { code: 255, stdout: '', stderr: 'Cannot find device "eth0"\n' })).toEqual({ ok: false, failure: 'ip batch (link del, link add, route del) stopped before its end: Cannot find device "eth0"; exit code 255' });
     // killed (the agent's timeout): no output at all
-    expect(stepFailure(batch, { code: 1, stdout: '', stderr: '' })).toMatch(/stopped before its end: exit code 1$/);
+    expect(stepOutcome(batch, { code: 1, stdout: '', stderr: '' })).toMatchObject({ ok: false, failure: expect.stringMatching(/stopped before its end: exit code 1$/) });
+    // a shape ip does not print (the marker and a failure): fail closed
+    expect(stepOutcome(batch, { code: 1, stdout: lo, stderr: 'x\nCommand failed -:1\n' })).toMatchObject({ ok: false });
     // one step: its code, unless it may fail
-    expect(stepFailure({ argv: ['nft', '-f', '-'] }, { code: 1, stdout: '', stderr: 'Error: syntax error\n' })).toBe('nft -f -: Error: syntax error');
-    expect(stepFailure({ argv: ['ip', 'link', 'del', 'x'], mayFail: true }, { code: 1, stdout: '', stderr: 'Cannot find device' })).toBeUndefined();
+    expect(stepOutcome({ argv: ['nft', '-f', '-'] }, { code: 1, stdout: '', stderr: 'Error: syntax error\n' })).toEqual({ ok: false, failure: 'nft -f -: Error: syntax error' });
+    expect(stepOutcome(standby, { code: 1, stdout: '', stderr: 'Cannot find device' })).toEqual({ ok: true, rest: [] });
   });
 });

@@ -73,10 +73,15 @@ export function tunnelMtu(pod: PodNetFacts, gw: GatewayFacts): number {
   return Math.min(gw.mtu, pod.eth0Mtu - 50);
 }
 
-/** Firewall, cluster routes, and the tunnel link: everything before DHCP. */
-export function setupBeforeLease(pod: PodNetFacts, gw: GatewayFacts, ranges: ClusterRanges): Step[] {
+/**
+ * Firewall, cluster routes, and the tunnel link: everything before DHCP. `standbyLink`: the pod's
+ * namespace has a standby device (left by an agent that stopped mid-exchange): it goes before vxlan0
+ * is made, or a device with the same VXLAN id would make the kernel refuse it.
+ */
+export function setupBeforeLease(pod: PodNetFacts, gw: GatewayFacts, ranges: ClusterRanges, standbyLink = true): Step[] {
   return [
     { argv: ['nft', '-f', '-'], stdin: firewallRuleset({ ranges, gatewayOverlayIP: gw.overlayGatewayIP }) },
+    ...(standbyLink ? standbyCleanup() : []),
     ...clusterRoutes(pod, ranges),
     ...tunnelLink(pod, gw),
   ];
@@ -186,16 +191,18 @@ export function repointTunnel(gw: GatewayFacts, previous: string[]): Step[] {
  * with it: nothing leaves but the cluster, the firewall is not touched) and made again as in
  * setupBeforeLease; the caller then leases from the new exit and puts the address and route back.
  */
-export function retunnel(pod: PodNetFacts, gw: GatewayFacts): Step[] {
-  // A standby device with the new exit's id (a standby exchange under way, or left by an agent that
-  // stopped mid-way) would make the kernel refuse vxlan0 with that id: it goes first
-  return [...standbyCleanup(), { argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
+export function retunnel(pod: PodNetFacts, gw: GatewayFacts, standbyLink = true): Step[] {
+  // A standby device with the new exit's id (left by an agent that stopped mid-way; the agent waits
+  // for its own exchange with the pod to end first) would make the kernel refuse vxlan0 with that id:
+  // it goes first. `standbyLink`: the namespace has one (a removal that fails costs a process)
+  return [...(standbyLink ? standbyCleanup() : []), { argv: ['ip', 'link', 'del', TUNNEL], mayFail: true }, ...tunnelLink(pod, gw)];
 }
 
 function tunnelLink(pod: PodNetFacts, gw: GatewayFacts, link = TUNNEL): Step[] {
   const mac = pod.tunnelMac === undefined ? [] : ['address', pod.tunnelMac];
   // Made with its MTU and up, in one command: until the FDB entry below it has no destination, so
-  // nothing is sent (and it carries no address or route yet; the firewall allows only IPv4 on it).
+  // nothing is sent (and it carries no address or route yet: vxlan0's come after the lease, the
+  // standby device never has any; the firewall lets only IPv4 out of vxlan0, nothing out of it).
   return [
     { argv: ['ip', 'link', 'add', link, ...mac, 'mtu', String(tunnelMtu(pod, gw)), 'up', 'type', 'vxlan', 'id', String(gw.vxlanId), 'dev', POD_LINK, 'dstport', String(gw.vxlanPort)] },
     { argv: ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', link, 'dst', gw.podIP] },
@@ -213,8 +220,8 @@ function tunnelLink(pod: PodNetFacts, gw: GatewayFacts, link = TUNNEL): Step[] {
  * exit's pod IP on eth0, a cluster range: the in-pod firewall is not changed. Asks for the pod's
  * current address, so a move keeps it when the next exit has it free.
  */
-export function standbyLease(pod: PodNetFacts, gw: GatewayFacts, requestIP: string | undefined, script = UDHCPC_SCRIPT): { link: Step[]; dhcp: Step; cleanup: Step[] } {
-  return { link: [...standbyCleanup(), ...tunnelLink(pod, gw, STANDBY_LINK)], dhcp: dhcpStep(requestIP, script, STANDBY_LINK), cleanup: standbyCleanup() };
+export function standbyLease(pod: PodNetFacts, gw: GatewayFacts, requestIP: string | undefined, script = UDHCPC_SCRIPT, standbyLink = true): { link: Step[]; dhcp: Step; cleanup: Step[] } {
+  return { link: [...(standbyLink ? standbyCleanup() : []), ...tunnelLink(pod, gw, STANDBY_LINK)], dhcp: dhcpStep(requestIP, script, STANDBY_LINK), cleanup: standbyCleanup() };
 }
 
 export function standbyCleanup(): Step[] {
@@ -234,22 +241,21 @@ export function updateRanges(pod: PodNetFacts, gw: GatewayFacts, ranges: Cluster
 
 /**
  * The steps as the agent runs them: each run of two or more consecutive `ip` steps becomes one
- * `ip -force -batch -` process, one command per line. Every step is a process (and an nsenter) in the
- * pod's namespace; on a busy node each costs a share of a second, and a move to another exit is a
- * dozen of them. `-force` runs every line whatever fails before it, prints "Command failed -:<line>"
- * for each that failed, and exits non-zero; `ip` also stops at once on some errors (a `dev` naming
- * no link, in `link add`) without such a line. So the batch ends with BATCH_END, whose output shows
- * the batch ran to its end (stepFailure). Unlike one step after another, the lines after a failed
- * one still run: every plan here is safe that way (the firewall, loaded first by nft, holds the pod
- * closed whatever the routes and links are). Steps with stdin, or an argument a batch line would
- * split or quote (whitespace, quotes, `#`, `\`), run on their own.
+ * `ip -batch -` process, one command per line. Every step is a process (and an nsenter) in the pod's
+ * namespace; on a busy node each costs a share of a second, and a move to another exit was a dozen
+ * of them. Without `-force`, ip stops at the first line that fails and prints "Command failed -:<line>"
+ * (and on some errors, a `dev` naming no link in `link add`, it exits at once without that line), so
+ * the lines after a failure never run, as one step after another. A batch ends with BATCH_END, whose
+ * output shows it ran to its end; one stopped by a line that may fail goes on with the lines after it
+ * (stepOutcome). Steps with stdin, or an argument a batch line would split or quote (whitespace,
+ * quotes, `#`, `\`), run on their own.
  */
 export function batchIp(steps: Step[]): Step[] {
   const out: Step[] = [];
   let run: Step[] = [];
   const flush = () => {
     if (run.length === 1) out.push(run[0]!);
-    if (run.length > 1) out.push({ argv: ['ip', '-force', '-batch', '-'], stdin: `${[...run.map((s) => s.argv.slice(1).join(' ')), BATCH_END].join('\n')}\n`, batch: run });
+    if (run.length > 1) out.push({ argv: ['ip', '-batch', '-'], stdin: `${[...run.map((s) => s.argv.slice(1).join(' ')), BATCH_END].join('\n')}\n`, batch: run });
     run = [];
   };
   for (const s of steps) {
@@ -270,30 +276,33 @@ function batchable(s: Step): boolean {
   return s.argv[0] === 'ip' && s.stdin === undefined && s.batch === undefined && s.argv.length > 1 && !s.argv[1]!.startsWith('-') && s.argv.slice(1).every((a) => /^[^\s"'#\\]+$/.test(a));
 }
 
-/** Why a step failed (undefined: it did not, or only where it may fail). For a batch: its first failed line that may not fail. */
-export function stepFailure(step: Step, r: { code: number; stdout: string; stderr: string }): string | undefined {
-  if (r.code === 0) return undefined;
-  if (step.batch === undefined) return step.mayFail === true ? undefined : `${step.argv.join(' ')}: ${r.stderr.trim().slice(0, 300)}`;
-  // "<error>\nCommand failed -:<line>" for each failed line; the error lines come just before
-  const failed = new Map<number, string>();
-  let message: string[] = [];
-  for (const line of r.stderr.split('\n')) {
-    const m = /^Command failed -:(\d+)$/.exec(line.trim());
-    if (m === null) {
-      if (line.trim() !== '') message.push(line.trim());
-      continue;
-    }
-    failed.set(Number(m[1]), message.join('; '));
-    message = [];
+/**
+ * What a step's result means: done (for a batch stopped by a line that may fail: done so far, and
+ * `rest` still to run), or failed, and why. Anything a batch reports that is not one of those two
+ * shapes is a failure (fail closed: the next round reads the pod back and plans again).
+ */
+export function stepOutcome(step: Step, r: { code: number; stdout: string; stderr: string }): { ok: true; rest: Step[] } | { ok: false; failure: string } {
+  if (step.batch === undefined) {
+    return r.code === 0 || step.mayFail === true ? { ok: true, rest: [] } : { ok: false, failure: `${step.argv.join(' ')}: ${r.stderr.trim().slice(0, 300)}` };
   }
-  for (const [i, s] of step.batch.entries()) {
-    if (failed.has(i + 1) && s.mayFail !== true) return `${s.argv.join(' ')}: ${(failed.get(i + 1) ?? '').slice(0, 300)}`;
+  // Exit code 0: every line ran and none failed (any failure, or ip exiting at once, is non-zero)
+  if (r.code === 0) return { ok: true, rest: [] };
+  const ended = /^\d+: lo[:@]/m.test(r.stdout);
+  const stopped = [...r.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => Number(m[1]));
+  // ip's words before its "Command failed" line (or, when it exited at once, its last words)
+  const words = r.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/Command failed -:\d+/.test(l))
+    .join('; ')
+    .slice(0, 300);
+  const at = stopped.length === 1 && !ended ? step.batch[stopped[0]! - 1] : undefined;
+  if (at !== undefined) {
+    if (at.mayFail === true) return { ok: true, rest: step.batch.slice(stopped[0]) };
+    return { ok: false, failure: `${at.argv.join(' ')}: ${words}` };
   }
-  if (!/^\d+: lo[:@]/m.test(r.stdout)) {
-    // ip stopped before its end (an error that exits at once, or killed): its last words say why
-    return `ip batch (${step.batch.map((s) => s.argv.slice(1, 3).join(' ')).join(', ')}) stopped before its end: ${[...message, `exit code ${r.code}`].join('; ').slice(0, 300)}`;
-  }
-  return undefined;
+  const lines = step.batch.map((s) => s.argv.slice(1, 3).join(' ')).join(', ');
+  return { ok: false, failure: `ip batch (${lines}) stopped before its end: ${[words, `exit code ${r.code}`].filter((x) => x !== '').join('; ')}` };
 }
 
 /** The prefix every step gets at the edge. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunNetnsLab, type NetnsLab, startNetnsLab } from './netns-lab.mjs';
 import { GW, RANGES } from './fixtures.js';
-import { batchIp, dhcpStep, parseLease, setupAfterLease, setupBeforeLease, type Step, stepFailure } from '../../src/agent/tunnel.js';
+import { batchIp, dhcpStep, parseLease, setupAfterLease, setupBeforeLease, type Step, stepOutcome } from '../../src/agent/tunnel.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SCRIPT = join(import.meta.dirname, '..', '..', 'src', 'agent', 'udhcpc-lease.sh');
@@ -22,16 +22,23 @@ describe.skipIf(!canRunNetnsLab())('tunnel plan against pod-gateway-shaped gatew
     lab = await startNetnsLab(`t${process.pid}`);
   });
   afterAll(async () => lab?.close());
-  // As the agent runs them: consecutive ip steps in one `ip -force -batch -` (tunnel.ts batchIp)
+  // As the agent runs them (Agent.runSteps): consecutive ip steps in one `ip -batch -` (tunnel.ts
+  // batchIp); a batch stopped by a line that may fail goes on with the lines after it.
   const runOne = (s: Step) => {
     const r = lab.exec(lab.pod, s.argv, s.stdin);
-    return stepFailure(s, { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr });
+    return stepOutcome(s, { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr });
   };
-  const runSteps = (steps: Step[]) => {
-    for (const s of batchIp(steps)) {
-      const failure = runOne(s);
-      if (failure !== undefined) throw new Error(failure);
+  /** The processes it took, or the first failure (thrown). */
+  const runSteps = (steps: Step[]): number => {
+    const queue = batchIp(steps);
+    let processes = 0;
+    while (queue.length > 0) {
+      const outcome = runOne(queue.shift()!);
+      processes += 1;
+      if (!outcome.ok) throw new Error(outcome.failure);
+      queue.unshift(...batchIp(outcome.rest));
     }
+    return processes;
   };
 
   it('builds the tunnel, takes a lease from dnsmasq, routes the default into it; the gate then passes', async () => {
@@ -63,23 +70,23 @@ describe.skipIf(!canRunNetnsLab())('tunnel plan against pod-gateway-shaped gatew
     expect(gate.stderr).toBe('');
     expect(gate.status).toBe(0);
   });
-  it("an ip batch run by the real ip: lines that may fail do not fail it; one that may not is named; ip stopping early is caught by the end marker", () => {
+  it("an ip batch run by the real ip: a line that may fail stops it and the rest runs after; one that may not is named and nothing after it runs; ip stopping at once is caught by the end marker", () => {
     const ip = (...argv: string[]): Step => ({ argv: ['ip', ...argv] });
     const mayFail = (...argv: string[]): Step => ({ argv: ['ip', ...argv], mayFail: true });
-    // absent links deleted (may fail), a dummy link made and removed: the batch succeeds
-    const [ok] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'add', 'podvpn-bt', 'type', 'bridge'), ip('link', 'del', 'podvpn-bt'), mayFail('route', 'del', '::/0')]);
-    expect(ok!.batch).toHaveLength(4);
-    expect(runOne(ok!)).toBeUndefined();
-    // a line that may not fail, after one that may: named with ip's own words
-    const [bad] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'del', 'podvpn-nope2'), ip('link', 'add', 'podvpn-bt2', 'type', 'bridge')]);
-    expect(runOne(bad!)).toBe('ip link del podvpn-nope2: Cannot find device "podvpn-nope2"');
-    // and the lines after it still ran (-force): the plans are written for that
-    expect(lab.exec(lab.pod, ['ip', 'link', 'show', 'podvpn-bt2']).status).toBe(0);
-    lab.exec(lab.pod, ['ip', 'link', 'del', 'podvpn-bt2']);
+    const exists = (link: string) => lab.exec(lab.pod, ['ip', 'link', 'show', link]).status === 0;
+    // an absent link deleted (may fail), a link made and removed: done, in 2 processes (the batch
+    // stopped by its line 1, the rest then by its last line, which may fail too); without line 1, in 1
+    expect(runSteps([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'add', 'podvpn-bt', 'type', 'bridge'), ip('link', 'del', 'podvpn-bt'), mayFail('route', 'del', '::/0')])).toBe(2);
+    expect(runSteps([ip('link', 'add', 'podvpn-bt', 'type', 'bridge'), ip('link', 'del', 'podvpn-bt'), mayFail('route', 'del', '::/0')])).toBe(1);
+    // a line that may not fail, after one that may: named with ip's own words, and the line after it never ran
+    expect(() => runSteps([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'del', 'podvpn-nope2'), ip('link', 'add', 'podvpn-bt2', 'type', 'bridge')])).toThrow(
+      'ip link del podvpn-nope2: Cannot find device "podvpn-nope2"',
+    );
+    expect(exists('podvpn-bt2'), 'nothing after a failed line runs').toBe(false);
     // ip exits at once on a `dev` that names no link in `link add`, without a "Command failed" line:
-    // without the end marker this batch would look like a success after a harmless failure
-    const [early] = batchIp([mayFail('link', 'del', 'podvpn-nope'), ip('link', 'add', 'podvpn-vx', 'type', 'vxlan', 'id', '7', 'dev', 'podvpn-nodev', 'dstport', '4789'), ip('link', 'add', 'podvpn-bt3', 'type', 'bridge')]);
-    expect(runOne(early!)).toMatch(/^ip batch \(link del, link add, link add\) stopped before its end: Cannot find device "podvpn-nodev"; exit code 255$/);
-    expect(lab.exec(lab.pod, ['ip', 'link', 'show', 'podvpn-bt3']).status, 'the batch stopped: its last line never ran').not.toBe(0);
+    // without the end marker this batch would look done
+    const [early] = batchIp([ip('link', 'add', 'podvpn-vx', 'type', 'vxlan', 'id', '7', 'dev', 'podvpn-nodev', 'dstport', '4789'), ip('link', 'add', 'podvpn-bt3', 'type', 'bridge')]);
+    expect(runOne(early!)).toEqual({ ok: false, failure: 'ip batch (link add, link add) stopped before its end: Cannot find device "podvpn-nodev"; exit code 255' });
+    expect(exists('podvpn-bt3'), 'the batch stopped: its last line never ran').toBe(false);
   });
 });
