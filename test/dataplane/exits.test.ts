@@ -511,6 +511,9 @@ describe.sequential('X5 agent mode: exit vpn-b\'s tunnel dies (its pod lives, Re
   let m: Move;
   it("vpn-b's pods fail over to vpn-a/vpn-c; every flow on vpn-a/vpn-c untouched (counted per flow); nothing leaks; Events and labels say where they went", async () => {
     const b = xl.exit('vpn-b');
+    // A settled group, as a cluster that has run a while: every pod on vpn-b holds its standby lease
+    // where a failover will send it (X6, right after, shows a group that has not settled again)
+    await settledStandbys(b, 'the tunnel kill', "X4's end");
     try {
       m = await moveScenario('agent-exit-b-tunnel-down', b, async () => {
         await lab.in(b.spec.ns, `ip link set ${b.spec.gluetun.vpnInterface} down`);
@@ -550,6 +553,19 @@ describe.sequential('X6 agent mode: an exit pod deleted (no grace: gone with its
   }, 600_000);
 });
 
+/**
+ * Waits until every pod on `exit` holds its standby lease where the agent wants it (standbysMissing),
+ * and prints how long that took. A standby that never comes fails here, by name.
+ */
+async function settledStandbys(exit: LabExit, before: string, since: string): Promise<void> {
+  const movers = onExit(exit.name);
+  const settle = Date.now();
+  await waitFor(`the standby leases of ${exit.name}'s pods`, () => standbysMissing(movers, exit).length === 0, 180_000, 500).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; still missing: ${standbysMissing(movers, exit).join(', ')}`);
+  });
+  figure(`agent mode, before ${before} of ${exit.name}: its ${movers.length} pods' standby leases all held ${secs(Date.now() - settle)} s after ${since}`);
+}
+
 /** When an exit's current gateway pod was published (epoch s), for the exits X6 replaced. */
 const exitPodSince = new Map<string, number>();
 
@@ -580,14 +596,9 @@ describe.sequential('X7 agent mode: an exit drained (its pod gets a deletionTime
   it("its pods are moved before it stops (each pod's egress comes back through another exit before then); flows on the other exits continue; nothing leaks", async () => {
     const dead = [...xl.exits].sort((x, y) => onExit(y.name).length - onExit(x.name).length)[0]!;
     const movers = onExit(dead.name);
-    // A drain of a settled group: every pod on the exit holds its standby lease on its next exit, as
-    // the agent keeps them (X6 replaced an exit's pod just before; its pods' standbys there are taken
-    // again, one exchange per exit at a time). A standby that never comes fails here, by name.
-    const settle = Date.now();
-    await waitFor(`the standby leases of ${dead.name}'s pods`, () => standbysMissing(movers, dead).length === 0, 180_000, 500).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; still missing: ${standbysMissing(movers, dead).join(', ')}`);
-    });
-    figure(`agent mode, before the drain of ${dead.name}: its ${movers.length} pods' standby leases all held ${secs(Date.now() - settle)} s after X6's end`);
+    // A drain of a settled group (X6 replaced an exit's pod just before; its pods' standbys there are
+    // taken again, one exchange per exit at a time)
+    await settledStandbys(dead, 'the drain', "X6's end");
     let stoppedAbs = 0;
     let stopping: Promise<void> = Promise.resolve();
     const m = await moveScenario(`agent-exit-${dead.name}-drained`, dead, async () => {
