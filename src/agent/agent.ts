@@ -285,16 +285,17 @@ export class Agent {
       'eth0Gateway' in observed && observed.eth0Gateway !== undefined && observed.eth0Mtu !== undefined
         ? { eth0Gateway: observed.eth0Gateway, eth0Mtu: observed.eth0Mtu, tunnelMac: tunnelMac(pod.uid) }
         : undefined;
+    // A standby device in the namespace (an exchange under way, or left by a stopped agent)
+    const standbyLink = 'standbyLink' in observed && observed.standbyLink === true;
     this.routedAtStart.set(pod.uid, plan.routed);
     if (podFacts === undefined) this.podFacts.delete(pod.uid);
-    else this.podFacts.set(pod.uid, { pod: podFacts, address: observed.tunnelAddress, standbyLink: 'standbyLink' in observed && observed.standbyLink === true });
+    else this.podFacts.set(pod.uid, { pod: podFacts, address: observed.tunnelAddress, standbyLink });
     const facts: GatewayFacts | undefined =
       gw?.state.podIP === undefined
         ? undefined
         : { ...gw.config, podIP: gw.state.podIP };
     // vxlan0 made in this pass (up from the start): its lease needs no `ip link set up` first
     let linkMade = false;
-    const standbyLink = 'standbyLink' in observed && observed.standbyLink === true;
     for (const action of plan.actions) {
       // A standby exchange of this pod's still running (started before this round) would race the
       // rebuild for the standby device and the VXLAN id: it ends first (it removes its device)

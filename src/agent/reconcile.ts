@@ -52,8 +52,8 @@ export interface PodDesired {
   /** An exit group's pod: the exit it should leave through (label podvpn.io/exit, or the agent's move). */
   exit?: string | undefined;
   /**
-   * An exit group's pod: the exit a move would most likely take it to (exit-moves.ts standbyExits), where
-   * the agent keeps a standby lease (planStandby).
+   * An exit group's pod: the exit a failure or drain of its exit would move it to under the group's
+   * current loads (exit-moves.ts standbyExits), where the agent keeps a standby lease (planStandby).
    */
   standby?: string | undefined;
   /** An exit group's pod: its pin (annotation podvpn.io/exit). */
